@@ -1,0 +1,36 @@
+# One command to set up and run the demo (`make demo`), one to set up and run the tests (`make test`).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STUBS  := .stubs
+TRT_STUBS_VERSION := 10.13.0.35.1
+
+.PHONY: setup test test-fast demo lint typecheck clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@# tensorrt-stubs requires tensorrt (not installable here) and, installed into site-packages,
+	@# would make `import tensorrt` succeed as an empty package: unpack it beside, for mypy only.
+	rm -rf $(STUBS) && mkdir -p $(STUBS)/wheel
+	$(BIN)/python -m pip download -q --no-deps -d $(STUBS)/wheel tensorrt-stubs==$(TRT_STUBS_VERSION)
+	cd $(STUBS) && $(CURDIR)/$(BIN)/python -m zipfile -e wheel/*.whl site
+	touch $@
+
+setup: $(BIN)/.installed
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: setup
+	$(BIN)/edgexfer demo --out runs/demo
+
+lint: setup
+	$(BIN)/ruff check edgexfer tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(STUBS) runs

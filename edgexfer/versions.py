@@ -1,0 +1,52 @@
+"""Library versions recorded beside every artifact, read without importing the libraries."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+DEFAULT_LIBRARIES = (
+    "edgexfer", "numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
+    "onnxconverter-common", "scikit-learn", "tensorrt", "cuda-python", "keras-tuner", "pydicom",
+)
+
+
+def library_versions(names: tuple[str, ...] = DEFAULT_LIBRARIES) -> dict[str, str | None]:
+    """Installed distribution versions (None when absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def onnxruntime_version() -> str | None:
+    """The ONNX Runtime version whichever wheel (cpu or gpu) provides it."""
+    v = library_versions(("onnxruntime", "onnxruntime-gpu"))
+    return v.get("onnxruntime-gpu") or v.get("onnxruntime")
+
+
+def machine_info() -> dict[str, object]:
+    import os
+
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
