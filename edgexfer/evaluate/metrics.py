@@ -50,7 +50,7 @@ def classification_metrics(
         }
     return {
         "accuracy": float(skm.accuracy_score(y, pred)),
-        "loss": float(skm.log_loss(y, np.clip(p, 1e-7, 1.0), labels=labels)),
+        "loss": float(skm.log_loss(y, _clip_rows(p), labels=labels)),
         "precision": float(skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "recall": float(skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "f1": float(skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
@@ -59,6 +59,13 @@ def classification_metrics(
         "per_class": per_class,
         "n": int(y.shape[0]),
     }
+
+
+def _clip_rows(p: np.ndarray) -> np.ndarray:
+    """Clip away zeros for the log, then renormalize: float32 softmax rows sum to 1 only within 1e-7,
+    which scikit-learn's log_loss warns about."""
+    clipped = np.clip(p, 1e-7, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
 
 
 def roc_auc(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
