@@ -1,0 +1,714 @@
+"""The study report: results.json of a study → plots, report.md and a self-contained report.html.
+
+TensorFlow-free, so ``edgexfer report`` re-renders a study (or a bench directory) on any machine
+from its ``results.json`` alone, without re-running anything. The choices a report makes from
+the figures (the Pareto front, the recommendation under a latency budget) are computed here so a
+report can be re-rendered with another budget.
+
+Study ``results.json`` (schema ``edgexfer.study/1``) is described in docs/contracts.md section 7.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import EdgexferError
+from edgexfer.io import atomic_path, read_json, write_json, write_text
+from edgexfer.report.html import write_html_report
+
+STUDY_SCHEMA = "edgexfer.study/1"
+BENCH_SCHEMA = "edgexfer.bench/1"
+
+# Runtimes that ship to a device. Keras is the training-side reference: it is shown in the
+# tables but neither on the Pareto front nor recommended.
+REFERENCE_RUNTIMES = frozenset({"keras"})
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures the report decides from
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
+    return (str(row.get("backbone")), str(row.get("artifact")), str(row.get("runtime")))
+
+
+def is_deployable(row: dict[str, Any]) -> bool:
+    """An artifact that passed the gate, measured on a device runtime at batch 1."""
+    return (
+        row.get("runtime") not in REFERENCE_RUNTIMES
+        and bool(row.get("gate_passed"))
+        and _finite(row.get("latency_p50_ms"))
+        and _finite(row.get("accuracy"))
+    )
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: latency (x) lower-or-equal and accuracy (y)
+    higher-or-equal with one strictly better. Sorted by latency; exact duplicates all stay."""
+    front = []
+    for i, (xi, yi) in enumerate(points):
+        dominated = any(
+            (xj <= xi and yj >= yi) and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def mark_pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set ``row["pareto"]`` over the deployable rows (accuracy against batch-1 p50 latency)."""
+    candidates = [r for r in rows if is_deployable(r)]
+    front = set(pareto_front([(float(r["latency_p50_ms"]), float(r["accuracy"])) for r in candidates]))
+    front_keys = {row_key(candidates[i]) for i in front}
+    for r in rows:
+        r["pareto"] = row_key(r) in front_keys
+    return rows
+
+
+def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[str, Any]:
+    """The most accurate deployable model within the latency budget (ties: higher F1, then faster).
+
+    Returns ``{"status": "ok", ...the row's figures..., "reason"}`` or ``{"status": "none", "reason"}``
+    saying why nothing qualifies and what came closest.
+    """
+    rows = list(rows)
+    passed = [r for r in rows if is_deployable(r)]
+    within = [r for r in passed if budget_ms is None or float(r["latency_p50_ms"]) <= budget_ms]
+    budget_text = f"within the {budget_ms:g} ms batch-1 latency budget" if budget_ms is not None else "(no latency budget)"
+    if not within:
+        if not rows:
+            reason = "the study has no benchmark results"
+        elif not passed:
+            reason = "no artifact passed the accuracy gate on a device runtime"
+        else:
+            fastest = min(passed, key=lambda r: float(r["latency_p50_ms"]))
+            reason = (
+                f"no artifact that passes the gate runs within {budget_ms:g} ms at batch 1; the fastest that passes "
+                f"is {_label(fastest)} at {float(fastest['latency_p50_ms']):.3g} ms"
+            )
+        return {"status": "none", "budget_ms": budget_ms, "reason": reason}
+    best = max(within, key=lambda r: (float(r["accuracy"]), _num(r.get("f1")), -float(r["latency_p50_ms"])))
+    return {
+        "status": "ok",
+        "budget_ms": budget_ms,
+        "backbone": best["backbone"],
+        "artifact": best["artifact"],
+        "precision": best.get("precision"),
+        "runtime": best["runtime"],
+        "provider": best.get("provider"),
+        "accuracy": best["accuracy"],
+        "f1": best.get("f1"),
+        "latency_p50_ms": best["latency_p50_ms"],
+        "size_bytes": best.get("size_bytes"),
+        "reason": f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}",
+    }
+
+
+def flatten_bench_rows(backbone: str, bench: dict[str, Any]) -> list[dict[str, Any]]:
+    """Study rows from one bench ``results.json`` (contract section 6)."""
+    rows = []
+    for r in bench.get("results", []):
+        latency = (r.get("latency_ms") or {}).get("1") or {}
+        gate = r.get("gate") or {}
+        rows.append({
+            "backbone": backbone,
+            "artifact": r.get("artifact"),
+            "precision": r.get("precision"),
+            "runtime": r.get("runtime"),
+            "provider": r.get("provider"),
+            "accuracy": r.get("accuracy"),
+            "loss": r.get("loss"),
+            "precision_macro": r.get("precision_macro"),
+            "recall_macro": r.get("recall_macro"),
+            "f1": r.get("f1"),
+            "auc": r.get("auc"),
+            "agreement": r.get("agreement"),
+            "latency_p50_ms": latency.get("p50"),
+            "latency_p90_ms": latency.get("p90"),
+            "throughput_ips": (r.get("throughput_ips") or {}).get("1"),
+            "size_bytes": r.get("size_bytes"),
+            "threads": r.get("threads"),
+            "gate_passed": gate.get("passed"),
+            "gate_reasons": list(gate.get("reasons") or []),
+            "confusion_matrix": r.get("confusion_matrix"),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots (matplotlib's object API with the Agg canvas: no pyplot state, no display needed)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _colors(names: Sequence[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | None, budget_ms: float | None,
+                path: Path) -> Path | None:
+    """Accuracy against batch-1 p50 latency, every backbone and precision, with the front drawn."""
+    measured = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES
+                and _finite(r.get("latency_p50_ms")) and _finite(r.get("accuracy"))]
+    if not measured:
+        return None
+    backbones = list(dict.fromkeys(r["backbone"] for r in measured))
+    colors = _colors(backbones)
+    fig = _figure(8.0, 5.0)
+    ax = fig.subplots()
+    for r in measured:
+        x, y = float(r["latency_p50_ms"]), float(r["accuracy"])
+        marker = _MARKERS.get(str(r.get("precision")), "D")
+        if is_deployable(r):
+            ax.scatter(x, y, s=60, marker=marker, color=colors[r["backbone"]], edgecolor="black", linewidth=0.6, zorder=3)
+        else:  # broke the gate: shown hollow, never on the front
+            ax.scatter(x, y, s=60, marker=marker, facecolor="none", edgecolor=colors[r["backbone"]], linewidth=1.2, zorder=3)
+    front = sorted((r for r in measured if r.get("pareto")), key=lambda r: float(r["latency_p50_ms"]))
+    if front:
+        xs = [float(r["latency_p50_ms"]) for r in front]
+        ys = [float(r["accuracy"]) for r in front]
+        ax.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1.2, zorder=2, label="Pareto front")
+        for r in front:
+            ax.annotate(f"{r['backbone']} {r.get('precision')}", (float(r["latency_p50_ms"]), float(r["accuracy"])),
+                        textcoords="offset points", xytext=(6, -11), fontsize=8, color="0.25")
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="tab:red", linewidth=1.0, linestyle=":", label=f"budget {budget_ms:g} ms")
+    if recommendation and recommendation.get("status") == "ok":
+        # behind the point it marks, so the point's own colour and shape stay visible
+        ax.scatter(float(recommendation["latency_p50_ms"]), float(recommendation["accuracy"]), s=520, marker="*",
+                   facecolor="gold", edgecolor="black", linewidth=0.8, zorder=2.5, label="recommended")
+    # the budget line is part of the picture: a far budget would otherwise squeeze the points together
+    latencies = [float(r["latency_p50_ms"]) for r in measured] + ([budget_ms] if budget_ms is not None else [])
+    if min(latencies) > 0 and max(latencies) / min(latencies) > 20:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        # plain numbers at 1-2-5 steps: the default minor labels (2×10⁻¹ …) overlap on short ranges
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("batch-1 latency, p50 (ms) — lower is better")
+    ax.set_ylabel("test accuracy — higher is better")
+    ax.grid(True, alpha=0.3)
+    # legend: colour = backbone, marker = precision
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=colors[b], markeredgecolor="black", label=b)
+               for b in backbones]
+    precisions = sorted({str(r.get("precision")) for r in measured}, key=lambda p: _PRECISION_ORDER.get(p, 9))
+    handles += [Line2D([], [], marker=_MARKERS.get(p, "D"), linestyle="", color="0.6", markeredgecolor="black", label=p)
+                for p in precisions]
+    if any(not is_deployable(r) for r in measured):
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3",
+                              label="broke the gate"))
+    extra_handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + extra_handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5, frameon=False)
+    ax.set_title("Accuracy versus latency, all backbones and precisions")
+    return _save(fig, path)
+
+
+def _history_series(history: list[dict[str, Any]], key: str) -> list[float]:
+    return [_num(row.get(key)) for row in history]
+
+
+def plot_training_curves(backbones: list[dict[str, Any]], path: Path) -> Path | None:
+    """Accuracy and loss per epoch (train and validation), one column per backbone."""
+    entries = [b for b in backbones if b.get("history")]
+    if not entries:
+        return None
+    ncols = min(len(entries), 4)
+    nblocks = math.ceil(len(entries) / ncols)
+    fig = _figure(max(3.3 * ncols + 0.6, 6.0), 5.2 * nblocks)
+    axes = np.atleast_2d(fig.subplots(2 * nblocks, ncols, squeeze=False))
+    for i in range(nblocks * ncols):
+        block, col = divmod(i, ncols)
+        ax_acc, ax_loss = axes[2 * block, col], axes[2 * block + 1, col]
+        if i >= len(entries):
+            ax_acc.set_visible(False)
+            ax_loss.set_visible(False)
+            continue
+        entry = entries[i]
+        history = entry["history"]
+        epochs = list(range(1, len(history) + 1))
+        for ax, metric in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+            train, val = _history_series(history, metric), _history_series(history, f"val_{metric}")
+            if any(math.isfinite(v) for v in train):
+                ax.plot(epochs, train, marker=".", label="train")
+            if any(math.isfinite(v) for v in val):
+                ax.plot(epochs, val, marker=".", label="validation")
+            phases = [str(row.get("phase", "")) for row in history]
+            for k in range(1, len(phases)):
+                if phases[k] != phases[k - 1]:
+                    ax.axvline(k + 0.5, color="0.5", linestyle=":", linewidth=1)
+            ax.grid(True, alpha=0.3)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+            if len(epochs) <= 12:
+                ax.set_xticks(epochs)
+        ax_acc.set_title(entry["name"])
+        ax_acc.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+def plot_confusion_matrices(rows: list[dict[str, Any]], classes: Sequence[str], path: Path) -> Path | None:
+    """Row-normalized confusion matrices with counts, backbones down, precisions across."""
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r.get("runtime") in REFERENCE_RUNTIMES or not r.get("confusion_matrix"):
+            continue
+        cells.setdefault((str(r["backbone"]), str(r.get("precision"))), r)  # first runtime listed per precision
+    if not cells:
+        return None
+    backbones = list(dict.fromkeys(b for b, _ in cells))
+    precisions = sorted({p for _, p in cells}, key=lambda p: _PRECISION_ORDER.get(p, 9))
+    k = len(classes)
+    side = max(2.3, 0.55 * k + 1.2)
+    fig = _figure(side * len(precisions) + 0.4, side * len(backbones) + 0.3)
+    axes = np.atleast_2d(fig.subplots(len(backbones), len(precisions), squeeze=False))
+    for bi, backbone in enumerate(backbones):
+        for pi, precision in enumerate(precisions):
+            ax = axes[bi, pi]
+            row = cells.get((backbone, precision))
+            if row is None:
+                ax.set_visible(False)
+                continue
+            cm = np.asarray(row["confusion_matrix"], dtype=float)
+            norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+            ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+            for (t, p), count in np.ndenumerate(cm):
+                ax.text(p, t, f"{int(count)}", ha="center", va="center", fontsize=8,
+                        color="white" if norm[t, p] > 0.6 else "black")
+            ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right", fontsize=7.5)
+            ax.set_yticks(range(k), labels=list(classes), fontsize=7.5)
+            ax.set_title(f"{backbone} · {precision}", fontsize=9)
+            if pi == 0:
+                ax.set_ylabel("true", fontsize=8)
+            if bi == len(backbones) - 1:
+                ax.set_xlabel("predicted", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_learning_curves(limited: dict[str, Any], path: Path) -> Path | None:
+    """Accuracy and F1 against the number of training images, with and without transfer."""
+    points = [p for p in limited.get("points", []) if _finite(p.get("accuracy"))]
+    if not points:
+        return None
+    fig = _figure(10.0, 4.2)
+    axes = fig.subplots(1, 2)
+    series = list(dict.fromkeys((p["backbone"], p["weights"]) for p in points))
+    colors = _colors(list(dict.fromkeys(b for b, _ in series)))
+    for ax, metric, title in ((axes[0], "accuracy", "Test accuracy"), (axes[1], "f1", "Test F1 (macro)")):
+        for backbone, weights in series:
+            pts = sorted((p for p in points if p["backbone"] == backbone and p["weights"] == weights),
+                         key=lambda p: p["n_train"])
+            transfer = any(p.get("transfer") for p in pts)
+            ax.plot([p["n_train"] for p in pts], [_num(p.get(metric)) for p in pts],
+                    marker="o" if transfer else "s", linestyle="-" if transfer else "--", color=colors[backbone],
+                    label=f"{backbone} · {'transfer (' + _weights_name(weights) + ')' if transfer else 'from scratch'}")
+        ax.set_xscale("log")
+        ax.set_xlabel("training images (log scale)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3, which="both")
+        ns = sorted({p["n_train"] for p in points})
+        ax.set_xticks(ns, labels=[str(n) for n in ns])
+        ax.minorticks_off()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8.5, frameon=False)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(value: Any) -> float:
+    return float(value) if _finite(value) else float("nan")
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A figure for a table: fixed decimals, '—' when missing."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if _finite(value):
+        return f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def fmt_ms(value: Any) -> str:
+    if not _finite(value):
+        return "—"
+    v = float(value)
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
+
+
+def fmt_size(size_bytes: Any) -> str:
+    if not _finite(size_bytes):
+        return "—"
+    return f"{float(size_bytes) / 1e6:.2f} MB" if float(size_bytes) >= 1e5 else f"{float(size_bytes) / 1e3:.1f} kB"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    """A pipe table; ``align`` is one letter per column: l, r or c."""
+    align = align or "l" * len(headers)
+    marks = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |",
+             "|" + "|".join(marks[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['backbone']} {row.get('artifact')} on {row.get('runtime')}"
+
+
+def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["backbone"] for r in rows))}
+    # per backbone: device artifacts by precision, then the Keras reference
+    return sorted(rows, key=lambda r: (order[r["backbone"]], r.get("runtime") in REFERENCE_RUNTIMES,
+                                       _PRECISION_ORDER.get(str(r.get("precision")), 9),
+                                       str(r.get("artifact")), str(r.get("runtime"))))
+
+
+def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any]) -> str:
+    rec_key = row_key(recommendation) if recommendation.get("status") == "ok" else None
+    body = []
+    for r in _sorted_rows(rows):
+        notes = []
+        if rec_key and row_key(r) == rec_key:
+            notes.append("**recommended**")
+        if r.get("pareto"):
+            notes.append("Pareto")
+        gate = "—" if r.get("gate_passed") is None else ("pass" if r["gate_passed"] else "**FAIL**")
+        model = _model_name(r)
+        body.append([
+            r["backbone"], model, r.get("runtime"), gate, ", ".join(notes), fmt(r.get("accuracy")),
+            fmt(r.get("loss")), fmt(r.get("precision_macro")), fmt(r.get("recall_macro")), fmt(r.get("f1")),
+            fmt(r.get("auc")), fmt_ms(r.get("latency_p50_ms")), fmt(r.get("throughput_ips"), 1),
+            fmt_size(r.get("size_bytes")),
+        ])
+    headers = ["backbone", "model", "runtime", "gate", "", "accuracy", "loss", "precision", "recall", "F1", "AUC",
+               "p50 ms", "images/s", "size"]
+    return md_table(headers, body, "lllllrrrrrrrrr")
+
+
+def _model_name(row: dict[str, Any]) -> str:
+    """The artifact name, with its precision when the name alone does not say it (engines, variants)."""
+    artifact, precision = row.get("artifact"), row.get("precision")
+    return str(artifact) if artifact == precision or precision is None else f"{artifact} ({precision})"
+
+
+def _recommendation_text(rec: dict[str, Any]) -> str:
+    if rec.get("status") == "ok":
+        return (
+            f"> **Recommended: {rec['backbone']} · {_model_name(rec)} on "
+            f"{rec.get('runtime')}** — test accuracy {fmt(rec.get('accuracy'))}, F1 {fmt(rec.get('f1'))}, "
+            f"batch-1 p50 latency {fmt_ms(rec.get('latency_p50_ms'))} ms, size {fmt_size(rec.get('size_bytes'))}.\n>\n"
+            f"> Why: {rec['reason']}.\n"
+        )
+    budget = rec.get("budget_ms")
+    head = f"No model qualifies under the {budget:g} ms budget" if budget is not None else "No model qualifies"
+    return f"> **{head}.** {rec.get('reason', '')[:1].upper() + rec.get('reason', '')[1:]}.\n"
+
+
+def _tuning_section(tuning: dict[str, Any]) -> list[str]:
+    out = ["## Hyperparameter tuning\n"]
+    for backbone, t in tuning.items():
+        trials = t.get("trials", [])
+        best = t.get("best") or {}
+        out.append(f"### {backbone}\n")
+        out.append(
+            f"KerasTuner {t.get('tuner')} search, objective `{t.get('objective')}` (validation split), "
+            f"{len(trials)} trial(s) of a budget of {t.get('max_trials')}, up to {t.get('epochs')} epoch(s) each.\n"
+        )
+        names = list(dict.fromkeys(k for tr in trials for k in (tr.get("hyperparameters") or {})))
+        body = []
+        for tr in sorted(trials, key=lambda tr: -_num(tr.get("score")) if _finite(tr.get("score")) else math.inf):
+            hps = tr.get("hyperparameters") or {}
+            mark = " **best**" if tr.get("trial_id") == best.get("trial_id") else ""
+            body.append([f"{tr.get('trial_id')}{mark}", *[_hp(hps.get(n)) for n in names], fmt(tr.get("score")),
+                         tr.get("status", "")])
+        out.append(md_table(["trial", *names, str(t.get("objective")), "status"], body,
+                            "l" + "r" * len(names) + "rl"))
+        if best:
+            chosen = ", ".join(f"`{k}={_hp(v)}`" for k, v in (best.get("options") or {}).items())
+            out.append(f"\nBest: trial {best.get('trial_id')}, {t.get('objective')} {fmt(best.get('score'))}. "
+                       f"Used for the final fine-tune, as the options {chosen}"
+                       + (" (unfreeze depth 0: no fine-tuning phase)" if (best.get("options") or {}).get(
+                           "fine_tune_epochs") == 0 else "") + ".\n")
+    return out
+
+
+def _hp(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "—" if value is None else str(value)
+
+
+def _weights_name(weights: Any) -> str:
+    """A weights choice as shown in the report: a file by its name, not its full path."""
+    text = str(weights)
+    return ", ".join(Path(w.strip()).name if ("/" in w or "\\" in w) else w.strip() for w in text.split(","))
+
+
+def _limited_data_section(limited: dict[str, Any], plot: Path | None, study_dir: Path) -> list[str]:
+    out = ["## Limited-data study\n"]
+    fractions = ", ".join(f"{f:g}" for f in limited.get("fractions", []))
+    out.append(
+        f"Each backbone was fine-tuned on stratified, seeded subsets of the training split (fractions {fractions}) "
+        f"with transfer (weights `{_weights_name(limited.get('transfer_weights'))}`) and from scratch (weights `none`); validation "
+        f"and test splits are the same at every size, so the points compare directly.\n"
+    )
+    if limited.get("note"):
+        out.append(f"{limited['note']}\n")
+    if plot is not None:
+        out.append(f"![Learning curves]({plot.relative_to(study_dir).as_posix()})\n")
+    points = limited.get("points", [])
+    body = []
+    for key in sorted({(p["backbone"], p["fraction"]) for p in points}, key=lambda k: (k[0], k[1])):
+        at = [p for p in points if (p["backbone"], p["fraction"]) == key]
+        with_t = next((p for p in at if p.get("transfer")), None)
+        without = next((p for p in at if not p.get("transfer")), None)
+        gain = (_num(with_t.get("accuracy")) - _num(without.get("accuracy"))) if with_t and without else None
+        n_train = (with_t or without or {}).get("n_train")
+        body.append([key[0], f"{key[1]:g}", n_train,
+                     fmt(with_t.get("accuracy")) if with_t else "—", fmt(with_t.get("f1")) if with_t else "—",
+                     fmt(without.get("accuracy")) if without else "—", fmt(without.get("f1")) if without else "—",
+                     f"{gain:+.3f}" if gain is not None and math.isfinite(gain) else "—"])
+    out.append(md_table(["backbone", "fraction", "training images", "accuracy (transfer)", "F1 (transfer)",
+                         "accuracy (scratch)", "F1 (scratch)", "accuracy gain from transfer"], body, "lrrrrrrr"))
+    return out
+
+
+def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Path | None]) -> str:
+    """The report's markdown from a study's results and the plots drawn for it."""
+    rel = {k: (p.relative_to(study_dir).as_posix() if p is not None else None) for k, p in plots.items()}
+    data = results.get("data", {})
+    classes = data.get("classes", [])
+    counts = data.get("counts", {})
+    backbones = results.get("backbones", [])
+    rows = results.get("results", [])
+    rec = results.get("recommendation") or {"status": "none", "reason": "the study has no benchmark results"}
+    budget = results.get("latency_budget_ms")
+    out = [f"# {results.get('title') or 'Backbone comparison'}\n"]
+    source = data.get("source") or {}
+    where = source.get("root") or source.get("path") or data.get("path") or "—"
+    out.append(
+        f"{len(backbones)} backbone(s) ({', '.join(b['name'] for b in backbones)}) fine-tuned, exported and benchmarked "
+        f"on the same split of `{where}`: {len(classes)} classes ({', '.join(classes)}); "
+        f"{counts.get('train', '—')} training, {counts.get('val', '—')} validation and {counts.get('test', '—')} test "
+        f"images. Results written {results.get('created', '—')}.\n"
+    )
+    out.append("## Recommendation\n")
+    out.append(_recommendation_text(rec))
+    out.append(
+        "\nCandidates are ONNX or TensorRT artifacts that pass the accuracy gate against their FP32 export"
+        + (f" and run within {budget:g} ms at batch 1 (p50)" if budget is not None else "")
+        + "; Keras rows are the training-side reference and are not candidates.\n"
+    )
+    failed = [b for b in backbones if b.get("status") != "done"]
+    if failed:
+        out.append("\n**Incomplete:** " + "; ".join(f"{b['name']}: {b.get('error') or b.get('status')}" for b in failed)
+                   + ". Run the same command again to resume.\n")
+    out.append("## Results by backbone and precision\n")
+    if rows:
+        out.append(_results_table(rows, rec))
+        threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
+        machine = results.get("machine") or {}
+        out.append(
+            "\nMetrics on the test split; precision, recall and F1 are macro averages over the classes. "
+            "Latency (p50 ms) and images/s: batch 1, median of timed runs after warm-up, inputs already in "
+            f"host memory{', ' + '/'.join(map(str, threads)) + ' thread(s)' if threads else ''}, on "
+            f"{machine.get('processor', 'this machine')}{_gpu_text(machine.get('gpu'))}. "
+            "Gate: drop against the FP32 ONNX of the same backbone (accuracy, F1, per-class recall).\n"
+        )
+        broken = [r for r in rows if r.get("gate_passed") is False and r.get("gate_reasons")]
+        if broken:
+            out.append("\nGate failures:\n")
+            out += [f"- {_label(r)}: {'; '.join(map(str, r['gate_reasons']))}" for r in _sorted_rows(broken)]
+            out.append("")
+    else:
+        out.append("No benchmark results yet.\n")
+    if rel.get("pareto"):
+        out.append("## Accuracy versus latency\n")
+        out.append(f"![Accuracy versus latency]({rel['pareto']})\n")
+        front = _sorted_rows([r for r in rows if r.get("pareto")])
+        front.sort(key=lambda r: float(r["latency_p50_ms"]))
+        if front:
+            out.append("Pareto front (no other artifact that passes the gate is both faster and more accurate):\n")
+            out.append(md_table(["backbone", "model", "runtime", "accuracy", "F1", "p50 ms", "size"],
+                                [[r["backbone"], _model_name(r), r.get("runtime"), fmt(r.get("accuracy")),
+                                  fmt(r.get("f1")), fmt_ms(r.get("latency_p50_ms")), fmt_size(r.get("size_bytes"))]
+                                 for r in front], "lllrrrr"))
+    if rel.get("training"):
+        out.append("## Training curves\n")
+        out.append("Accuracy and loss per epoch on the training and validation splits; a dotted line marks where "
+                   "fine-tuning started unfreezing the backbone (or where its next stage began).\n")
+        out.append(f"![Training curves]({rel['training']})\n")
+        body = []
+        for b in backbones:
+            m = b.get("test_metrics") or {}
+            body.append([b["name"], _weights_name(b.get("weights", "—")), "×".join(map(str, b.get("image_size") or [])) or "—",
+                         len(b.get("history") or []), fmt(m.get("accuracy")), fmt(m.get("loss")), fmt(m.get("f1")),
+                         fmt(m.get("auc")), _duration(b.get("durations_s", {}).get("finetune"))])
+        out.append("Keras model on the test split, before export:\n")
+        out.append(md_table(["backbone", "weights", "input", "epochs", "accuracy", "loss", "F1", "AUC",
+                             "fine-tune time"], body, "lllrrrrrr"))
+    if rel.get("confusion"):
+        out.append("## Confusion matrices\n")
+        out.append("Rows are the true class, columns the prediction; colour is the row-normalized rate, "
+                   "numbers are counts on the test split.\n")
+        out.append(f"![Confusion matrices]({rel['confusion']})\n")
+    if results.get("tuning"):
+        out += _tuning_section(results["tuning"])
+    if results.get("limited_data"):
+        out += _limited_data_section(results["limited_data"], plots.get("learning"), study_dir)
+    out.append("## Runs and artifacts\n")
+    body = []
+    for b in backbones:
+        d = b.get("durations_s") or {}
+        body.append([b["name"], b.get("status", "—"), _path(b.get("run_dir")), _path(b.get("export_dir")),
+                     _path(b.get("bench_dir")), _duration(d.get("finetune")), _duration(d.get("export")),
+                     _duration(d.get("bench"))])
+    out.append(md_table(["backbone", "status", "run", "export", "bench", "fine-tune", "export", "bench"], body,
+                        "lllllrrr"))
+    skipped = [(b["name"], s) for b in backbones for s in b.get("skipped_runtimes") or []]
+    if skipped:
+        out.append("\nRuntimes skipped: " + "; ".join(
+            f"{name}: {s.get('runtime')} ({s.get('reason')})" for name, s in skipped) + ".\n")
+    versions = results.get("versions") or {}
+    if versions:
+        shown = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        out.append(f"\nVersions: {shown}.\n")
+    out.append("\n---\nRendered by `edgexfer report` from `results.json`; re-render with another budget with "
+               "`edgexfer report STUDY_DIR --latency-budget-ms X`.\n")
+    return "\n".join(out)
+
+
+def _gpu_text(gpu: Any) -> str:
+    name = gpu.get("name") if isinstance(gpu, dict) else gpu
+    return f" with {name}" if name else ""
+
+
+def _path(value: Any) -> str:
+    return f"`{value}`" if value else "—"
+
+
+def _duration(seconds: Any) -> str:
+    if not _finite(seconds):
+        return "—"
+    s = float(seconds)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def refresh_decisions(results: dict[str, Any], latency_budget_ms: float | None = None) -> dict[str, Any]:
+    """Recompute the Pareto marks and the recommendation (optionally under a new budget)."""
+    if latency_budget_ms is not None:
+        results["latency_budget_ms"] = float(latency_budget_ms)
+    rows = mark_pareto(results.get("results", []))
+    results["recommendation"] = recommend(rows, results.get("latency_budget_ms"))
+    return results
+
+
+def render_study_report(study_dir: str | Path, results: dict[str, Any] | None = None,
+                        latency_budget_ms: float | None = None) -> dict[str, Path]:
+    """Draw the plots and write report.md and report.html for a study directory.
+
+    ``results`` defaults to the directory's results.json; when a new budget is given the
+    recommendation is recomputed and results.json updated, so report and results agree.
+    """
+    study = Path(study_dir)
+    results_path = study / "results.json"
+    if results is None:
+        results = read_json(results_path, "study results")
+        if results.get("schema") != STUDY_SCHEMA:
+            raise EdgexferError(f"{results_path} is not a study results file (schema {results.get('schema')!r})",
+                                f"expected {STUDY_SCHEMA}; for a bench directory use edgexfer report BENCH_DIR")
+    if latency_budget_ms is not None:
+        refresh_decisions(results, latency_budget_ms)
+        write_json(results_path, results)
+    plots_dir = study / "plots"
+    rows = results.get("results", [])
+    plots = {
+        "pareto": plot_pareto(rows, results.get("recommendation"), results.get("latency_budget_ms"),
+                              plots_dir / "accuracy_vs_latency.png"),
+        "training": plot_training_curves(results.get("backbones", []), plots_dir / "training_curves.png"),
+        "confusion": plot_confusion_matrices(rows, results.get("data", {}).get("classes", []),
+                                             plots_dir / "confusion_matrices.png"),
+        "learning": (plot_learning_curves(results["limited_data"], plots_dir / "learning_curves.png")
+                     if results.get("limited_data") else None),
+    }
+    md_path = write_text(study / "report.md", study_markdown(results, study, plots))
+    html_path = write_html_report(md_path, study / "report.html")
+    out = {"markdown": md_path, "html": html_path, "results": results_path}
+    out.update({f"plot_{k}": p for k, p in plots.items() if p is not None})
+    return out
+
+
+def render_bench_dir(bench_dir: str | Path) -> dict[str, Path]:
+    """Re-render a bench directory with the bench's own renderer (issue 4), then add the HTML."""
+    bench = Path(bench_dir)
+    from edgexfer.report.bench_report import write_bench_report
+    from edgexfer.report.results import load_results
+
+    md_path = write_bench_report(load_results(bench), bench)
+    html_path = write_html_report(md_path, bench / "report.html")
+    return {"markdown": md_path, "html": html_path, "results": bench / "results.json"}
+
+
+def render_report(directory: str | Path, latency_budget_ms: float | None = None) -> dict[str, Path]:
+    """Re-render the report of a study or bench directory from its results.json; runs nothing."""
+    path = Path(directory)
+    results_path = path / "results.json"
+    if not path.is_dir():
+        raise EdgexferError(f"{path} is not a directory", "give a study directory (edgexfer compare --out) "
+                                                          "or a bench directory (edgexfer bench --out)")
+    results = read_json(results_path, "results file")
+    schema = results.get("schema") if isinstance(results, dict) else None
+    if schema == STUDY_SCHEMA:
+        return render_study_report(path, latency_budget_ms=latency_budget_ms)
+    if schema == BENCH_SCHEMA or (isinstance(results, dict) and "results" in results and "reference" in results):
+        if latency_budget_ms is not None:
+            raise EdgexferError("--latency-budget-ms applies to a study directory, not to a bench directory",
+                                "drop the option, or point edgexfer report at the study directory")
+        return render_bench_dir(path)
+    raise EdgexferError(f"{results_path} has an unknown schema {schema!r}",
+                        f"edgexfer report reads {STUDY_SCHEMA} (edgexfer compare) or {BENCH_SCHEMA} (edgexfer bench)")

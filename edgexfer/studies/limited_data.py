@@ -1,0 +1,145 @@
+"""Limited-data study: learning curves with and without transfer on subsets of the training split.
+
+Each training-set size is a stratified, seeded subset of the study's train split; validation and
+test parts are the study's own, unchanged, so every point is measured on the same test images.
+Subsets are nested (the 10 % subset lies inside the 25 % one, and so on): the curves then show
+what more data adds rather than which images happened to be drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.data.splits import Split, check_split
+from edgexfer.errors import EdgexferError
+
+
+def parse_fractions(text: str | Sequence[float]) -> list[float]:
+    """``"0.1,0.25,0.5,1.0"`` → sorted unique fractions in (0, 1]."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        values = sorted({float(str(v).strip()) for v in items if str(v).strip()})
+    except ValueError:
+        raise EdgexferError(f"--data-fractions {text!r} is not a list of numbers", "pass e.g. 0.1,0.25,0.5,1.0") from None
+    if not values or any(not math.isfinite(v) or not 0 < v <= 1 for v in values):
+        raise EdgexferError(f"--data-fractions {text!r} must be fractions in (0, 1]", "pass e.g. 0.1,0.25,0.5,1.0")
+    return values
+
+
+def subsample_train(split: Split, fraction: float, seed: int = 0) -> Split:
+    """The same split with its train part cut to ``fraction`` of each class (at least one image each).
+
+    Seeded and nested: for a given seed, the subset at a smaller fraction is contained in the
+    subset at a larger one, because every class is shuffled once and cut at different lengths.
+    """
+    if not 0 < fraction <= 1:
+        raise EdgexferError(f"data fraction {fraction} is not in (0, 1]", "pass fractions like 0.1,0.25,0.5,1.0")
+    train = split.samples("train")
+    if fraction == 1:
+        return Split(split.source, {n: split.samples(n) for n in split.names}, split.seed, split.fractions, split.presplit)
+    rng = np.random.default_rng(seed)
+    kept = []
+    for label in range(len(split.classes)):
+        items = sorted((s for s in train if s.label == label), key=lambda s: s.ref)
+        order = rng.permutation(len(items))
+        n_keep = max(1, round(len(items) * fraction))
+        kept += [items[i] for i in order[:n_keep]]
+    parts = {n: split.samples(n) for n in split.names}
+    parts["train"] = sorted(kept, key=lambda s: (s.label, s.ref))
+    subset = Split(split.source, parts, split.seed, split.fractions, split.presplit)
+    check_split(subset)
+    return subset
+
+
+def weights_tag(weights: str) -> str:
+    """A folder-safe name for a weights choice (``imagenet``, ``none`` or a file's stem)."""
+    if weights in ("imagenet", "none"):
+        return weights
+    return "file-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(weights).stem)
+
+
+@dataclass
+class LimitedDataPoint:
+    backbone: str
+    weights: str
+    fraction: float
+    run_dir: Path
+
+    @property
+    def transfer(self) -> bool:
+        return self.weights != "none"
+
+
+def plan_points(backbones: Sequence[str], fractions: Sequence[float], transfer_weights: dict[str, str],
+                root: Path) -> list[LimitedDataPoint]:
+    """Every (backbone, weights, fraction) run: with transfer (each backbone's weights) and from scratch."""
+    points = []
+    for b in backbones:
+        transfer = transfer_weights[b]
+        choices = [transfer] if transfer == "none" else [transfer, "none"]
+        points += [LimitedDataPoint(b, w, f, root / b / f"{weights_tag(w)}-{f:g}") for w in choices for f in fractions]
+    return points
+
+
+def run_limited_data(
+    backbones: Sequence[str],
+    fractions: Sequence[float],
+    transfer_weights: dict[str, str],
+    study_split: Split,
+    root: Path,
+    seed: int,
+    train_point: Callable[[LimitedDataPoint, Path], dict[str, Any]],
+    reuse: Callable[[LimitedDataPoint], dict[str, Any] | None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train every point (skipping those already finished) and return the study's ``limited_data`` record.
+
+    ``transfer_weights`` maps each backbone to its pretrained weights ("imagenet" or a file), or
+    "none" when it has none (then only its from-scratch curve is drawn).
+
+    ``train_point(point, split_file)`` fine-tunes one point and returns its test metrics
+    (metrics.json); ``reuse(point)`` may return the metrics of an equivalent finished run (the main
+    comparison's full-data run) so it is not trained twice.
+    """
+    splits_dir = root / "splits"
+    split_files: dict[float, tuple[Path, int]] = {}
+    for f in fractions:
+        subset = subsample_train(study_split, f, seed)
+        path = splits_dir / f"split-{f:g}.json"
+        if not path.is_file():  # a saved subset is never rewritten: finished points were trained on it
+            subset.save(path)
+        split_files[f] = (path, len(subset.samples("train")))
+    points = []
+    plan = plan_points(backbones, fractions, transfer_weights, root)
+    for i, point in enumerate(plan, 1):
+        split_file, n_train = split_files[point.fraction]
+        label = f"[limited data {i}/{len(plan)}] {point.backbone} weights={point.weights} fraction={point.fraction:g}"
+        metrics = reuse(point) if reuse is not None else None
+        if metrics is not None:
+            log(f"{label}: same as the full comparison run, reused")
+            source = "comparison run"
+        else:
+            log(f"{label}: {n_train} training images")
+            metrics = train_point(point, split_file)
+            source = str(point.run_dir.relative_to(root.parent))
+        points.append({
+            "backbone": point.backbone, "weights": point.weights, "transfer": point.transfer,
+            "fraction": point.fraction, "n_train": n_train, "accuracy": metrics.get("accuracy"),
+            "f1": metrics.get("f1"), "auc": metrics.get("auc"), "loss": metrics.get("loss"),
+            "n_test": metrics.get("n"), "run_dir": source,
+        })
+    note = None
+    scratch_only = [b for b in backbones if transfer_weights[b] == "none"]
+    if scratch_only:
+        note = (f"{', '.join(scratch_only)} had no pretrained weights in this study (`--weights none`, or a backbone "
+                "without ImageNet weights), so only its from-scratch curve is drawn; pass `--weights imagenet` or "
+                "`--weights PATH` to draw both.")
+    shown = sorted({w for b, w in transfer_weights.items() if w != "none"})
+    return {"fractions": list(fractions), "transfer_weights": ", ".join(shown) if shown else "none",
+            "transfer_weights_by_backbone": dict(transfer_weights), "seed": seed, "points": points, "note": note}

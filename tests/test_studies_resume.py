@@ -1,0 +1,241 @@
+"""Study bookkeeping with stand-in stages (no TensorFlow): what is skipped, redone, refused on resume.
+
+The stand-ins write the files of the stage contracts (run.json + model, manifest + artifacts, bench
+results.json) so the study's completeness checks run against the real formats. The real stages are
+exercised end to end in tests/test_studies_compare.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgexfer.errors import EdgexferError, GateFailed
+from edgexfer.io import read_json, sha256_file, write_json
+from edgexfer.studies.compare import CompareConfig, Stages, run_compare
+from edgexfer.studies.limited_data import parse_fractions, subsample_train
+
+
+class FakeStages:
+    """Stage stand-ins that write contract-shaped outputs and count their calls."""
+
+    def __init__(self, fail_export_for: str | None = None, break_gate_for: str | None = None):
+        self.calls: dict[str, list[str]] = {"finetune": [], "export": [], "bench": []}
+        self.fail_export_for = fail_export_for
+        self.break_gate_for = break_gate_for
+
+    def finetune(self, cfg):
+        out = Path(cfg.out)
+        self.calls["finetune"].append(cfg.backbone)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "split.json").write_bytes(Path(cfg.split).read_bytes())
+        (out / "model.keras").write_bytes(f"{cfg.backbone}-{cfg.weights}-{cfg.split}".encode())
+        write_json(out / "metrics.json", {"accuracy": 0.8, "loss": 0.5, "f1": 0.78, "auc": 0.9, "n": 30,
+                                          "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]]})
+        (out / "history.csv").write_text("epoch,phase,accuracy,loss,val_accuracy,val_loss\n"
+                                         "0,frozen,0.5,1.0,0.5,1.1\n1,finetune,0.7,0.8,0.6,0.9\n")
+        write_json(out / "run.json", {"schema": "edgexfer.run/1", "backbone": cfg.backbone, "image_size": [32, 32],
+                                      "weights": cfg.weights, "model_file": "model.keras",
+                                      "model_sha256": sha256_file(out / "model.keras")})
+
+    def export(self, cfg):
+        self.calls["export"].append(Path(cfg.run_dir).name)
+        if self.fail_export_for and self.fail_export_for in str(cfg.run_dir):
+            raise EdgexferError("export failed on purpose", "fix it")
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        run = read_json(Path(cfg.run_dir) / "run.json")
+        artifacts = []
+        for precision in ("fp32", "fp16", "int8"):
+            f = out / f"model_{precision}.onnx"
+            f.write_bytes(precision.encode() * 10)
+            artifacts.append({"name": precision, "file": f.name, "precision": precision, "sha256": sha256_file(f),
+                              "size_bytes": f.stat().st_size})
+        write_json(out / "manifest.json", {"schema": "edgexfer.export/1", "artifacts": artifacts,
+                                           "source_run": {"model_sha256": run["model_sha256"]}})
+
+    def bench(self, cfg):
+        name = Path(cfg.export_dir).name
+        self.calls["bench"].append(name)
+        fast = 1.0 if name == "alpha" else 3.0
+        rows = []
+        for precision, speed in (("fp32", 1.0), ("fp16", 0.9), ("int8", 0.5)):
+            broken = precision == "int8" and name == self.break_gate_for
+            rows.append({"artifact": precision, "precision": precision, "runtime": "ort-cpu",
+                         "accuracy": 0.7 if broken else 0.8 + (0.05 if name == "beta" else 0.0),
+                         "f1": 0.8, "latency_ms": {"1": {"p50": fast * speed}}, "throughput_ips": {"1": 100.0},
+                         "size_bytes": 1000, "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]],
+                         "gate": {"passed": not broken, "reasons": ["accuracy dropped"] if broken else []}})
+        write_json(Path(cfg.out) / "results.json", {"schema": "edgexfer.bench/1", "results": rows, "skipped": []})
+        if name == self.break_gate_for:
+            raise GateFailed("accuracy gate failed for int8", "see the table")
+
+    def tune(self, **kwargs):
+        raise AssertionError("not used here")
+
+    def stages(self) -> Stages:
+        return Stages(finetune=self.finetune, export=self.export, bench=self.bench, tune=self.tune,
+                      finetune_config=lambda **kw: SimpleNamespace(**kw),
+                      export_config=lambda **kw: SimpleNamespace(**kw),
+                      bench_config=lambda **kw: SimpleNamespace(**kw),
+                      check_backbones=lambda names, image_size=None: None,
+                      resolve_weights=lambda name, weights: str(weights or "none"))
+
+
+def config(out: Path, **overrides) -> CompareConfig:
+    options = dict(data="demo", backbones=["alpha", "beta"], out=out, demo_per_class=6, demo_size=32,
+                   finetune={"epochs": 1, "weights": "none"}, bench={"iterations": 5}, latency_budget_ms=1.2,
+                   log=lambda line: None)
+    options.update(overrides)
+    return CompareConfig(**options)
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
+            if p.is_file() and p.parts[len(root.parts)] in ("runs", "exported", "benchmarks", "state")}
+
+
+def test_resume_skips_every_finished_stage(tmp_path):
+    fake = FakeStages()
+    first = run_compare(config(tmp_path / "study"), fake.stages())
+    assert fake.calls == {"finetune": ["alpha", "beta"], "export": ["alpha", "beta"], "bench": ["alpha", "beta"]}
+    assert first.results["recommendation"]["backbone"] == "alpha"  # beta is more accurate but over 1.2 ms
+    before = mtimes(tmp_path / "study")
+
+    again = FakeStages()
+    second = run_compare(config(tmp_path / "study"), again.stages())
+    assert again.calls == {"finetune": [], "export": [], "bench": []}
+    assert second.ran["finetune"] == [] and second.ran["bench"] == []
+    assert mtimes(tmp_path / "study") == before
+    assert (tmp_path / "study" / "report.html").is_file()
+
+
+def test_changed_bench_option_redoes_only_the_bench_and_tampered_artifact_redoes_export(tmp_path):
+    study = tmp_path / "study"
+    run_compare(config(study), FakeStages().stages())
+    fake = FakeStages()
+    run_compare(config(study, bench={"iterations": 9}), fake.stages())
+    assert fake.calls == {"finetune": [], "export": [], "bench": ["alpha", "beta"]}
+
+    (study / "exported" / "beta" / "model_int8.onnx").write_bytes(b"tampered")
+    fake = FakeStages()
+    run_compare(config(study, bench={"iterations": 9}), fake.stages())
+    assert fake.calls == {"finetune": [], "export": ["beta"], "bench": ["beta"]}
+
+
+def test_changed_training_option_is_refused_not_silently_retrained(tmp_path):
+    study = tmp_path / "study"
+    run_compare(config(study), FakeStages().stages())
+    with pytest.raises(EdgexferError, match="trained with other options"):
+        run_compare(config(study, finetune={"epochs": 3, "weights": "none"}), FakeStages().stages())
+    with pytest.raises(EdgexferError, match="another split"):
+        run_compare(config(study, seed=1), FakeStages().stages())
+
+
+def test_interrupted_finetune_is_resumed(tmp_path):
+    study = tmp_path / "study"
+    fake = FakeStages()
+    real_finetune = fake.finetune
+
+    def interrupted(cfg):
+        if cfg.backbone == "beta":
+            raise KeyboardInterrupt
+        real_finetune(cfg)
+
+    fake.finetune = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(config(study), fake.stages())
+    again = FakeStages()
+    run_compare(config(study), again.stages())
+    assert again.calls["finetune"] == ["beta"] and again.calls["bench"] == ["beta"]
+
+
+def test_a_failed_backbone_does_not_stop_the_others_and_gate_failures_are_reported(tmp_path):
+    study = tmp_path / "study"
+    fake = FakeStages(fail_export_for="alpha", break_gate_for="beta")
+    with pytest.raises(EdgexferError, match="1 of 2 backbone"):
+        run_compare(config(study, latency_budget_ms=None), fake.stages())
+    results = json.loads((study / "results.json").read_text())
+    status = {b["name"]: b["status"] for b in results["backbones"]}
+    assert status == {"alpha": "failed", "beta": "done"}
+    rec = results["recommendation"]
+    assert (rec["backbone"], rec["precision"]) == ("beta", "fp16")  # int8 broke the gate
+    md = (study / "report.md").read_text()
+    assert "**Incomplete:** alpha: export failed on purpose" in md and "**FAIL**" in md
+
+
+def test_limited_data_points_reuse_the_comparison_run_and_resume(tmp_path):
+    study = tmp_path / "study"
+    fake = FakeStages()
+    cfg = config(study, backbones=["alpha"], data_fractions=[0.5, 1.0],
+                 finetune={"epochs": 1, "weights": str(tmp_path / "w.weights.h5")})
+    first = run_compare(cfg, fake.stages())
+    # 1 comparison run + (0.5 transfer, 0.5 scratch, 1.0 scratch); 1.0 transfer is the comparison run
+    assert fake.calls["finetune"] == ["alpha"] * 4
+    points = first.results["limited_data"]["points"]
+    assert len(points) == 4 and {p["transfer"] for p in points} == {True, False}
+    assert next(p for p in points if p["transfer"] and p["fraction"] == 1.0)["run_dir"] == "comparison run"
+    n_train = {p["fraction"]: p["n_train"] for p in points}
+    assert n_train[0.5] < n_train[1.0]
+    assert (study / "plots" / "learning_curves.png").is_file()
+    again = FakeStages()
+    run_compare(cfg, again.stages())
+    assert again.calls["finetune"] == []
+
+
+def test_subsample_is_stratified_seeded_nested_and_keeps_val_test(tmp_path):
+    from edgexfer.data.sources import discover
+    from edgexfer.data.splits import make_split
+    from edgexfer.data.synthetic import generate_demo
+
+    split = make_split(discover(generate_demo(tmp_path / "demo", per_class=20, size=32)), seed=0)
+    small, medium = subsample_train(split, 0.25, seed=3), subsample_train(split, 0.5, seed=3)
+    assert {s.ref for s in small.samples("train")} <= {s.ref for s in medium.samples("train")}
+    assert small.samples("test") == split.samples("test") and small.samples("val") == split.samples("val")
+    per_class = small.counts()["train"]
+    full = split.counts()["train"]
+    assert all(per_class[c] == max(1, round(full[c] * 0.25)) for c in full)
+    assert subsample_train(split, 0.25, seed=3).samples("train") == small.samples("train")
+    assert parse_fractions("1.0,0.1,0.25") == [0.1, 0.25, 1.0]
+    with pytest.raises(EdgexferError):
+        parse_fractions("0,0.5")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbones", "resnet5O"], "unknown backbone 'resnet5o'"),
+    (["--backbones", "tinycnn,tinycnn"], "listed twice"),
+    (["--backbones", "tinycnn", "--data-fractions", "0.5,2"], "must be fractions in (0, 1]"),
+    (["--backbones", "tinycnn", "--data", "/nonexistent/data"], "data path /nonexistent/data does not exist"),
+    (["--backbones", "tinycnn,inceptionv3", "--image-size", "32"], "below the minimum of 75 px for backbone inceptionv3"),
+])
+def test_compare_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    base = ["compare", "--data", "demo", "--out", str(tmp_path / "study")]
+    for i in range(0, len(args), 2):  # later options win: replace the default --data
+        if args[i] in base:
+            base[base.index(args[i]) + 1] = args[i + 1]
+        else:
+            base += args[i:i + 2]
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("edgexfer: error:")]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_a_bad_stage_option_fails_before_any_work(tmp_path):
+    from edgexfer.studies.compare import default_stages
+
+    stages = default_stages(lambda line: None)
+    with pytest.raises(EdgexferError, match="unknown fine-tune option 'epoch'.*did you mean epochs"):
+        run_compare(config(tmp_path / "a", backbones=["tinycnn"], finetune={"epoch": 2}), stages)
+    with pytest.raises(EdgexferError, match="unknown calibration method"):
+        run_compare(config(tmp_path / "b", backbones=["tinycnn"], export={"calibration_method": "median"}), stages)
+    with pytest.raises(EdgexferError, match="dropout"):
+        run_compare(config(tmp_path / "c", backbones=["tinycnn"], finetune={"dropout": 1.5}), stages)
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
