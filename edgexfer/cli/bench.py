@@ -1,0 +1,76 @@
+"""`edgexfer bench`: does the fast model still make the same diagnoses, and how fast is it here?"""
+
+from __future__ import annotations
+
+import click
+
+
+def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: batch sizes must be positive integers, e.g. 1,8,32")
+    return sizes
+
+
+def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
+    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
+    return names or None
+
+
+@click.command("bench")
+@click.argument("export_dir", type=click.Path(path_type=str))
+@click.option("--out", "out", type=click.Path(path_type=str), default=None,
+              help="Bench directory (default: benchmarks/<export name>).")
+@click.option("--data", type=click.Path(path_type=str), default=None,
+              help="Labelled data set (class folders, .csv or .npz) instead of the run's test split; "
+                   "class names must match the model's.")
+@click.option("--runtimes", multiple=True, callback=_runtimes,
+              help="Runtimes to use, comma-separated or repeated: keras, ort-cpu, ort-cuda, ort-trt, trt "
+                   "(default: every one usable here).")
+@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_batch_sizes,
+              help="Batch sizes to time.")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
+@click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Timed calls per batch size.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="ONNX Runtime intra-op threads (default: the library's choice).")
+@click.option("--max-accuracy-drop", default=0.01, show_default=True, type=float,
+              help="Largest accuracy drop against FP32 (fraction: 0.01 = 1 point).")
+@click.option("--max-f1-drop", default=0.01, show_default=True, type=float, help="Largest macro F1 drop.")
+@click.option("--max-recall-drop", default=0.02, show_default=True, type=float,
+              help="Largest recall drop of ANY class.")
+@click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, threads, max_accuracy_drop,
+          max_f1_drop, max_recall_drop, as_json, quiet) -> None:
+    """Accuracy, F1, AUC and per-class recall of every artifact of EXPORT_DIR on every usable runtime,
+    gated against the FP32 ONNX model, and latency per batch size.
+
+    Writes results.json, report.md and plots/ to the bench directory. Exit code 1 when a precision
+    loses more than a threshold (the table of what broke is printed), 2 on bad input.
+    """
+    import json
+
+    from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
+    from edgexfer.evaluate.gate import Thresholds
+
+    config = BenchConfig(
+        export_dir=export_dir, out=out, data=data, runtimes=runtimes, batch_sizes=batch_sizes, warmup=warmup,
+        iterations=iterations, threads=threads,
+        thresholds=Thresholds(max_accuracy_drop, max_f1_drop, max_recall_drop),
+        progress=not quiet, log=lambda line: click.echo(line, err=True),
+    )
+    try:
+        outcome = run_bench(config)
+    except BenchGateFailed as failure:
+        if as_json:
+            click.echo(json.dumps(failure.outcome.results, indent=2))
+        click.echo(failure.table, err=True)
+        raise
+    if as_json:
+        click.echo(json.dumps(outcome.results, indent=2))
+    else:
+        click.echo(f"gate passed; results in {outcome.out_dir / 'results.json'}, report {outcome.out_dir / 'report.md'}")

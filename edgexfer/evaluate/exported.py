@@ -1,0 +1,111 @@
+"""Read and verify an export directory (docs/contracts.md section 4) without TensorFlow.
+
+Everything the bench uses from an export passes through here: the manifest must exist and parse,
+every artifact file must exist with the sha256 the manifest records, and the split copy must be the
+one the run was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgexfer.errors import EdgexferError
+from edgexfer.io import read_json, sha256_file
+from edgexfer.runtime.base import Artifact
+
+MANIFEST = "manifest.json"
+SCHEMA = "edgexfer.export/1"
+
+
+@dataclass
+class ExportDir:
+    path: Path
+    manifest: dict[str, Any]
+    artifacts: list[Artifact]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.path.name)
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.manifest["source_run"]["classes"]]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w = self.manifest["source_run"]["image_size"]
+        return int(h), int(w)
+
+    @property
+    def split_path(self) -> Path:
+        return self.path / self.manifest["source_run"].get("split_file", "split.json")
+
+    def artifact(self, name: str) -> Artifact:
+        for a in self.artifacts:
+            if a.name == name:
+                return a
+        raise EdgexferError(f"export {self.path} has no artifact '{name}'",
+                            f"available: {', '.join(a.name for a in self.artifacts)}")
+
+    def keras_artifact(self) -> tuple[Artifact | None, str]:
+        """The source run's model.keras as an artifact for the Keras runtime, or (None, why not)."""
+        source = self.manifest["source_run"]
+        run_path = source.get("path")
+        if not run_path:
+            return None, "the manifest records no source run path"
+        model = Path(run_path) / "model.keras"
+        if not model.is_file():
+            return None, f"the source run's model {model} is not on this machine"
+        expected = source.get("model_sha256")
+        if expected and sha256_file(model) != expected:
+            return None, f"{model} has changed since the export (sha256 differs from the manifest)"
+        return Artifact("keras", model, "keras", "fp32", "any", expected, model.stat().st_size), ""
+
+
+def load_export(path: str | os.PathLike[str], verify_hashes: bool = True) -> ExportDir:
+    """Open an export directory, checking the manifest and (by default) every file's sha256."""
+    root = Path(path)
+    if not root.is_dir():
+        raise EdgexferError(f"export directory {root} does not exist", "pass the folder written by edgexfer export")
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise EdgexferError(f"{root} has no {MANIFEST}, so it is not a finished export",
+                            "pass a folder written by edgexfer export (or re-run the export)")
+    manifest = read_json(manifest_path, "export manifest")
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise EdgexferError(f"{manifest_path} has schema {found!r}, expected {SCHEMA!r}",
+                            "re-export with this version of edgexfer")
+    for key in ("source_run", "input", "artifacts"):
+        if key not in manifest:
+            raise EdgexferError(f"{manifest_path} has no '{key}' entry", "re-export the model")
+    source = manifest["source_run"]
+    for key in ("classes", "image_size"):
+        if key not in source:
+            raise EdgexferError(f"{manifest_path} source_run has no '{key}'", "re-export the model")
+    artifacts = [Artifact.from_manifest(entry, root) for entry in manifest["artifacts"]]
+    if not artifacts:
+        raise EdgexferError(f"{manifest_path} lists no artifacts", "re-export the model")
+    export = ExportDir(root, manifest, artifacts)
+    for artifact in artifacts:
+        if not artifact.path.is_file():
+            raise EdgexferError(f"artifact {artifact.path} listed in the manifest is missing",
+                                "re-export the model or restore the file")
+        if verify_hashes:
+            _check_hash(artifact.path, artifact.sha256)
+    if verify_hashes and export.split_path.is_file():
+        _check_hash(export.split_path, source.get("split_sha256"))
+    return export
+
+
+def _check_hash(path: Path, expected: str | None) -> None:
+    if not expected:
+        raise EdgexferError(f"the manifest records no sha256 for {path.name}", "re-export the model")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise EdgexferError(
+            f"{path} does not match the manifest (sha256 {actual[:12]}… expected {expected[:12]}…): "
+            "the file changed after export", "re-export the model or restore the original file")

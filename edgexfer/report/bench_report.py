@@ -1,0 +1,236 @@
+"""report.md and plots/ of a bench directory, from results.json alone (so it can be redrawn later).
+
+Plots: accuracy versus latency (batch 1), latency by batch size, one confusion matrix per precision.
+matplotlib with the Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from edgexfer.io import atomic_path, write_text
+
+
+def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+    """Write plots/ and report.md into ``out_dir``; return the report path."""
+    out = Path(out_dir)
+    plots = write_bench_plots(results, out / "plots")
+    return write_text(out / "report.md", bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}))
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else (f"{value:.2f}" if value < 100 else f"{value:.0f}")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _row_label(row: dict[str, Any]) -> str:
+    return f"{row['artifact']} ({row['runtime']})"
+
+
+def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
+    plots = plots or {}
+    rows = results["results"]
+    machine = results["machine"]
+    data = results["data"]
+    settings = results.get("settings", {})
+    thresholds = results["thresholds"]
+    export = results.get("export", {})
+    batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
+    failed = [r for r in rows if not r["gate"]["passed"]]
+    gpu = machine.get("gpu") or {}
+    lines = [
+        f"# Bench: {export.get('name', '')}",
+        "",
+        f"- Export: `{export.get('path', '')}` — created {results.get('created', '')}",
+        f"- Machine: {machine.get('cpu') or machine.get('processor')}, {machine.get('cores_usable') or machine.get('cores')} "
+        f"usable cores; GPU: {gpu.get('name') or 'none'} ({gpu.get('reason', '')})",
+        f"- Data: {data.get('n')} images ("
+        + (f"the run's test split, `{data.get('split_file')}`" if data.get("kind") == "split"
+           else f"`{data.get('path')}`, part `{data.get('split')}`") + "), "
+        f"classes {', '.join(f'{c} ({n})' for c, n in (data.get('class_counts') or {}).items())}, "
+        f"{data.get('image_size', ['?', '?'])[0]}×{data.get('image_size', ['?', '?'])[1]} px"
+        + (f"; {len(data['skipped'])} unreadable file(s) skipped" if data.get("skipped") else ""),
+        f"- Latency: {settings.get('warmup')} warm-up then {settings.get('iterations')} timed calls per batch size; "
+        "inputs already decoded and in host memory (GPU runtimes synchronize before the clock stops); "
+        "`e2e` is one image from its file: decode + resize + predict at batch 1. "
+        f"ONNX Runtime threads: {settings.get('threads') or 'library default'}.",
+        f"- Gate (each precision against `fp32` ONNX, reference runtime `{results.get('reference_runtime', '')}`): "
+        f"accuracy drop ≤ {thresholds['max_accuracy_drop'] * 100:g} pt, macro F1 drop ≤ {thresholds['max_f1_drop'] * 100:g} pt, "
+        f"recall drop of any class ≤ {thresholds['max_recall_drop'] * 100:g} pt.",
+        "",
+        f"**Gate: {'FAILED' if failed else 'passed'}**"
+        + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else ""),
+        "",
+        "## Models",
+        "",
+    ]
+    lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
+    header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc (pt)", "F1", "AUC", "Agreement",
+               "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Peak RSS MB", "Gate"])
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
+    by_key = {(r["artifact"], r["runtime"]): r for r in rows}
+    for r in rows:
+        ref = r.get("reference") or {}
+        ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
+        delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
+        cells = [f"`{r['artifact']}`", r["precision"], f"{r['runtime']}", _size(r["size_bytes"]),
+                 _fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else _fmt(delta, 2), _fmt(r["f1"]),
+                 _fmt(r["auc"]), _fmt(r["agreement"]), _fmt(r["max_abs_diff"])]
+        cells += [_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
+        last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
+        cells += [_fmt(last, 1), _ms(r.get("end_to_end_ms")), _fmt(r.get("peak_rss_mb"), 0),
+                  "ref" if r["gate"].get("reference") else ("pass" if r["gate"]["passed"] else "**FAIL**")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
+
+    classes = list(rows[0]["per_class"])
+    lines += ["## Per class: recall (sensitivity) / specificity", "",
+              "| Artifact | Runtime | " + " | ".join(classes) + " |",
+              "|---|---|" + "|".join(["---:"] * len(classes)) + "|"]
+    for r in rows:
+        cells = [f"{r['per_class'][c]['recall']:.4f} / {r['per_class'][c]['specificity']:.4f}" for c in classes]
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | " + " | ".join(cells) + " |")
+    lines.append("")
+
+    lines += ["## Latency by batch size (ms per batch: p50 / p90 / p99 / mean; images per second)", "",
+              "| Artifact | Runtime | Batch | p50 | p90 | p99 | mean | img/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for b in batch_sizes:
+            s = r["latency_ms"].get(str(b))
+            if s:
+                lines.append(f"| `{r['artifact']}` | {r['runtime']} | {b} | {_ms(s['p50'])} | {_ms(s['p90'])} | "
+                             f"{_ms(s['p99'])} | {_ms(s['mean'])} | {_fmt(r['throughput_ips'][str(b)], 1)} |")
+    lines.append("")
+
+    if failed:
+        lines += ["## What broke the gate", "",
+                  "| Artifact | Precision | Runtime | Metric | FP32 | Value | Drop | Limit | Images |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for r in failed:
+            for b in r["gate"].get("breaches", []):
+                images = f"{b['images']} of {b['out_of']}" if b.get("images") is not None else "–"
+                lines.append(f"| `{b['artifact']}` | {b['precision']} | {b['runtime']} | {b['metric']} | "
+                             f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} |")
+        lines.append("")
+    if results.get("skipped"):
+        lines += ["## Skipped", ""]
+        for s in results["skipped"]:
+            what = f"{s['runtime']}" + (f" / {s['artifact']}" if s.get("artifact") else "")
+            lines.append(f"- {what}: {s['reason']}")
+        lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        for key, path in plots.items():
+            lines += [f"![{key}]({path.as_posix()})", ""]
+    libs = machine.get("libraries") or {}
+    shown = {k: v for k, v in libs.items() if v}
+    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in shown.items()), ""]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(plots_dir)
+    rows = results["results"]
+    written: dict[str, Path] = {}
+
+    # accuracy versus latency at the smallest batch size measured
+    batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
+    if batch_sizes:
+        b0 = str(batch_sizes[0])
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in rows:
+            if b0 in r["latency_ms"]:
+                x, y = r["latency_ms"][b0]["p50"], r["accuracy"] * 100
+                ax.scatter(x, y, s=50, marker="o" if r["gate"]["passed"] else "x")
+                ax.annotate(_row_label(r), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(f"p50 latency at batch {b0} (ms)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("Accuracy versus latency (x: gate failed)")
+        ax.grid(alpha=0.3)
+        written["accuracy_vs_latency"] = _save(fig, out / "accuracy_vs_latency.png")
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in rows:
+            bs = sorted(int(b) for b in r["latency_ms"])
+            ax.plot(bs, [r["latency_ms"][str(b)]["p50"] / b for b in bs], marker="o", label=_row_label(r))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("p50 ms per image")
+        ax.set_title("Latency by batch size")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        written["latency_by_batch"] = _save(fig, out / "latency_by_batch.png")
+
+    # one confusion matrix per artifact (precision), from the first runtime that ran it
+    classes = list(rows[0]["per_class"])
+    seen: set[str] = set()
+    for r in rows:
+        if r["artifact"] in seen:
+            continue
+        seen.add(r["artifact"])
+        fig = confusion_figure(r["confusion_matrix"], classes, f"{r['artifact']} ({r['runtime']}): "
+                               f"accuracy {r['accuracy'] * 100:.2f}%")
+        written[f"confusion_{r['artifact']}"] = _save(fig, out / f"confusion_{_safe(r['artifact'])}.png")
+    return written
+
+
+def confusion_figure(matrix: list[list[int]], classes: list[str], title: str) -> Any:
+    """A confusion matrix with counts and row-normalized shading (rows: true class)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(3.5, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return fig

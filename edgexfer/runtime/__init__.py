@@ -1,0 +1,104 @@
+"""Runtimes: one contract (``Runtime``) over Keras, ONNX Runtime (CPU/CUDA/TensorRT) and TensorRT engines.
+
+``RUNTIMES`` is the table the bench chooses from; importing this package imports no backend
+(TensorFlow, onnxruntime and tensorrt are imported when a runtime is opened or probed).
+"""
+
+from __future__ import annotations
+
+from edgexfer.errors import EdgexferError
+from edgexfer.runtime.base import Artifact, InputSpec, Runtime, RuntimeKind
+from edgexfer.runtime.cuda import gpu_status, gpu_usable
+
+
+def _keras_available() -> tuple[bool, str]:
+    from edgexfer.runtime.keras_runtime import keras_available
+
+    return keras_available()
+
+
+def _open_keras(artifact: Artifact, threads: int | None) -> Runtime:
+    from edgexfer.runtime.keras_runtime import KerasRuntime
+
+    return KerasRuntime(artifact, threads)
+
+
+def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
+    def available() -> tuple[bool, str]:
+        from edgexfer.runtime.ort_runtime import provider_available
+
+        return provider_available(provider)
+
+    def supports(artifact: Artifact) -> bool:
+        if artifact.format != "onnx":
+            return False
+        # TensorRT takes only symmetric signed INT8 (the `tensorrt` profile), not the `cpu` profile
+        return not (provider == "TensorrtExecutionProvider" and artifact.precision == "int8"
+                    and artifact.target not in ("tensorrt", "any"))
+
+    def open_(artifact: Artifact, threads: int | None) -> Runtime:
+        from edgexfer.runtime.ort_runtime import OrtRuntime
+
+        cache = artifact.path.parent / ".trt_cache" if provider == "TensorrtExecutionProvider" else None
+        return OrtRuntime(artifact.path, provider, threads, artifact=artifact, cache_dir=cache)
+
+    return RuntimeKind(name, description, available, supports, open_)
+
+
+def _trt_available() -> tuple[bool, str]:
+    from edgexfer.runtime.trt_runtime import trt_available
+
+    return trt_available()
+
+
+def _open_trt(artifact: Artifact, threads: int | None) -> Runtime:
+    from edgexfer.runtime.trt_runtime import TrtRuntime
+
+    return TrtRuntime(artifact, threads)
+
+
+RUNTIMES: dict[str, RuntimeKind] = {
+    "keras": RuntimeKind("keras", "Keras predict on the source run's model.keras (needs TensorFlow)",
+                         _keras_available, lambda a: a.format == "keras", _open_keras),
+    "ort-cpu": _ort_kind("ort-cpu", "CPUExecutionProvider", "ONNX Runtime, CPU execution provider"),
+    "ort-cuda": _ort_kind("ort-cuda", "CUDAExecutionProvider", "ONNX Runtime, CUDA execution provider"),
+    "ort-trt": _ort_kind("ort-trt", "TensorrtExecutionProvider", "ONNX Runtime, TensorRT execution provider"),
+    "trt": RuntimeKind("trt", "TensorRT engine (model_<precision>.engine) through the TensorRT API",
+                       _trt_available, lambda a: a.format == "tensorrt", _open_trt),
+}
+
+
+def get_runtime(name: str) -> RuntimeKind:
+    if name not in RUNTIMES:
+        raise EdgexferError(f"unknown runtime '{name}'", f"choose from: {', '.join(RUNTIMES)}")
+    return RUNTIMES[name]
+
+
+def select_runtimes(requested: list[str] | None = None) -> tuple[list[RuntimeKind], list[dict[str, str]]]:
+    """Runtimes to use and the ones skipped with their reason.
+
+    ``requested`` None: every runtime usable here, the others listed as skipped. A runtime asked
+    for by name that is not usable is an error (exit 2), not a silent skip.
+    """
+    if requested:
+        chosen = []
+        for name in requested:
+            kind = get_runtime(name)
+            ok, reason = kind.available()
+            if not ok:
+                raise EdgexferError(f"runtime '{name}' is not usable here: {reason}",
+                                    "leave it out of --runtimes (default: every usable runtime)")
+            chosen.append(kind)
+        return chosen, []
+    chosen, skipped = [], []
+    for kind in RUNTIMES.values():
+        ok, reason = kind.available()
+        if ok:
+            chosen.append(kind)
+        else:
+            skipped.append({"runtime": kind.name, "reason": reason})
+    return chosen, skipped
+
+
+__all__ = ["RUNTIMES", "Artifact", "InputSpec", "Runtime", "RuntimeKind", "get_runtime", "gpu_status",
+           "gpu_usable", "select_runtimes"]

@@ -1,0 +1,133 @@
+"""The one Runtime contract every backend implements (docs/contracts.md section 5).
+
+A runtime is a context manager over one artifact. ``predict`` takes raw RGB pixels (uint8 or
+float32 0–255, NHWC at the model's size) and returns class probabilities; it times itself, and a
+GPU backend synchronizes its device inside ``_run`` so the clock covers the whole call.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import EdgexferError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model input: name, shape (None for the batch axis), dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of an NHWC image input."""
+        return int(self.shape[1]), int(self.shape[2])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file of an export directory, as the manifest records it (contract section 4).
+
+    ``format`` is "onnx", "tensorrt" or "keras" (the source run's model, for the Keras runtime).
+    """
+
+    name: str
+    path: Path
+    format: str
+    precision: str
+    target: str = "any"
+    sha256: str | None = None
+    size_bytes: int | None = None
+    engine: dict[str, Any] | None = None
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_manifest(cls, entry: dict[str, Any], export_dir: Path) -> Artifact:
+        return cls(
+            name=str(entry["name"]),
+            path=Path(export_dir) / entry["file"],
+            format=str(entry.get("format", "onnx")),
+            precision=str(entry.get("precision", "fp32")),
+            target=str(entry.get("target") or "any"),
+            sha256=entry.get("sha256"),
+            size_bytes=entry.get("size_bytes"),
+            engine=entry.get("engine"),
+            record=dict(entry),
+        )
+
+
+class Runtime(ABC):
+    """One loaded artifact on one backend. Use as ``with kind.open(artifact, threads) as rt:``."""
+
+    name: str = "runtime"
+    provider: str = ""
+    input_spec: InputSpec
+    last_latency_ms: float = float("nan")
+    #: the largest batch the artifact accepts (TensorRT engines have a profile maximum)
+    max_batch: int | None = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends free on garbage collection
+        """Release sessions and device memory."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for a batch of raw pixels; records ``last_latency_ms``."""
+        x = self._prepare(batch)
+        start = time.perf_counter()
+        out = self._run(x)  # a GPU backend returns only after its stream is synchronized
+        self.last_latency_ms = (time.perf_counter() - start) * 1000.0
+        return np.asarray(out, dtype=np.float32)
+
+    def _prepare(self, batch: np.ndarray) -> np.ndarray:
+        """Check the shape and cast to the input dtype before the clock starts (host memory)."""
+        arr = np.asarray(batch)
+        expected = self.input_spec.shape[1:]
+        if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(expected):
+            raise EdgexferError(
+                f"{self.name} input of shape {tuple(arr.shape)} does not fit the model input "
+                f"(N, {', '.join(str(d) for d in expected)})",
+                "feed raw RGB pixels at the model's image size",
+            )
+        if self.max_batch is not None and arr.shape[0] > self.max_batch:
+            raise EdgexferError(
+                f"batch of {arr.shape[0]} exceeds the artifact's maximum batch {self.max_batch}",
+                "use a smaller --batch-sizes value or rebuild the engine with a larger max batch",
+            )
+        return np.ascontiguousarray(arr, dtype=np.dtype(self.input_spec.dtype))
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on a prepared batch; return probabilities after the device has finished."""
+
+
+@dataclass(frozen=True)
+class RuntimeKind:
+    """A row of the RUNTIMES table: how to tell if a backend is usable here and open an artifact."""
+
+    name: str
+    description: str
+    available_fn: Any  # () -> (bool, reason)
+    supports_fn: Any  # (Artifact) -> bool
+    open_fn: Any  # (Artifact, threads | None) -> Runtime
+
+    def available(self) -> tuple[bool, str]:
+        return self.available_fn()
+
+    def supports(self, artifact: Artifact) -> bool:
+        return bool(self.supports_fn(artifact))
+
+    def open(self, artifact: Artifact, threads: int | None = None) -> Runtime:
+        return self.open_fn(artifact, threads)

@@ -1,0 +1,65 @@
+"""results.json schema checks and the report/plots drawn from a results file alone."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+
+from edgexfer.errors import EdgexferError
+from edgexfer.report.bench_report import write_bench_report
+from edgexfer.report.results import load_results, validate_results
+
+
+@pytest.fixture(scope="module")
+def bench_results(handmade_export, tmp_path_factory):
+    from edgexfer.evaluate.bench import BenchConfig, run_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(BenchConfig(handmade_export, out=out, runtimes=["ort-cpu"], batch_sizes=(1, 2), warmup=0,
+                          iterations=2, progress=False, end_to_end_images=2))
+    return out
+
+
+def test_results_file_validates_and_reloads(bench_results):
+    results = load_results(bench_results)
+    assert results["schema"] == "edgexfer.bench/1" and results["reference"] == "fp32"
+    machine = results["machine"]
+    assert machine["cores"] >= 1 and "gpu" in machine and machine["libraries"]["onnx"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r.pop("thresholds"), "results has no 'thresholds'"),
+    (lambda r: r["results"][1].pop("gate"), "results[1] (fp16 on ort-cpu) has no 'gate'"),
+    (lambda r: r["results"][0]["latency_ms"]["1"].pop("p99"), "latency_ms[1].p99 is missing"),
+    (lambda r: r["results"][0].update(accuracy=83.3), "is not a fraction"),
+    (lambda r: r.update(schema="other/1"), "expected 'edgexfer.bench/1'"),
+])
+def test_validate_results_names_the_problem(bench_results, damage, message):
+    results = json.loads((bench_results / "results.json").read_text())
+    broken = copy.deepcopy(results)
+    damage(broken)
+    with pytest.raises(ValueError) as info:
+        validate_results(broken)
+    assert message in str(info.value)
+
+
+def test_load_results_of_a_non_results_file_is_one_line(tmp_path):
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(EdgexferError, match="is not a bench results file: results has no 'schema'"):
+        load_results(tmp_path)
+
+
+def test_report_redrawn_from_results(bench_results, tmp_path):
+    results = load_results(bench_results)
+    report = write_bench_report(results, tmp_path)
+    text = report.read_text()
+    assert text.startswith("# Bench: tiny")
+    header = next(line for line in text.splitlines() if line.startswith("| Artifact | Precision"))
+    assert "p50 ms @1" in header and "p50 ms @2" in header and "e2e ms" in header and "Gate" in header
+    assert text.count("![") == 5  # accuracy vs latency, latency by batch, three confusion matrices
+    for name in ("accuracy_vs_latency", "latency_by_batch", "confusion_fp32", "confusion_fp16", "confusion_int8"):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
