@@ -1,1 +1,33 @@
-"""Fixtures: see conftest.py."""
+"""Run fixtures: a tiny finished fine-tuning run, made once per test session.
+
+- ``tiny_run``: Path of a finished run directory (docs/contracts.md §2: model.keras, labels.json,
+  split.json, config.json, history.csv with both phases, metrics.json, plots/, run.json) trained on
+  ``demo_data_dir`` with the ``tinycnn`` backbone at 48 px, 2 + 1 epochs. Its accuracy is whatever
+  three epochs give (it is a fixture for export/bench plumbing, not a good model). Treat it as
+  read-only: copy it before changing anything.
+"""
+
+from pathlib import Path
+
+import pytest
+
+TINY_RUN_SIZE = 48
+
+
+def tiny_run_config(data_dir, out, **overrides):
+    """The FinetuneConfig of ``tiny_run``; tests reuse it with overrides."""
+    from edgexfer.config import FinetuneConfig
+
+    options = dict(data=str(data_dir), backbone="tinycnn", out=str(out), image_size=TINY_RUN_SIZE, epochs=2,
+                   fine_tune_epochs=1, batch_size=16, learning_rate=3e-3, fine_tune_learning_rate=1e-3,
+                   augment=False, early_stopping_patience=0, seed=0, verbose=0)
+    options.update(overrides)
+    return FinetuneConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_data_dir, tmp_path_factory) -> Path:
+    from edgexfer.train import finetune
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return finetune(tiny_run_config(demo_data_dir, out), log=None).run_dir

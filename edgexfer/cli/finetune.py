@@ -1,0 +1,46 @@
+"""`edgexfer finetune`: transfer-learn a backbone on a data set and write a run directory."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--data", help="Data folder (class folders or train/val/test), CSV of path,label, .npz, or 'demo'.")
+@click.option("--backbone", help="Backbone name (see `edgexfer backbones`).")
+@click.option("--out", help="Run directory to write (the same command resumes an interrupted run).")
+@click.option("--image-size", type=int, help="Input side in pixels [default: the backbone's native size].")
+@click.option("--epochs", type=int, help="Phase 1 epochs: the head on a frozen backbone [default: 10].")
+@click.option("--fine-tune-epochs", type=int, help="Phase 2 epochs, over all unfreezing stages [default: 10].")
+@click.option("--unfreeze-stages", type=int, help="Phase 2 stages, each unfreezing one block more [default: 2].")
+@click.option("--batch-size", type=int, help="Batch size [default: 32].")
+@click.option("--learning-rate", type=float, help="Phase 1 learning rate [default: 1e-3].")
+@click.option("--fine-tune-learning-rate", type=float, help="Phase 2 first-stage learning rate [default: 1e-4].")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), help="Optimizer [default: adam].")
+@click.option("--weights", help="imagenet, none, or a Keras weights file of the backbone [default: imagenet where available].")
+@click.option("--head", type=click.Choice(["gap", "attention"]), help="Classification head [default: gap].")
+@click.option("--patience", "early_stopping_patience", type=int, help="Early-stopping patience in epochs, 0 off [default: 5].")
+@click.option("--seed", type=int, help="Seed of the split, the initialization and the shuffling [default: 0].")
+@click.option("--class-weights/--no-class-weights", default=None, help="Balance classes by weights [default: on].")
+@click.option("--augment/--no-augment", default=None, help="Augment the train split [default: on].")
+@click.option("--mixed-precision", is_flag=True, default=None, help="mixed_float16 training on a GPU.")
+@click.option("--distribute", type=click.Choice(["auto", "mirrored", "none"]),
+              help="MirroredStrategy: auto uses it when several GPUs are visible [default: auto].")
+@click.option("--demo-per-class", type=int, help="With --data demo: images per class [default: 100].")
+@click.option("--demo-size", type=int, help="With --data demo: image side in pixels [default: 128].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="JSON or TOML file of options (names as above, with - or _); command-line options win.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def finetune(config_file: str | None, quiet: bool, **options) -> None:
+    """Fine-tune a backbone: head on a frozen base, then gradual unfreezing; evaluate on the test split.
+
+    Writes RUN_DIR/model.keras, labels.json, split.json, config.json, history.csv, metrics.json, plots/.
+    """
+    from edgexfer.config import finetune_config_from
+    from edgexfer.train import finetune as run_finetune
+    from edgexfer.train.summary import metrics_table
+
+    if quiet:
+        options["verbose"] = 0
+    result = run_finetune(finetune_config_from(config_file, options), log=click.echo)
+    click.echo(metrics_table(result.metrics, result.run.get("classes") or list(result.metrics["per_class"])))

@@ -1,0 +1,124 @@
+"""Training callbacks and the on-disk training state that lets an interrupted run resume.
+
+Keras ``BackupAndRestore`` resumes the stage in progress (weights, optimizer and epoch); the
+``RunState`` here remembers what Keras does not: which stages finished, the best epoch of the
+whole run (its weights in ``checkpoints/best.weights.npz``) and every epoch's row of the history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.io import atomic_path, write_json
+
+STATE_FILE = "state.json"
+BEST_WEIGHTS = "best.weights.npz"
+LAST_WEIGHTS = "last.weights.npz"
+
+
+class RunState:
+    """checkpoints/state.json: finished stages, the best epoch so far, the history rows."""
+
+    def __init__(self, checkpoint_dir: str | os.PathLike[str], monitor: str):
+        self.dir = Path(checkpoint_dir)
+        self.monitor = monitor
+        self.mode = "max" if "acc" in monitor else "min"
+        path = self.dir / STATE_FILE
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        self.completed: list[str] = data.get("completed", [])
+        self.best: dict[str, Any] | None = data.get("best")
+        self.history: list[dict[str, Any]] = data.get("history", [])
+
+    def save(self) -> None:
+        write_json(self.dir / STATE_FILE, {"completed": self.completed, "best": self.best, "history": self.history})
+
+    def improves(self, value: float) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best["value"] if self.mode == "max" else value < self.best["value"]
+
+    def record(self, row: dict[str, Any]) -> None:
+        """Add an epoch's row, replacing one of the same stage and epoch (an epoch redone after a resume)."""
+        self.history = [r for r in self.history if (r["stage"], r["epoch"]) != (row["stage"], row["epoch"])]
+        self.history.append(row)
+        self.history.sort(key=lambda r: r["epoch_global"])
+
+    def epochs_before(self, stage: str, order: list[str]) -> int:
+        """Epochs run in the stages before ``stage`` (early stopping can make a stage short)."""
+        earlier = set(order[: order.index(stage)])
+        return sum(1 for r in self.history if r["stage"] in earlier)
+
+
+def save_weights(model, path: str | os.PathLike[str]) -> None:
+    """The model's weights (not the optimizer's), in ``model.weights`` order, atomically."""
+    arrays: dict[str, Any] = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
+
+
+def load_weights(model, path: str | os.PathLike[str]) -> None:
+    with np.load(path) as data:
+        model.set_weights([data[f"w{i:04d}"] for i in range(len(data.files))])
+
+
+def make_progress_callback(state: RunState, stage: dict[str, Any], order: list[str]):
+    """A Keras callback that, after every epoch, checkpoints the weights and records the history row."""
+    import keras
+
+    class RunProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = dict(logs or {})
+            row: dict[str, Any] = {
+                "phase": stage["phase"],
+                "stage": stage["key"],
+                "epoch": epoch + 1,
+                "epoch_global": state.epochs_before(stage["key"], order) + epoch + 1,
+                "learning_rate": _learning_rate(self.model),
+                "trainable_params": stage["trainable_params"],
+            }
+            row.update({k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"})
+            state.record(row)
+            save_weights(self.model, state.dir / LAST_WEIGHTS)
+            value = logs.get(state.monitor)
+            if value is not None and state.improves(float(value)):
+                save_weights(self.model, state.dir / BEST_WEIGHTS)
+                state.best = {"value": float(value), "stage": stage["key"], "epoch": epoch + 1,
+                              "epoch_global": row["epoch_global"], "monitor": state.monitor}
+            state.save()
+
+    return RunProgress()
+
+
+class StopAfterEpochs:
+    """Factory of a callback that raises after ``n`` epochs: simulates an interrupted run (tests, demos)."""
+
+    def __new__(cls, n: int):
+        import keras
+
+        class _Stop(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seen = 0
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seen += 1
+                if self.seen >= n:
+                    raise KeyboardInterrupt(f"stopped after {n} epoch(s) on request")
+
+        return _Stop()
+
+
+def _learning_rate(model) -> float | None:
+    try:
+        return float(np.asarray(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return None

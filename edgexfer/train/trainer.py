@@ -1,0 +1,499 @@
+"""Fine-tuning: phase 1 trains the head on a frozen backbone, phase 2 unfreezes it gradually.
+
+``finetune(config)`` writes the run directory of docs/contracts.md section 2. The same call on the
+same directory resumes an interrupted run (finished stages are skipped, the stage in progress
+continues from its last epoch through Keras ``BackupAndRestore``); a finished run is returned as is.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgexfer.config import RESUME_FREE, FinetuneConfig
+from edgexfer.errors import EdgexferError
+from edgexfer.io import read_json, sha256_file, write_json, write_text
+
+RUN_SCHEMA = "edgexfer.run/1"
+CONFIG_SCHEMA = "edgexfer.finetune-config/1"
+MODEL_FILE = "model.keras"
+# what may sit in a run directory before config.json does: the demo data made for it
+_PRE_RUN_ENTRIES = {"data"}
+
+
+@dataclass
+class RunResult:
+    """A finished run: its directory, test metrics, run.json record and history rows."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    run: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / MODEL_FILE
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RunResult:
+    """Read a finished run directory (run.json present) without TensorFlow."""
+    d = Path(run_dir)
+    run = read_json(d / "run.json", "run record")
+    metrics = read_json(d / "metrics.json", "metrics file")
+    history = []
+    if (d / "history.csv").is_file():
+        with open(d / "history.csv", newline="") as f:
+            history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return RunResult(d, metrics, run, history)
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def finetune(
+    config: FinetuneConfig,
+    *,
+    callbacks: Sequence[Any] = (),
+    log: Callable[[str], None] | None = print,
+) -> RunResult:
+    """Train, evaluate on the test split, and write the run directory ``config.out``.
+
+    ``callbacks``: extra Keras callbacks for every ``fit`` (e.g. TensorBoard). ``log``: where the
+    one-line messages go (None: silent); Keras progress bars follow ``config.verbose``.
+    """
+    say = log or (lambda _msg: None)
+    config.validate()
+    from edgexfer.backbones import get_backbone, resolve_weights
+
+    spec = get_backbone(config.backbone)
+    image_size = spec.check_image_size(config.image_size)
+    weights = resolve_weights(spec, config.weights)
+    if config.data != "demo" and not Path(config.data).exists():
+        raise EdgexferError(f"data path {config.data} does not exist", "pass a data folder, CSV, .npz file, or demo")
+    if weights != "none":
+        # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
+        spec.build_base(image_size, weights)
+    out = Path(config.out).expanduser().resolve()
+    options = _options_record(config, weights, image_size)
+    if _check_run_dir(out, options):
+        result = load_run(out)
+        say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
+        return result
+
+    split, skipped = _prepare_data(config, out, say)
+    classes = split.classes
+    freeze_base = config.freeze_base if config.freeze_base is not None else weights != "none"
+    bn_inference = config.bn_inference if config.bn_inference is not None else weights != "none"
+
+    tf, keras = _tensorflow()
+    keras.utils.set_random_seed(config.seed)
+    strategy, replicas = _strategy(tf, config.distribute)
+    mixed = _mixed_precision_usable(tf, config.mixed_precision, say)
+    previous_policy = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = _build(spec, len(classes), image_size, config, weights, bn_inference)
+        resolved = {
+            "backbone": spec.name, "image_size": list(image_size), "weights": weights, "classes": classes,
+            "freeze_base": freeze_base, "bn_inference": bn_inference, "mixed_precision": mixed,
+            "replicas": replicas, "preprocessing": spec.preprocessing,
+            "class_weights": _class_weights(split) if config.class_weights else None,
+            "augment": _augment(config).to_dict() if _augment(config) is not None else None,
+        }
+        resumed = (out / "config.json").is_file()
+        if not resumed:
+            _write_start(out, options, resolved, split, classes, skipped)
+        else:
+            say(f"resuming the run in {out}")
+
+        stages = _plan(spec, config, freeze_base, model)
+        history = _train(model, strategy, split, image_size, config, stages, out, callbacks, say, resolved)
+
+        if mixed:  # model.keras is always float32: export and bench expect it
+            keras.mixed_precision.set_global_policy(previous_policy)
+            float_model = _build(spec, len(classes), image_size, config, "none", bn_inference)
+            float_model.set_weights(model.get_weights())
+            model = float_model
+        _save_model(model, out / MODEL_FILE)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+    metrics, y_true, probabilities = _evaluate(keras, out / MODEL_FILE, split, image_size, config.batch_size)
+    write_json(out / "metrics.json", metrics)
+    _write_history(out / "history.csv", history)
+    _plots(out, history, y_true, probabilities, classes)
+    run = {
+        "schema": RUN_SCHEMA,
+        "backbone": spec.name,
+        "image_size": list(image_size),
+        "classes": classes,
+        "head": config.head,
+        "weights": weights,
+        "preprocessing": spec.preprocessing,
+        "model_file": MODEL_FILE,
+        "model_sha256": sha256_file(out / MODEL_FILE),
+        "split_sha256": sha256_file(out / "split.json"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    write_json(out / "run.json", run)  # last: marks the run finished
+    say(f"test: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['f1']:.3f}, "
+        f"AUC {_fmt(metrics['auc'])} on {metrics['n']} images; run written to {out}")
+    return RunResult(out, metrics, run, history, resumed=resumed)
+
+
+# ------------------------------------------------------------------------------- run directory
+
+
+def _options_record(config: FinetuneConfig, weights: str, image_size: tuple[int, int]) -> dict[str, Any]:
+    """The options as recorded in config.json: defaults that depend on the backbone resolved."""
+    options = config.to_dict()
+    options["weights"] = weights
+    if options["image_size"] is None and image_size[0] == image_size[1]:
+        options["image_size"] = image_size[0]
+    if options["data"] != "demo":
+        options["data"] = str(Path(options["data"]).expanduser().resolve())
+    options["out"] = str(Path(options["out"]).expanduser().resolve())
+    if options.get("split"):
+        options["split"] = str(Path(options["split"]).expanduser().resolve())
+    return options
+
+
+def _check_run_dir(out: Path, options: dict[str, Any]) -> bool:
+    """True when ``out`` holds this finished run; raise when it holds something else."""
+    if out.exists() and not out.is_dir():
+        raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    if not out.exists():
+        return False
+    config_file = out / "config.json"
+    if config_file.is_file():
+        previous = read_json(config_file, "run config")
+        differing = [k for k, v in options.items() if k not in RESUME_FREE and previous.get(k) != v]
+        if differing:
+            details = ", ".join(f"{k}: {previous.get(k)!r} there, {options[k]!r} now" for k in differing[:3])
+            raise EdgexferError(f"{out} holds a different run ({details})",
+                                "choose another --out, or delete that folder to start over")
+        return (out / "run.json").is_file()
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _PRE_RUN_ENTRIES)
+    if foreign:
+        raise EdgexferError(f"{out} is not empty and holds no edgexfer run ({', '.join(foreign[:3])} …)",
+                            "choose an empty or new --out folder")
+    return False
+
+
+def _prepare_data(config: FinetuneConfig, out: Path, say):
+    from edgexfer.data.scan import scan_source
+    from edgexfer.data.sources import discover
+    from edgexfer.data.splits import Split, make_split
+
+    split_file = out / "split.json"
+    if split_file.is_file() and (out / "config.json").is_file():
+        return Split.load(split_file), _read_skipped(out / "skipped.txt")
+    if config.split:  # a given split (a study's): the same images in each part, read from config.data
+        split = Split.load(config.split, data_root=None if config.data == "demo" else config.data)
+        say(f"data: split {config.split}; " + ", ".join(f"{len(split.samples(n))} {n}" for n in split.names))
+        return split, []
+    if config.data == "demo":
+        from edgexfer.data.synthetic import generate_demo
+
+        data_dir = generate_demo(out / "data" / "demo", per_class=config.demo_per_class, size=config.demo_size,
+                                 seed=config.seed)
+        say(f"synthetic demo data: {config.demo_per_class} images per class at {config.demo_size} px in {data_dir}")
+    else:
+        data_dir = Path(config.data).expanduser()
+    source = discover(data_dir)
+    scan = scan_source(source)
+    if scan.skipped:
+        say(f"skipping {len(scan.skipped)} unreadable file(s); listed in skipped.txt")
+    split = make_split(scan.source, fractions=config.split_fractions, seed=config.seed)
+    counts = {name: len(split.samples(name)) for name in split.names}
+    say(f"data: {len(split.classes)} classes ({', '.join(split.classes)}); "
+        + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    return split, scan.skipped
+
+
+def _read_skipped(path: Path) -> list[tuple[str, str]]:
+    if not path.is_file():
+        return []
+    return [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line]  # type: ignore[misc]
+
+
+def _write_start(out: Path, options, resolved, split, classes, skipped) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    split.save(out / "split.json")
+    write_json(out / "labels.json", classes)
+    if skipped:
+        write_text(out / "skipped.txt", "".join(f"{ref}\t{reason}\n" for ref, reason in skipped))
+    # config.json claims the folder for this run: written once the model built and the data is ready
+    write_json(out / "config.json", {**options, "schema": CONFIG_SCHEMA, "resolved": resolved, "versions": _versions()})
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")  # Keras wants the .keras suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buffer.getvalue())
+
+
+def _plots(out: Path, history, y_true, probabilities, classes) -> None:
+    from edgexfer.report import plots
+
+    plots.training_curves(history, out / "plots")
+    plots.classification_plots(y_true, probabilities, classes, out / "plots")
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def _tensorflow():
+    from edgexfer._lazy import require
+
+    tf = require("tensorflow", "fine-tuning")
+    keras = require("keras", "fine-tuning")
+    return tf, keras
+
+
+def _strategy(tf, distribute: str):
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribute == "none" or (distribute == "auto" and len(gpus) < 2):
+        return tf.distribute.get_strategy(), 1
+    # "mirrored" without GPUs mirrors over the logical CPU devices (how it is tested on a CPU)
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    return strategy, strategy.num_replicas_in_sync
+
+
+def _mixed_precision_usable(tf, requested: bool, say) -> bool:
+    if not requested:
+        return False
+    if not tf.config.list_physical_devices("GPU"):
+        say("mixed precision asked for, but no GPU is visible: training in float32")
+        return False
+    return True
+
+
+def _build(spec, num_classes, image_size, config: FinetuneConfig, weights, bn_inference):
+    from edgexfer.backbones import build_model
+
+    return build_model(spec, num_classes, image_size, head=config.head, weights=weights, dropout=config.dropout,
+                       bn_inference=bn_inference)
+
+
+def _augment(config: FinetuneConfig):
+    from edgexfer.data.pipeline import AugmentConfig
+
+    if config.augment is True:
+        return AugmentConfig()
+    if config.augment is False:
+        return None
+    return AugmentConfig.from_dict(config.augment)
+
+
+def _class_weights(split) -> dict[str, float]:
+    from edgexfer.data.splits import class_weights
+
+    return {str(k): v for k, v in class_weights(split).items()}
+
+
+def _plan(spec, config: FinetuneConfig, freeze_base: bool, model) -> list[dict[str, Any]]:
+    """The stages to train: key, phase, epochs, learning rate and where the trainable part starts."""
+    stages = []
+    if config.epochs > 0:
+        stages.append({"key": "phase1", "phase": 1, "epochs": config.epochs, "learning_rate": config.learning_rate,
+                       "unfreeze": None if freeze_base else "all",
+                       "label": "head on a frozen backbone" if freeze_base else "all layers (no pretrained weights)"})
+    if config.fine_tune_epochs > 0:
+        if freeze_base:
+            n = max(1, min(config.unfreeze_stages, len(spec.unfreeze_points), config.fine_tune_epochs))
+            points = list(spec.unfreeze_points[:n])
+        else:
+            n, points = 1, ["all"]
+        per_stage = [config.fine_tune_epochs // n + (1 if i < config.fine_tune_epochs % n else 0) for i in range(n)]
+        for k, (point, epochs) in enumerate(zip(points, per_stage, strict=True), start=1):
+            stages.append({"key": f"phase2_stage{k}", "phase": 2, "epochs": epochs,
+                           "learning_rate": config.fine_tune_learning_rate * config.stage_lr_factor ** (k - 1),
+                           "unfreeze": point,
+                           "label": "all layers" if point == "all" else f"layers above '{point}*'"})
+    if not stages:
+        raise EdgexferError("both --epochs and --fine-tune-epochs are 0: nothing to train", "train at least one epoch")
+    return stages
+
+
+def _set_trainable(model, stage: dict[str, Any], bn_inference: bool) -> int:
+    """Freeze/unfreeze the backbone for ``stage``; return the number of trainable parameters."""
+    import keras
+
+    from edgexfer.backbones import get_base
+
+    base = get_base(model)
+    point = stage["unfreeze"]
+    if point is None:
+        base.trainable = False
+    else:
+        base.trainable = True
+        if point != "all":
+            boundary = max(i for i, layer in enumerate(base.layers) if layer.name.startswith(point))
+            for layer in base.layers[: boundary + 1]:
+                layer.trainable = False
+        if bn_inference:  # BatchNorm runs on its ImageNet statistics: keep its scale/offset too
+            for layer in base.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
+    return int(sum(int(v.numpy().size) for v in model.trainable_weights))
+
+
+def _optimizer(keras, config: FinetuneConfig, learning_rate: float):
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    return keras.optimizers.RMSprop(learning_rate)
+
+
+def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, out: Path, extra_callbacks, say,
+           resolved) -> list[dict[str, Any]]:
+    import keras
+
+    from edgexfer.data.pipeline import make_dataset
+    from edgexfer.train.callbacks import BEST_WEIGHTS, RunState, load_weights, make_progress_callback
+
+    checkpoints = out / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    state = RunState(checkpoints, config.monitor)
+    order = [s["key"] for s in stages]
+    train_ds = make_dataset(split, "train", image_size, config.batch_size, augment=_augment(config), seed=config.seed,
+                            cache=config.cache)
+    val_ds = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=config.cache)
+    class_weight = {int(k): v for k, v in resolved["class_weights"].items()} if resolved["class_weights"] else None
+    verbose = config.verbose
+
+    phase_started: dict[int, float] = {}
+    for i, stage in enumerate(stages):
+        last_of_phase = i + 1 == len(stages) or stages[i + 1]["phase"] != stage["phase"]
+        if stage["key"] in state.completed:
+            if last_of_phase:
+                _phase_summary(say, stage["phase"], stages, state, None)
+            continue
+        if state.completed and (checkpoints / BEST_WEIGHTS).is_file():
+            load_weights(model, checkpoints / BEST_WEIGHTS)  # each stage starts from the best model so far
+        phase_started.setdefault(stage["phase"], time.perf_counter())
+        with strategy.scope():
+            stage["trainable_params"] = _set_trainable(model, stage, resolved["bn_inference"])
+            model.compile(optimizer=_optimizer(keras, config, stage["learning_rate"]),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=config.jit_compile)
+        say(f"phase {stage['phase']} {stage['key'].split('_')[-1] if stage['phase'] == 2 else ''}".rstrip()
+            + f": {stage['label']}, {stage['epochs']} epoch(s) at learning rate {stage['learning_rate']:.2g}, "
+            f"{stage['trainable_params']:,} trainable parameters")
+        fit_callbacks = [
+            keras.callbacks.BackupAndRestore(str(out / "backup" / stage["key"]), delete_checkpoint=True),
+            make_progress_callback(state, stage, order),
+        ]
+        if config.early_stopping_patience:
+            fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=config.monitor,
+                                                               patience=config.early_stopping_patience))
+        # Keras's BackupAndRestore sets model._initial_epoch when it resumes and never clears it, so
+        # the next fit() on the same model would skip that many epochs: clear it before every stage
+        model._initial_epoch = None
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], class_weight=class_weight, shuffle=False,
+                      callbacks=fit_callbacks + list(extra_callbacks), verbose=verbose)
+        except KeyboardInterrupt:
+            say(f"interrupted; run the same command again to resume from {out}")
+            raise
+        state.completed.append(stage["key"])
+        state.save()
+        if last_of_phase:
+            _phase_summary(say, stage["phase"], stages, state, time.perf_counter() - phase_started[stage["phase"]])
+    if not (checkpoints / BEST_WEIGHTS).is_file():
+        raise EdgexferError(f"no epoch produced a finite {config.monitor}", "lower the learning rate or check the data")
+    load_weights(model, checkpoints / BEST_WEIGHTS)
+    shutil.rmtree(out / "backup", ignore_errors=True)
+    return state.history
+
+
+def _phase_summary(say, phase: int, stages, state, seconds: float | None) -> None:
+    keys = {s["key"] for s in stages if s["phase"] == phase}
+    rows = [r for r in state.history if r["stage"] in keys]
+    if not rows:
+        return
+    mon = state.monitor
+    pick = max if state.mode == "max" else min
+    best = pick(rows, key=lambda r: r.get(mon, float("nan")))
+    first = next(s for s in stages if s["phase"] == phase)
+    if phase == 1:
+        label = "head, frozen backbone" if first["unfreeze"] is None else "all layers, from scratch"
+    else:
+        label = f"gradual unfreezing, {len(keys)} stage(s)" if first["unfreeze"] != "all" else "all layers, lower rate"
+    took = f" in {seconds:.0f} s" if seconds is not None else " (done before)"
+    say(f"phase {phase} ({label}): {len(rows)} epoch(s){took}; best {mon} {best.get(mon, float('nan')):.4f} "
+        f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at epoch {best['epoch_global']}")
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+
+def _evaluate(keras, model_path: Path, split, image_size, batch_size: int):
+    """Test-split metrics of the SAVED model, so metrics.json describes exactly model.keras."""
+    import numpy as np
+
+    from edgexfer.data.pipeline import make_dataset
+    from edgexfer.evaluate.metrics import classification_metrics
+
+    model = keras.saving.load_model(model_path)
+    ds = make_dataset(split, "test", image_size, batch_size, shuffle=False, cache=False)
+    probs, labels = [], []
+    for x, y in ds:
+        probs.append(np.asarray(model(x, training=False), dtype=np.float32))
+        labels.append(np.asarray(y))
+    y_true = np.concatenate(labels)
+    probabilities = np.concatenate(probs)
+    return classification_metrics(y_true, probabilities, split.classes), y_true, probabilities
+
+
+def _versions() -> dict[str, Any]:
+    from edgexfer.versions import library_versions
+
+    return library_versions()
+
+
+def _number(text: str) -> Any:
+    """A history.csv cell back as int or float where it is one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
