@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edgexfer.cli.bench:bench",
     "compare": "edgexfer.cli.compare:compare",
     "report": "edgexfer.cli.report:report",
+    "demo": "edgexfer.cli.demo:demo",
 }
 
 

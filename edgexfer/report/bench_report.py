@@ -84,7 +84,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         "",
     ]
     lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
-    header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc (pt)", "F1", "AUC", "Agreement",
+    header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
                "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Peak RSS MB", "Gate"])
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
@@ -93,7 +93,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
         delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
         cells = [f"`{r['artifact']}`", r["precision"], f"{r['runtime']}", _size(r["size_bytes"]),
-                 _fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else _fmt(delta, 2), _fmt(r["f1"]),
+                 _fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else ("–" if delta is None else f"{delta:+.2f}"), _fmt(r["f1"]),
                  _fmt(r["auc"]), _fmt(r["agreement"]), _fmt(r["max_abs_diff"])]
         cells += [_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
@@ -181,12 +181,13 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
         for r in rows:
             if b0 in r["latency_ms"]:
                 x, y = r["latency_ms"][b0]["p50"], r["accuracy"] * 100
-                ax.scatter(x, y, s=50, marker="o" if r["gate"]["passed"] else "x")
-                ax.annotate(_row_label(r), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+                # a legend, not annotations: precisions of one model often sit on top of each other
+                ax.scatter(x, y, s=50, marker="o" if r["gate"]["passed"] else "x", label=_row_label(r))
         ax.set_xlabel(f"p50 latency at batch {b0} (ms)")
         ax.set_ylabel("accuracy (%)")
         ax.set_title("Accuracy versus latency (x: gate failed)")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
         written["accuracy_vs_latency"] = _save(fig, out / "accuracy_vs_latency.png")
 
         fig, ax = plt.subplots(figsize=(6.5, 4.5))

@@ -1,0 +1,77 @@
+"""The end-to-end demo: synthetic chest X-rays → fine-tune → export FP32/FP16/INT8 → bench.
+
+One library call per stage, the same calls the CLI commands make, so the demo is also a worked
+example for notebook users. Everything lands under one folder:
+``data/`` (the synthetic set), ``run/`` (fine-tune), ``calibration/``, ``exported/``, ``bench/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("runs/demo")
+    backbone: str = "tinycnn"
+    weights: str = "none"
+    image_size: int | None = 64
+    per_class: int = 300
+    data_size: int = 128
+    epochs: int = 12
+    fine_tune_epochs: int = 4
+    batch_size: int = 16
+    seed: int = 0
+    target: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    iterations: int = 30
+
+
+@dataclass
+class DemoResult:
+    run_dir: Path
+    export_dir: Path
+    bench_dir: Path
+    test_metrics: dict[str, Any]
+    bench: Any
+
+
+def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
+    """Run every stage; raises GateFailed (exit 1) when a precision breaks the accuracy gate."""
+    from edgexfer.config import FinetuneConfig
+    from edgexfer.data.synthetic import generate_demo
+    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.export import export_run
+    from edgexfer.export.config import ExportConfig
+    from edgexfer.export.pipeline import summary_lines
+    from edgexfer.train import finetune
+
+    out = Path(os.path.expanduser(config.out))
+    log(f"[1/4] synthetic chest X-rays: {config.per_class} per class at {config.data_size} px → {out / 'data'}")
+    data_dir = generate_demo(out / "data", per_class=config.per_class, size=config.data_size, seed=config.seed)
+
+    log(f"[2/4] fine-tune {config.backbone} (weights {config.weights}) → {out / 'run'}")
+    run = finetune(FinetuneConfig(
+        data=str(data_dir), backbone=config.backbone, out=str(out / "run"), image_size=config.image_size,
+        weights=config.weights, epochs=config.epochs, fine_tune_epochs=config.fine_tune_epochs,
+        batch_size=config.batch_size, seed=config.seed,
+    ), log=log)
+
+    log(f"[3/4] export FP32, FP16 and INT8 ({config.target} profile) → {out / 'exported'}")
+    manifest = export_run(ExportConfig(
+        run_dir=run.run_dir, out=out / "exported", fp16=True, int8=True, target=config.target,
+        calibration=out / "calibration", calibration_seed=config.seed,
+    ))
+    for line in summary_lines(manifest, out / "exported"):
+        log(line)
+
+    log(f"[4/4] bench every artifact on the test split → {out / 'bench'}")
+    outcome = run_bench(BenchConfig(
+        export_dir=out / "exported", out=out / "bench", batch_sizes=config.batch_sizes, iterations=config.iterations,
+    ))
+    log(f"done: read {out / 'bench' / 'report.md'}")
+    return DemoResult(run.run_dir, out / "exported", out / "bench", run.metrics, outcome)
