@@ -18,7 +18,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
 from edgexfer.runtime.cuda import GpuStatus, gpu_status
 
-REBUILD_HINT = "rebuild the engine on this machine with: edgexfer export RUN_DIR --tensorrt"
+REBUILD_HINT = "rebuild the engine on this machine with: edgexfer export RUN_DIR --engine"
 
 
 def trt_available() -> tuple[bool, str]:

@@ -1,0 +1,22 @@
+"""Export stage: a finished run → ONNX FP32/FP16/INT8 (+ TensorRT engines) and manifest.json.
+
+Importing this package never imports TensorFlow, ONNX Runtime or TensorRT; they load inside the
+functions that use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
+from edgexfer.export.manifest import load_manifest
+
+
+def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
+    """Export a run; see `edgexfer.export.pipeline.export_run`."""
+    from edgexfer.export.pipeline import export_run as _export_run
+
+    return _export_run(config)
+
+
+__all__ = ["CALIBRATION_METHODS", "TARGETS", "ExportConfig", "export_run", "load_manifest"]

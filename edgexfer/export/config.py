@@ -1,0 +1,109 @@
+"""Options of one export, saved in the export's manifest so it can be reproduced."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgexfer.errors import EdgexferError
+
+TARGETS = ("cpu", "tensorrt")
+CALIBRATION_METHODS = ("entropy", "minmax", "percentile")
+
+#: FP32 ONNX vs Keras on validation images: the largest probability difference we accept
+DEFAULT_PARITY_TOLERANCE = 1e-4
+#: INT8 vs FP32 top-1 agreement on validation images below which nodes are kept in float
+#: (0.98: the done-when bar; published per-channel PTQ of ResNet-class CNNs stays well above it)
+DEFAULT_INT8_MIN_AGREEMENT = 0.98
+
+
+@dataclass
+class ExportConfig:
+    """Everything `export_run` needs. Paths may be str or Path.
+
+    ``target`` decides the INT8 profile: ``cpu`` (uint8 activations, what ONNX Runtime on x86 runs
+    fastest) or ``tensorrt`` (int8 symmetric, zero point 0). ``None`` means ``tensorrt`` when
+    ``engine`` is set, else ``cpu``.
+
+    ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where
+    the set ``<run name>-<size>-<seed>`` is looked up and built when absent (default ``calibration/``).
+    """
+
+    run_dir: Path
+    out: Path | None = None
+    fp16: bool = False
+    int8: bool = False
+    engine: bool = False
+    target: str | None = None
+    calibration: Path | None = None
+    calibration_size: int = 500
+    calibration_seed: int = 0
+    calibration_method: str = "entropy"
+    max_batch: int = 32
+    opt_batch: int | None = None
+    opset: int = 17
+    data_root: Path | None = None
+    parity_samples: int = 256
+    parity_tolerance: float = DEFAULT_PARITY_TOLERANCE
+    int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
+    int8_max_rounds: int = 3
+    int8_nodes_per_round: int = 2
+    sensitivity_samples: int = 16
+    batch_size: int = 16
+    timing_cache: Path | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        for name in ("out", "calibration", "data_root", "timing_cache"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(os.fspath(value)))
+
+    @property
+    def resolved_target(self) -> str:
+        return self.target or ("tensorrt" if self.engine else "cpu")
+
+    @property
+    def run_name(self) -> str:
+        return self.run_dir.resolve().name
+
+    @property
+    def export_dir(self) -> Path:
+        return self.out if self.out is not None else Path("exported") / self.run_name
+
+    @property
+    def calibration_location(self) -> Path:
+        return self.calibration if self.calibration is not None else Path("calibration")
+
+    def validate(self) -> None:
+        """Refuse bad option values before any work is done."""
+        if self.target is not None and self.target not in TARGETS:
+            raise EdgexferError(f"unknown INT8 target '{self.target}'", f"use one of: {', '.join(TARGETS)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise EdgexferError(
+                f"unknown calibration method '{self.calibration_method}'", f"use one of: {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.engine and self.int8 and self.resolved_target != "tensorrt":
+            raise EdgexferError(
+                "an INT8 TensorRT engine needs the tensorrt INT8 profile, not --target cpu",
+                "drop --target or pass --target tensorrt with --engine",
+            )
+        for name in ("max_batch", "calibration_size", "parity_samples", "batch_size", "int8_max_rounds", "opset"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "int8_max_rounds" else 1):
+                raise EdgexferError(f"--{name.replace('_', '-')} {value} is not a positive whole number", "pass a value of 1 or more")
+        if self.opt_batch is not None and not 1 <= self.opt_batch <= self.max_batch:
+            raise EdgexferError(f"opt batch {self.opt_batch} is outside 1..{self.max_batch}", "choose 1 <= opt <= --max-batch")
+        if self.opset < 13:
+            raise EdgexferError(f"opset {self.opset} is too old for per-channel Q/DQ", "use --opset 13 or newer (default 17)")
+        if not 0.0 <= self.int8_min_agreement <= 1.0:
+            raise EdgexferError(f"INT8 agreement threshold {self.int8_min_agreement} is not in [0, 1]", "pass a fraction such as 0.98")
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["target"] = self.resolved_target
+        return {k: (os.fspath(v) if isinstance(v, Path) else v) for k, v in record.items()}

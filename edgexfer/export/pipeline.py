@@ -1,0 +1,344 @@
+"""`export_run`: a finished run → FP32/FP16/INT8 ONNX (+ TensorRT engines) and manifest.json.
+
+Everything is built in a staging folder beside EXPORT_DIR and swapped in by renames at the end, so a
+failure at any step leaves EXPORT_DIR as it was: no partial file, no half-updated manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.metrics import agreement
+from edgexfer.export import manifest as mf
+from edgexfer.export.config import ExportConfig
+from edgexfer.export.run_record import RunRecord, load_run
+from edgexfer.io import write_json
+
+TIMING_CACHE_FILE = "trt_timing.cache"
+
+
+class Timeline:
+    """Wall time per export stage, recorded in the manifest (``timings``) for benchmarks and users."""
+
+    def __init__(self) -> None:
+        self.stages: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        started, t0 = time.time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages.append({"stage": name, "started": round(started, 3),
+                                "seconds": round(time.perf_counter() - t0, 3)})
+
+
+def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
+    """Export the run ``config.run_dir`` into ``config.export_dir``; returns the manifest written.
+
+    With ``engine=True`` where TensorRT or a GPU is missing, the ONNX artifacts and manifest are
+    written first, then `EngineUnavailable` is raised (CLI: one line, exit 2).
+    """
+    if isinstance(config, dict):
+        known = {f.name for f in fields(ExportConfig)}
+        config = ExportConfig(**{k: v for k, v in config.items() if k in known})
+    config.validate()
+    say = _printer(config.progress)
+    timeline = Timeline()
+    with timeline.stage("check_run"):
+        run = load_run(config.run_dir)
+        run.verify_model()
+        run.verify_split()
+    out = config.export_dir
+    _check_out(out)
+
+    engine_reason = None
+    if config.engine:
+        from edgexfer.export.tensorrt import engine_support
+
+        engine_ok, detail = engine_support()
+        if not engine_ok:
+            engine_reason = detail
+            say(f"TensorRT engines will not be built: {detail}; writing the ONNX artifacts only")
+
+    h, w = run.image_size
+    with timeline.stage("load_validation_images"):
+        split = run.load_split(config.data_root)
+        val_images, _ = split.load_arrays("val", (h, w), limit=config.parity_samples)
+    if len(val_images) == 0:
+        raise EdgexferError(f"the validation split of run {run.name} is empty, so parity cannot be checked",
+                            "fine-tune with a validation fraction above zero")
+
+    calset = None
+    if config.int8:
+        from edgexfer.data.calibration import find_or_build
+
+        with timeline.stage("calibration_set"):
+            calset, built = find_or_build(config.calibration_location, run.path, run.name, config.calibration_size,
+                                          config.calibration_seed, data_root=config.data_root, progress=config.progress)
+        calset.check_compatible(run.image_size, run.classes)
+        say(f"calibration set {calset.npz_path} ({'built' if built else 'reused'}, {calset.size} images)")
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    except OSError as exc:
+        raise EdgexferError(f"cannot create the export folder {out}: {exc.strerror or exc}", "choose a writable --out") from None
+    try:
+        artifacts = _build(config, run, staging, val_images, calset, engine_reason is None and config.engine, out, say,
+                           timeline)
+        with timeline.stage("finalize"):
+            for name in mf.RUN_FILES:
+                _copy(run.path / name, staging / name)
+            manifest = mf.build_manifest(out.name, run, artifacts, config.to_record())
+            manifest["timings"] = timeline.stages
+            write_json(staging / mf.MANIFEST_FILE, manifest)
+            _swap_in(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    if engine_reason is not None:
+        from edgexfer.export.tensorrt import EngineUnavailable
+
+        error = EngineUnavailable(
+            f"--engine: no TensorRT engine was built ({engine_reason}); the ONNX artifacts are in {out}",
+            "build engines on a machine with TensorRT and an NVIDIA GPU: edgexfer export RUN_DIR --engine",
+        )
+        error.manifest = manifest  # what was written, for the CLI's summary
+        raise error
+    return manifest
+
+
+def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """One line per artifact: name, file, size, parity/agreement and excluded nodes."""
+    lines = []
+    for a in manifest["artifacts"]:
+        where = Path(export_dir) / a["file"] if export_dir is not None else a["file"]
+        text = f"{a['name']:<9} {where}  {a['size_bytes'] / 1e6:.2f} MB"
+        parity = a.get("parity")
+        if parity:
+            text += (f"  vs {parity['against']}: top-1 agreement {parity['agreement'] * 100:.1f}%"
+                     f", max |Δp| {parity['max_abs_diff']:.2e} (n={parity['n']})")
+        if a.get("excluded_nodes"):
+            text += f", {len(a['excluded_nodes'])} node(s) kept in float"
+        lines.append(text)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.ndarray, calset: Any,
+           build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
+    from edgexfer.export import _ort
+    from edgexfer.export.keras_onnx import (
+        check_keras_io,
+        keras_predict,
+        keras_to_onnx,
+        load_keras_model,
+        metadata_for,
+    )
+
+    artifacts: list[dict[str, Any]] = []
+    metadata = metadata_for(run)
+    fp32_path = staging / mf.onnx_file("fp32")
+    say(f"FP32: converting {run.model_path} to ONNX (opset {config.opset})")
+    with timeline.stage("keras_load"):
+        model = load_keras_model(run.model_path)
+        check_keras_io(model, run.image_size)
+    with timeline.stage("fp32_convert"):
+        fixes = keras_to_onnx(model, fp32_path, image_size=run.image_size, opset=config.opset,
+                              metadata={**metadata, "edgexfer.precision": "fp32"})
+    with timeline.stage("fp32_parity"):
+        keras_probs = keras_predict(model, val_images, config.batch_size)
+        del model
+        fp32_probs = _ort.predict(fp32_path, val_images, config.batch_size)
+        parity = _parity("keras", keras_probs, fp32_probs)
+    if parity["max_abs_diff"] > config.parity_tolerance:
+        raise EdgexferError(
+            f"the FP32 ONNX differs from the Keras model by {parity['max_abs_diff']:.2e} in probability on "
+            f"{parity['n']} validation images (tolerance {config.parity_tolerance:g}); nothing was written",
+            "report the backbone, or try another --opset",
+        )
+    artifacts.append(mf.artifact_record("fp32", fp32_path, fmt="onnx", precision="fp32", target="any", parity=parity,
+                                        graph_fixes=fixes))
+
+    if config.fp16:
+        from edgexfer.export.onnx_fp16 import convert_to_fp16
+
+        fp16_path = staging / mf.onnx_file("fp16")
+        say("FP16: converting the FP32 graph")
+        with timeline.stage("fp16_convert"):
+            kept = convert_to_fp16(fp32_path, fp16_path)
+        with timeline.stage("fp16_check"):
+            fp16_parity = _parity("fp32", fp32_probs, _ort.predict(fp16_path, val_images, config.batch_size))
+        artifacts.append(mf.artifact_record("fp16", fp16_path, fmt="onnx", precision="fp16", target="any",
+                                            parity=fp16_parity, excluded_nodes=kept))
+
+    int8_path = None
+    if config.int8:
+        int8_path = staging / mf.onnx_file("int8", config.resolved_target)
+        artifacts.append(_int8(config, fp32_path, int8_path, fp32_probs, val_images, calset, metadata, say, timeline))
+
+    if build_engines:
+        from edgexfer.export.tensorrt import build_engine
+
+        cache = staging / TIMING_CACHE_FILE
+        previous = config.timing_cache if config.timing_cache is not None else out / TIMING_CACHE_FILE
+        if previous.is_file():
+            shutil.copyfile(previous, cache)
+        sources = [a for a in artifacts if a["precision"] in ("fp16", "int8")] or artifacts[:1]
+        for source in sources:
+            precision = source["precision"]
+            engine_path = staging / mf.engine_file(precision)
+            say(f"TensorRT: building {engine_path.name} from {source['file']} (batch 1..{config.max_batch})")
+            with timeline.stage(f"engine_{precision}"):
+                record = build_engine(staging / source["file"], engine_path, input_name="image",
+                                      image_size=run.image_size, max_batch=config.max_batch,
+                                      opt_batch=config.opt_batch, timing_cache=cache)
+            record["onnx_sha256"] = source["sha256"]
+            write_json(Path(str(engine_path) + ".json"), record)
+            artifacts.append(mf.artifact_record(f"{precision}-trt", engine_path, fmt="tensorrt", precision=precision,
+                                                target="tensorrt", parity=None,
+                                                excluded_nodes=source["excluded_nodes"],
+                                                calibration=source["calibration"], engine=record,
+                                                source_artifact=source["name"]))
+    return artifacts
+
+
+def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np.ndarray, val_images: np.ndarray,
+          calset: Any, metadata: dict[str, str], say, timeline: Timeline) -> dict[str, Any]:
+    """Quantize with the accuracy-driven fallback; returns the int8 artifact record."""
+    import onnx
+
+    from edgexfer.export import _ort
+    from edgexfer.export.keras_onnx import update_metadata
+    from edgexfer.export.onnx_int8 import BatchReader, node_sensitivity, preprocess, quantize
+    from edgexfer.io import atomic_path
+
+    target, threshold = config.resolved_target, config.int8_min_agreement
+    batch = config.batch_size
+
+    def calibration_batches():
+        return (images for images, _ in calset.iter_batches(batch))
+
+    with tempfile.TemporaryDirectory(prefix="edgexfer-int8-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        float_path = tmp / "float_prep.onnx"
+        with timeline.stage("int8_preprocess"):
+            preprocessed = preprocess(fp32_path, float_path)
+        excluded: list[dict[str, Any]] = []
+        rounds: list[dict[str, Any]] = []
+        best: tuple[float, int] | None = None
+        for round_no in range(config.int8_max_rounds + 1):
+            candidate = tmp / f"int8_round{round_no}.onnx"
+            reader = BatchReader(calibration_batches, "image", total_batches=-(-calset.size // batch),
+                                 total_images=calset.size, progress=config.progress and round_no == 0,
+                                 desc=f"INT8 calibration ({config.calibration_method})")
+            with timeline.stage(f"int8_quantize_round{round_no}"):
+                settings = quantize(float_path, candidate, reader=reader, target=target,
+                                    method=config.calibration_method,
+                                    nodes_to_exclude=[e["name"] for e in excluded], cache_path=tmp / "ranges.json")
+            with timeline.stage(f"int8_check_round{round_no}"):
+                result = _parity("fp32", fp32_probs, _ort.predict(candidate, val_images, batch))
+            rounds.append({"round": round_no, "excluded": len(excluded), "agreement": result["agreement"],
+                           "max_abs_diff": result["max_abs_diff"]})
+            say(f"INT8 ({target}) round {round_no}: top-1 agreement with FP32 {result['agreement'] * 100:.1f}% "
+                f"on {result['n']} validation images, {len(excluded)} node(s) in float")
+            if best is None or result["agreement"] > best[0]:
+                best = (result["agreement"], round_no)
+                chosen = (candidate, result, list(excluded))
+            if result["agreement"] >= threshold or round_no == config.int8_max_rounds:
+                break
+            with timeline.stage(f"int8_sensitivity_round{round_no}"):
+                sample = next(calset.iter_batches(max(1, config.sensitivity_samples)))[0]
+                ranked = node_sensitivity(float_path, candidate, sample, skip=[e["name"] for e in excluded])
+            worst = [r for r in ranked if r["sqnr_drop_db"] > 0][: config.int8_nodes_per_round]
+            if not worst:
+                break
+            for r in worst:
+                excluded.append({
+                    "name": r["name"], "op_type": r["op_type"],
+                    "reason": (f"agreement {result['agreement'] * 100:.1f}% < {threshold * 100:.1f}% in round {round_no}; "
+                               f"quantizing it lost {r['sqnr_drop_db']:.1f} dB SQNR"),
+                    "sqnr_drop_db": r["sqnr_drop_db"],
+                })
+        candidate, result, kept = chosen
+        passed = result["agreement"] >= threshold
+        if not passed:
+            say(f"warning: INT8 top-1 agreement {result['agreement'] * 100:.1f}% stays below {threshold * 100:.1f}% "
+                f"after {len(rounds) - 1} fallback round(s); the artifact is written, the bench gate will judge it")
+        model = onnx.load(os.fspath(candidate))
+        update_metadata(model, {**metadata, "edgexfer.precision": "int8", "edgexfer.int8_target": target,
+                                "edgexfer.calibration_set": calset.id})
+        with atomic_path(int8_path) as out_tmp:
+            onnx.save(model, os.fspath(out_tmp))
+
+    calibration = {"id": calset.id, "file": calset.npz_path.name, "sha256": calset.manifest["sha256"],
+                   "size": calset.size, "method": config.calibration_method, "seed": calset.manifest.get("seed")}
+    return mf.artifact_record(
+        "int8", int8_path, fmt="onnx", precision="int8", target=target, parity=result, excluded_nodes=kept,
+        calibration=calibration,
+        quantization={**settings, "preprocessed": preprocessed,
+                      "fallback": {"min_agreement": threshold, "max_rounds": config.int8_max_rounds,
+                                   "passed": passed, "rounds": rounds}},
+    )
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _parity(against: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    return {"against": against, **agreement(reference, candidate), "n": int(len(reference))}
+
+
+def _printer(enabled: bool):
+    def say(message: str) -> None:
+        if enabled:
+            print(f"edgexfer export: {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _check_out(out: Path) -> None:
+    """EXPORT_DIR may be new, empty, or an earlier export (replaced whole); anything else is refused."""
+    if out.exists() and not out.is_dir():
+        raise EdgexferError(f"export path {out} is a file", "pass a folder to --out")
+    if out.is_dir() and any(out.iterdir()) and not mf.is_export_dir(out):
+        raise EdgexferError(f"{out} is not empty and holds no edgexfer export manifest", "choose another --out or empty the folder")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as exc:
+        raise EdgexferError(f"cannot copy {src} into the export: {exc.strerror or exc}", "check free disk space") from None
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging`` with renames: the old export stays whole until the new one is in place."""
+    old = None
+    try:
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, old / out.name)
+        os.rename(staging, out)
+    except OSError as exc:
+        if old is not None and (old / out.name).exists() and not out.exists():
+            os.rename(old / out.name, out)
+        raise EdgexferError(f"cannot write the export folder {out}: {exc.strerror or exc}", "check free disk space and permissions") from None
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,206 @@
+"""FP16 and INT8 ONNX: float32 I/O kept, sensitive nodes listed, Q/DQ profiles per target, accuracy fallback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgexfer.export import ExportConfig, export_run
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_export):
+    return json.loads((tiny_export / "manifest.json").read_text())
+
+
+def _artifact(manifest, name):
+    return next(a for a in manifest["artifacts"] if a["name"] == name)
+
+
+@pytest.mark.parametrize("file", ["model_fp32.onnx", "model_fp16.onnx", "model_int8_cpu.onnx"])
+def test_every_onnx_loads_in_onnxruntime_with_one_float_input(tiny_export, file):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tiny_export / file), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.name == "image" and inp.type == "tensor(float)"
+    (out,) = session.get_outputs()
+    assert out.name == "probabilities" and out.type == "tensor(float)"
+    x = np.random.default_rng(0).integers(0, 256, (3, *inp.shape[1:]), dtype=np.uint8).astype(np.float32)
+    probs = session.run(None, {"image": x})[0]
+    assert probs.shape[0] == 3
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)
+
+
+def test_fp16_keeps_float32_io_and_lists_nodes_kept_in_fp32(tiny_export, manifest):
+    model = onnx.load(tiny_export / "model_fp16.onnx")
+    fp16_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert fp16_weights, "no FP16 weights: the graph was not converted"
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    fp16 = _artifact(manifest, "fp16")
+    kept = {n["name"]: n for n in fp16["excluded_nodes"]}
+    assert any(n["op_type"] == "Softmax" for n in kept.values())
+    assert any(n["op_type"] in ("MatMul", "Gemm") for n in kept.values())
+    graph_names = {n.name for n in model.graph.node}
+    assert set(kept) <= graph_names and all(n["reason"] for n in kept.values())
+    assert fp16["parity"]["against"] == "fp32" and fp16["parity"]["agreement"] >= 0.9
+
+
+def _zero_points(model):
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    activations, weights = [], []
+    weight_names = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            zp = inits[node.input[2]]
+            (weights if node.input[0] in weight_names else activations).append(zp)
+    return activations, weights
+
+
+def test_int8_cpu_profile_has_uint8_activations_and_per_channel_int8_weights(tiny_export, manifest):
+    model = onnx.load(tiny_export / "model_int8_cpu.onnx")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    activations, _ = _zero_points(model)
+    assert activations and all(z.dtype == np.uint8 for z in activations)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    int8_weights = [a for a in inits.values() if a.dtype == np.int8 and a.ndim == 4]
+    assert int8_weights, "conv weights are not stored as int8"
+    per_channel_scales = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                          and inits.get(n.input[0]) is not None and inits[n.input[0]].dtype == np.int8
+                          and inits[n.input[1]].size > 1]
+    assert per_channel_scales, "weights are not quantized per channel"
+    int8 = _artifact(manifest, "int8")
+    assert int8["target"] == "cpu" and int8["quantization"]["activation_type"] == "QUInt8"
+    assert int8["calibration"]["id"] and int8["calibration"]["method"] == "entropy"
+    assert int8["parity"]["agreement"] >= 0.9
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["edgexfer.precision"] == "int8" and meta["edgexfer.int8_target"] == "cpu"
+
+
+def test_int8_tensorrt_profile_is_signed_and_symmetric(tmp_path, export_run_dir, tiny_export):
+    calibration = tiny_export.parent / "calibration"
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "trt", int8=True, target="tensorrt",
+                                       calibration=calibration, calibration_size=64, calibration_method="minmax",
+                                       progress=False))
+    int8 = _artifact(manifest, "int8")
+    assert int8["file"] == "model_int8_tensorrt.onnx" and int8["target"] == "tensorrt"
+    assert int8["quantization"]["symmetric_activations"] is True
+    model = onnx.load(tmp_path / "trt" / "model_int8_tensorrt.onnx")
+    activations, _ = _zero_points(model)
+    assert activations and all(z.dtype == np.int8 and not z.any() for z in activations)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weight_zps = [inits[n.input[2]] for n in model.graph.node
+                  if n.op_type == "DequantizeLinear" and len(n.input) > 2 and inits.get(n.input[0]) is not None]
+    assert weight_zps and all(not z.any() for z in weight_zps)
+
+
+def test_fallback_keeps_sensitive_nodes_in_float_and_records_why(tmp_path, export_run_dir, tiny_export, monkeypatch):
+    """Force round 0 under the threshold: the worst nodes by SQNR loss are excluded and quantization re-run."""
+    from edgexfer.export import pipeline
+
+    real = pipeline._parity
+    calls = {"int8": 0}
+
+    def parity_with_bad_first_round(against, reference, candidate):
+        result = real(against, reference, candidate)
+        if against == "fp32":  # no --fp16 here: the first FP32-referenced check is INT8 round 0
+            calls["int8"] += 1
+            if calls["int8"] == 1:
+                result["agreement"] = 0.5
+        return result
+
+    monkeypatch.setattr(pipeline, "_parity", parity_with_bad_first_round)
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "fb", int8=True,
+                                       calibration=tiny_export.parent / "calibration", calibration_size=64,
+                                       int8_nodes_per_round=2, int8_max_rounds=2, progress=False))
+    int8 = _artifact(manifest, "int8")
+    fallback = int8["quantization"]["fallback"]
+    assert [r["round"] for r in fallback["rounds"]] == [0, 1]
+    assert fallback["rounds"][0]["agreement"] == 0.5 and fallback["passed"] is True
+    excluded = int8["excluded_nodes"]
+    assert 1 <= len(excluded) <= 2
+    assert all("SQNR" in e["reason"] and "round 0" in e["reason"] for e in excluded)
+    model = onnx.load(tmp_path / "fb" / int8["file"])
+    producers = {o: n for n in model.graph.node for o in n.output}
+    excluded_names = {e["name"] for e in excluded}
+    for node in model.graph.node:  # an excluded node's weights are not dequantized int8: they stay float
+        if node.name in excluded_names and node.op_type in ("Conv", "MatMul", "Gemm"):
+            weight = node.input[1]
+            assert weight not in producers or producers[weight].op_type != "DequantizeLinear"
+
+
+def test_batch_reader_serves_strided_ranges_without_rereading():
+    from edgexfer.export.onnx_int8 import BatchReader
+
+    opened = []
+
+    def batches():
+        opened.append(1)
+        return (np.full((2, 4, 4, 3), i, dtype=np.uint8) for i in range(5))
+
+    reader = BatchReader(batches, "image", total_batches=5)
+    assert len(reader) == 5
+    seen = []
+    for start in range(5):  # what ORT's CalibStridedMinMax does with stride 1
+        reader.set_range(start, start + 1)
+        while (item := reader.get_next()) is not None:
+            seen.append(int(item["image"][0, 0, 0, 0]))
+            assert item["image"].dtype == np.float32
+    assert seen == [0, 1, 2, 3, 4] and len(opened) == 1
+    reader.set_range(2, 4)  # out of order: restart and skip
+    assert [int(reader.get_next()["image"][0, 0, 0, 0]) for _ in range(2)] == [2, 3]
+    assert reader.get_next() is None
+    reader.rewind()
+    assert sum(1 for _ in iter(reader.get_next, None)) == 5
+
+
+def test_node_sensitivity_ranks_nodes_worst_first(tiny_export, tmp_path):
+    from edgexfer.data.calibration import load_calibration_set
+    from edgexfer.export.onnx_int8 import BatchReader, node_sensitivity, preprocess, quantize
+
+    cal = load_calibration_set(next((tiny_export.parent / "calibration").glob("*.npz")))
+    prep = tmp_path / "prep.onnx"
+    preprocess(tiny_export / "model_fp32.onnx", prep)
+    qdq = tmp_path / "q.onnx"
+    reader = BatchReader(lambda: (x for x, _ in cal.iter_batches(16)), "image", total_batches=-(-cal.size // 16))
+    quantize(prep, qdq, reader=reader, target="tensorrt", method="minmax")
+    images = next(cal.iter_batches(8))[0]
+    ranked = node_sensitivity(prep, qdq, images)
+    assert ranked and {"name", "op_type", "sqnr_drop_db", "output_sqnr_db"} <= set(ranked[0])
+    drops = [r["sqnr_drop_db"] for r in ranked]
+    assert drops == sorted(drops, reverse=True)
+    names = {n.name for n in onnx.load(prep).graph.node}
+    assert {r["name"] for r in ranked} <= names
+    assert any(r["op_type"] == "Conv" and r["sqnr_drop_db"] > 0 for r in ranked)
+
+
+@pytest.mark.slow
+def test_fallback_on_a_depthwise_swish_network(tmp_path, demo_split):
+    """MobileNetV3Small (depthwise convs, hard-swish), random init at 32 px: with the bar at 100% agreement,
+    the fallback runs its bounded rounds and every excluded node names its reason."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_export import make_run_dir
+
+    from edgexfer.backbones import build_model
+
+    model = build_model("mobilenetv3small", num_classes=len(demo_split.classes), image_size=32, weights="none")
+    run = make_run_dir(tmp_path / "mnv3", demo_split, model, backbone="mobilenetv3small")
+    manifest = export_run(ExportConfig(run_dir=run, out=tmp_path / "out", int8=True, target="tensorrt",
+                                       calibration=tmp_path / "cal", calibration_size=32, int8_min_agreement=1.0,
+                                       int8_max_rounds=2, int8_nodes_per_round=3, progress=False))
+    int8 = _artifact(manifest, "int8")
+    rounds = int8["quantization"]["fallback"]["rounds"]
+    assert 1 <= len(rounds) <= 3
+    if rounds[0]["agreement"] < 1.0:
+        assert len(rounds) > 1 and int8["excluded_nodes"]
+        assert all(e["reason"] and e["op_type"] for e in int8["excluded_nodes"])
+    assert int8["parity"]["agreement"] == max(r["agreement"] for r in rounds)

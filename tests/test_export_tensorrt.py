@@ -1,0 +1,268 @@
+"""TensorRT engine build: logic tested against a small fake `tensorrt` module (no GPU needed), and the
+module type-checked with mypy against tensorrt-stubs (patched copy, see DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from edgexfer.errors import EdgexferError
+from edgexfer.export import tensorrt as trt_export
+
+REPO = Path(__file__).resolve().parents[1]
+STUBS = REPO / ".stubs" / "site"
+
+
+# ------------------------------------------------------------------------------ a fake TensorRT 11
+
+
+def make_fake_tensorrt(*, parse_ok: bool = True, build_ok: bool = True, version: str = "11.0.0.9"):
+    """The TensorRT API surface our build uses, recording calls. It has no BuilderFlag, no
+    IInt8Calibrator: TensorRT 11 removed them, so touching them fails here as it would there."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    calls: dict = {"profiles": [], "cache_in": [], "pool": []}
+    trt.calls = calls
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity=None):
+            self.severity = severity
+
+    class Dims(tuple):
+        def __new__(cls, shape):
+            return super().__new__(cls, tuple(shape))
+
+    class Flag:
+        STRONGLY_TYPED = 1
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    class TimingCache:
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def serialize(self):
+            return bytearray(self.data + b"+timed")
+
+    class Profile:
+        def set_shape(self, name, mn, opt, mx):
+            assert all(isinstance(d, Dims) for d in (mn, opt, mx)), "shapes must be Dims"
+            calls["profiles"].append((name, tuple(mn), tuple(opt), tuple(mx)))
+
+    class Config:
+        def __init__(self):
+            self.cache = None
+
+        def set_memory_pool_limit(self, pool, size):
+            calls["pool"].append((pool, size))
+
+        def add_optimization_profile(self, profile):
+            return 0
+
+        def create_timing_cache(self, data):
+            calls["cache_in"].append(bytes(data))
+            return TimingCache(bytes(data))
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Network:
+        def __init__(self, flags):
+            self.flags = flags
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags=0):
+            calls["network_flags"] = flags
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            calls["built"] = True
+            return bytearray(b"ENGINE-BYTES") if build_ok else None
+
+    class ParserError:
+        def desc(self):
+            return "Unsupported ONNX op: FancyOp"
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.num_errors = 0 if parse_ok else 1
+
+        def parse_from_file(self, path):
+            calls["parsed"] = Path(path).name
+            return parse_ok
+
+        def get_error(self, index):
+            return ParserError()
+
+    trt.Logger, trt.Dims, trt.NetworkDefinitionCreationFlag = Logger, Dims, Flag
+    trt.MemoryPoolType, trt.Builder, trt.OnnxParser = MemoryPoolType, Builder, OnnxParser
+    return trt
+
+
+GPU = {"usable": True, "reason": "GPU usable", "name": "NVIDIA Fake 80GB", "compute_capability": "9.0",
+       "count": 1, "driver_version": "13.0"}
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    trt = make_fake_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_export, "gpu_info", lambda: dict(GPU))
+    return trt
+
+
+def test_build_is_strongly_typed_with_a_batch_profile_and_a_timing_cache(fake_trt, tmp_path):
+    onnx_path = tmp_path / "model_fp16.onnx"
+    onnx_path.write_bytes(b"onnx")
+    cache = tmp_path / "timing.cache"
+    record = trt_export.build_engine(onnx_path, tmp_path / "model_fp16.engine", input_name="image",
+                                     image_size=(32, 40), max_batch=16, timing_cache=cache)
+    assert (tmp_path / "model_fp16.engine").read_bytes() == b"ENGINE-BYTES"
+    assert fake_trt.calls["network_flags"] == 1 << 1  # STRONGLY_TYPED, nothing else
+    assert fake_trt.calls["profiles"] == [("image", (1, 32, 40, 3), (8, 32, 40, 3), (16, 32, 40, 3))]
+    assert cache.read_bytes() == b"+timed" and record["timing_cache_reused"] is False
+    assert record["tensorrt"] == "11.0.0.9" and record["gpu"] == GPU["name"]
+    assert record["compute_capability"] == "9.0" and record["cuda"]["driver"] == "13.0"
+    assert (record["min_batch"], record["opt_batch"], record["max_batch"]) == (1, 8, 16)
+    assert record["strongly_typed"] is True
+    # a second build starts from the saved cache
+    again = trt_export.build_engine(onnx_path, tmp_path / "again.engine", input_name="image", image_size=(32, 40),
+                                    max_batch=4, opt_batch=2, timing_cache=cache)
+    assert fake_trt.calls["cache_in"][-1] == b"+timed" and again["timing_cache_reused"] is True
+    assert fake_trt.calls["profiles"][-1][2] == (2, 32, 40, 3)
+
+
+def test_parse_and_build_failures_are_one_line_errors(monkeypatch, tmp_path):
+    monkeypatch.setattr(trt_export, "gpu_info", lambda: dict(GPU))
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(b"onnx")
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(parse_ok=False))
+    with pytest.raises(EdgexferError, match="cannot parse m.onnx: Unsupported ONNX op: FancyOp"):
+        trt_export.build_engine(onnx_path, tmp_path / "m.engine", input_name="image", image_size=(8, 8), max_batch=2)
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(build_ok=False))
+    with pytest.raises(EdgexferError, match="failed to build"):
+        trt_export.build_engine(onnx_path, tmp_path / "m.engine", input_name="image", image_size=(8, 8), max_batch=2)
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_missing_tensorrt_stub_package_or_gpu_is_reported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
+    ok, reason = trt_export.engine_support()
+    assert not ok and "TensorRT is not installed" in reason and "edgexfer[tensorrt]" in reason
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # e.g. tensorrt-stubs on the path
+    ok, reason = trt_export.engine_support()
+    assert not ok and "no Builder" in reason
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt())
+    monkeypatch.setattr(trt_export, "gpu_info", lambda: {"usable": False, "reason": "no NVIDIA driver (libcuda) found"})
+    ok, reason = trt_export.engine_support()
+    assert not ok and "no usable NVIDIA GPU" in reason and "libcuda" in reason
+    with pytest.raises(trt_export.EngineUnavailable, match="no usable NVIDIA GPU"):
+        trt_export.build_engine("m.onnx", "m.engine", input_name="image", image_size=(8, 8), max_batch=2)
+
+
+def test_export_with_engines_against_the_fake(fake_trt, export_run_dir, tiny_export, tmp_path):
+    from edgexfer.export import ExportConfig, export_run
+
+    out = tmp_path / "trt"
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=out, fp16=True, int8=True, engine=True,
+                                       calibration=tiny_export.parent / "calibration", calibration_size=64,
+                                       max_batch=8, progress=False))
+    by_name = {a["name"]: a for a in manifest["artifacts"]}
+    assert list(by_name) == ["fp32", "fp16", "int8", "fp16-trt", "int8-trt"]
+    assert by_name["int8"]["target"] == "tensorrt"  # --engine picks the TensorRT INT8 profile
+    for precision in ("fp16", "int8"):
+        engine = by_name[f"{precision}-trt"]
+        assert engine["file"] == f"model_{precision}.engine" and engine["format"] == "tensorrt"
+        assert engine["engine"]["max_batch"] == 8 and engine["engine"]["gpu"] == GPU["name"]
+        assert engine["engine"]["onnx_sha256"] == by_name[precision]["sha256"]
+        sidecar = json.loads((out / f"model_{precision}.engine.json").read_text())
+        assert sidecar["tensorrt"] == "11.0.0.9" and sidecar["compute_capability"] == "9.0"
+    assert fake_trt.calls["parsed"] == "model_int8_tensorrt.onnx"
+    assert (out / "trt_timing.cache").is_file()
+
+
+def test_engine_with_the_cpu_int8_profile_is_refused(export_run_dir, tmp_path):
+    from edgexfer.export import ExportConfig, export_run
+
+    with pytest.raises(EdgexferError, match="needs the tensorrt INT8 profile"):
+        export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "x", int8=True, engine=True, target="cpu"))
+
+
+# ------------------------------------------------------------------------------ mypy against the stubs
+
+
+def _patched_stubs(dest: Path) -> Path:
+    """Copy tensorrt-stubs' packages and fix the .pyi syntax errors DESIGN.md lists."""
+    if not (STUBS / "tensorrt").is_dir() or not (STUBS / "tensorrt_bindings").is_dir():
+        pytest.fail(f"tensorrt-stubs are not unpacked at {STUBS}: run `make setup`, which creates .stubs/site")
+    for package in ("tensorrt", "tensorrt_bindings"):
+        shutil.copytree(STUBS / package, dest / package)
+    for pyi in dest.rglob("*.pyi"):
+        text = pyi.read_text()
+        text = re.sub(r"([(,]\s*)in(\s*:)", r"\1in_\2", text)  # a parameter named `in`
+        text = re.sub(r"(def add_scale_nd\(.*?)channel_axis: int\)", r"\1channel_axis: int = ...)", text)
+        text = re.sub(r"^import tensorrt_libs.*$", "", text, flags=re.M)  # not a stub package
+        pyi.write_text(text)
+    return dest
+
+
+def _mypy(target: Path, stubs: Path, cache: Path) -> tuple[int, list[str]]:
+    env = {**os.environ, "MYPYPATH": str(stubs)}
+    cmd = [sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-error-summary", "--show-absolute-path",
+           "--cache-dir", str(cache), "--python-version", "3.10", str(target)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return proc.returncode, [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory):
+    return _patched_stubs(tmp_path_factory.mktemp("trt-stubs"))
+
+
+def test_tensorrt_module_type_checks_against_tensorrt_stubs(stubs, tmp_path):
+    target = REPO / "edgexfer" / "export" / "tensorrt.py"
+    code, lines = _mypy(target, stubs, tmp_path / "cache")
+    blocking = [line for line in lines if "syntax" in line.lower() or "prevented further checking" in line]
+    assert not blocking, "the patched stubs do not parse:\n" + "\n".join(blocking)
+    ours = [line for line in lines if line.startswith(str(target)) and ": error:" in line]
+    assert not ours, "mypy finds errors in edgexfer/export/tensorrt.py:\n" + "\n".join(ours)
+
+
+def test_the_stub_check_catches_misuse(stubs, tmp_path):
+    """The check bites: a misspelled Builder method and a tuple where Dims is expected are reported."""
+    bad = tmp_path / "bad_trt.py"
+    bad.write_text(
+        "import tensorrt as trt\n\n\n"
+        "def build(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:\n"
+        "    builder.build_serialised_network(network, config)\n"
+        "    profile = builder.create_optimization_profile()\n"
+        "    profile.set_shape('image', (1, 8, 8, 3), (1, 8, 8, 3), (1, 8, 8, 3))\n"
+    )
+    code, lines = _mypy(bad, stubs, tmp_path / "cache")
+    errors = [line for line in lines if line.startswith(str(bad)) and ": error:" in line]
+    assert code != 0 and any("build_serialised_network" in e for e in errors), lines
+    assert any("Dims" in e for e in errors), lines
