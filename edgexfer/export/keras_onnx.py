@@ -170,11 +170,16 @@ def keras_predict(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray
 
 def _patch_tf2onnx_for_numpy2() -> None:
     """tf2onnx 1.17 still uses numpy aliases removed in numpy 2; Keras ships the patch it needs."""
-    try:
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
-    except ImportError:  # a Keras without it: tf2onnx may already be fixed
-        return
-    patch_tf2onnx()
+    import warnings
+
+    with warnings.catch_warnings():
+        # the patch probes `np.object`, which makes numpy print a FutureWarning at every export
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            from keras.src.export.tf2onnx_lib import patch_tf2onnx
+        except ImportError:  # a Keras without it: tf2onnx may already be fixed
+            return
+        patch_tf2onnx()
 
 
 def onnx_io(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
