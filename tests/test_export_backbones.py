@@ -14,7 +14,6 @@ import pytest
 from edgexfer.backbones import list_backbones
 
 
-
 def _param(spec):
     marks = [] if spec.name == "tinycnn" else [pytest.mark.slow]
     return pytest.param(spec.name, id=spec.name, marks=marks)

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import click
 
-
-def _batch_sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter(f"{value!r}: batch sizes must be positive integers, e.g. 1,8,32")
-    return sizes
+from edgexfer.cli._options import batch_sizes
 
 
 def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
@@ -30,7 +22,7 @@ def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--runtimes", multiple=True, callback=_runtimes,
               help="Runtimes to use, comma-separated or repeated: keras, ort-cpu, ort-cuda, ort-trt, trt "
                    "(default: every one usable here).")
-@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=_batch_sizes,
+@click.option("--batch-sizes", default="1,8,32", show_default=True, callback=batch_sizes,
               help="Batch sizes to time.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
 @click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1),

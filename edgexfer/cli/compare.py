@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import click
 
+from edgexfer.cli._options import batch_sizes
+
 
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        sizes = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
-    if not sizes or min(sizes) < 1:
-        raise click.BadParameter(f"{value!r}: batch sizes must be positive integers, e.g. 1,8,32")
-    return sizes
 
 
 @click.command("compare")
@@ -58,7 +48,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 # bench
 @click.option("--runtimes", default=None, callback=_names,
               help="Bench runtimes, comma-separated: keras, ort-cpu, ort-cuda, ort-trt, trt (default: all usable).")
-@click.option("--batch-sizes", default=None, callback=_ints, help="Bench batch sizes (1 is always timed).")
+@click.option("--batch-sizes", default=None, callback=batch_sizes, help="Bench batch sizes (1 is always timed).")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed bench calls first.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed bench calls per batch size.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
