@@ -13,7 +13,7 @@ import click
 @click.option("--weights", default="none", show_default=True,
               help="imagenet (needs internet or the Keras cache), none, or a weights file.")
 @click.option("--image-size", type=int, default=64, show_default=True, help="Model input side in pixels.")
-@click.option("--per-class", type=int, default=300, show_default=True, help="Synthetic images per class.")
+@click.option("--per-class", type=int, default=500, show_default=True, help="Synthetic images per class.")
 @click.option("--epochs", type=int, default=12, show_default=True, help="Epochs with the backbone frozen (or all, from scratch).")
 @click.option("--fine-tune-epochs", type=int, default=4, show_default=True, help="Gradual-unfreezing epochs (pretrained weights).")
 @click.option("--seed", type=int, default=0, show_default=True)
