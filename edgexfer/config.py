@@ -61,6 +61,7 @@ class FinetuneConfig:
     freeze_base: bool | None = None        # phase 1 frozen backbone; None: frozen unless weights are "none"
     bn_inference: bool | None = None       # backbone BatchNorm in inference mode; None: unless weights are "none"
     mixed_precision: bool = False          # mixed_float16 on a GPU
+    deterministic: bool = True             # same seed, same machine → same model (TF op determinism)
     distribute: str = "auto"               # "auto": MirroredStrategy when several GPUs are visible
     jit_compile: bool | str = "auto"       # XLA for the train step: "auto" (Keras decides), true or false
     cache: bool = True                     # cache decoded images in memory
@@ -119,7 +120,7 @@ class FinetuneConfig:
             raise bad("split", "is not the path of a split.json", "pass the split.json of a run or study")
         if not isinstance(self.augment, (bool, dict)):
             raise bad("augment", "is neither true/false nor a table of augmentation options", "pass true, false or options")
-        for name in ("class_weights", "mixed_precision", "cache"):
+        for name in ("class_weights", "mixed_precision", "deterministic", "cache"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "is not true or false", "pass true or false")
         for name in ("freeze_base", "bn_inference"):

@@ -97,3 +97,15 @@ def test_mixed_precision_run_saves_a_float32_model(demo_data_dir, tmp_path, monk
     model = keras.saving.load_model(result.model_path)
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert json.loads((result.run_dir / "config.json").read_text())["resolved"]["mixed_precision"] is True
+
+
+def test_the_same_seed_trains_the_same_model(demo_data_dir, tmp_path):
+    """Deterministic by default: two runs of one command give identical test metrics (augmentation on)."""
+    from edgexfer.train import finetune
+
+    runs = [finetune(tiny_run_config(demo_data_dir, tmp_path / f"run{i}", image_size=32, epochs=2, fine_tune_epochs=0,
+                                     augment=True), log=None) for i in range(2)]
+    assert runs[0].metrics["loss"] == pytest.approx(runs[1].metrics["loss"], abs=1e-6)
+    assert runs[0].metrics["confusion_matrix"] == runs[1].metrics["confusion_matrix"]
+    config = json.loads((tmp_path / "run0" / "config.json").read_text())
+    assert json.dumps(config).count('"deterministic": true') >= 1

@@ -24,6 +24,9 @@ import click
 @click.option("--class-weights/--no-class-weights", default=None, help="Balance classes by weights [default: on].")
 @click.option("--augment/--no-augment", default=None, help="Augment the train split [default: on].")
 @click.option("--mixed-precision", is_flag=True, default=None, help="mixed_float16 training on a GPU.")
+@click.option("--deterministic/--no-deterministic", default=None,
+              help="Reproducible training: the same seed gives the same model on the same machine; "
+                   "turn off for speed on GPUs [default: on].")
 @click.option("--distribute", type=click.Choice(["auto", "mirrored", "none"]),
               help="MirroredStrategy: auto uses it when several GPUs are visible [default: auto].")
 @click.option("--demo-per-class", type=int, help="With --data demo: images per class [default: 100].")
