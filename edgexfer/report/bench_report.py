@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.io import atomic_path, write_text
+from edgexfer.report.plots import confusion_matrix
 
 
 def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
@@ -209,29 +210,7 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
         if r["artifact"] in seen:
             continue
         seen.add(r["artifact"])
-        fig = confusion_figure(r["confusion_matrix"], classes, f"{r['artifact']} ({r['runtime']}): "
-                               f"accuracy {r['accuracy'] * 100:.2f}%")
-        written[f"confusion_{r['artifact']}"] = _save(fig, out / f"confusion_{_safe(r['artifact'])}.png")
+        written[f"confusion_{r['artifact']}"] = confusion_matrix(
+            r["confusion_matrix"], classes, out / f"confusion_{_safe(r['artifact'])}.png",
+            title=f"{r['artifact']} ({r['runtime']}): accuracy {r['accuracy'] * 100:.2f}%")
     return written
-
-
-def confusion_figure(matrix: list[list[int]], classes: list[str], title: str) -> Any:
-    """A confusion matrix with counts and row-normalized shading (rows: true class)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cm = np.asarray(matrix, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = max(3.5, 0.6 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    return fig
