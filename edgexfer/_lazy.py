@@ -25,6 +25,9 @@ _EXTRAS = {
 
 def require(module: str, purpose: str | None = None) -> ModuleType:
     """Import ``module`` or raise an EdgexferError naming the extra to install."""
+    from edgexfer.logs import configure
+
+    configure()  # quiet TensorFlow's load-time notices unless EDGEXFER_VERBOSE is set (edgexfer.logs)
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -71,9 +71,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgexfer")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show everything the libraries print (TensorFlow/absl notices, dependency warnings).")
+def cli(verbose: bool) -> None:
     """edgexfer: fine-tune a medical-image classifier, export it to ONNX/TensorRT at FP32/FP16/INT8,
     and prove on the target that the fast model still makes the same diagnoses."""
+    from edgexfer.logs import configure
+
+    configure(verbose=verbose)  # before any command imports TensorFlow
 
 
 def main(argv: list[str] | None = None) -> None:

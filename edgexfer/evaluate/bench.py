@@ -195,7 +195,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         step = min(config.eval_batch_size, runtime.max_batch or config.eval_batch_size)
         outputs = []
         for start in tqdm(range(0, len(data.images), step), desc=f"accuracy {label}", unit="batch",
-                          disable=not config.progress, file=sys.stderr, leave=False):
+                          disable=None if config.progress else True, file=sys.stderr, leave=False):
             outputs.append(runtime.predict(data.images[start:start + step]))
         probs = np.concatenate(outputs)
         metrics = classification_metrics(data.labels, probs, data.classes)
@@ -206,7 +206,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
                 continue  # the engine profile stops below this batch size
             batch = make_batch(data.images, batch_size)
             bar = functools.partial(tqdm, desc=f"latency {label} batch {batch_size}", unit="it",
-                                    disable=not config.progress, file=sys.stderr, leave=False)
+                                    disable=None if config.progress else True, file=sys.stderr, leave=False)
             times = time_runtime(runtime, batch, config.warmup, config.iterations, progress=bar)
             stats = summarize(times, batch_size)
             latency[str(batch_size)] = {k: stats[k] for k in ("p50", "p90", "p99", "mean", "min", "max", "std", "n")}

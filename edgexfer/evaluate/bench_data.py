@@ -68,7 +68,7 @@ def load_bench_data(export: ExportDir, data: str | os.PathLike[str] | None = Non
     from edgexfer.data.images import ImageReadError
 
     images, labels, refs, skipped = [], [], [], []
-    for sample in tqdm(samples, desc="loading test images", unit="img", disable=not progress, file=sys.stderr):
+    for sample in tqdm(samples, desc="loading test images", unit="img", disable=None if progress else True, file=sys.stderr):
         try:
             images.append(source.load(sample.ref, size))
         except ImageReadError as exc:

@@ -89,7 +89,8 @@ class BatchReader:
             if self._progress and self._bar is None:
                 from tqdm.auto import tqdm
 
-                self._bar = tqdm(total=self._total_images, desc=self._desc, unit="img", leave=False)
+                self._bar = tqdm(total=self._total_images, desc=self._desc, unit="img", leave=False,
+                                 disable=None)  # None: no bar unless stderr is a terminal
         return self._iter
 
     def _restart(self) -> None:
