@@ -1,11 +1,12 @@
-# One command to set up and run the demo (`make demo`), one to set up and run the tests (`make test`).
+# One command to set up and run the demo (`make demo`), one to set up and run the tests (`make test`),
+# one to type-check the package (`make typecheck`), one to verify the GPU path on a GPU machine (`make gpu-check`).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STUBS  := .stubs
 TRT_STUBS_VERSION := 10.13.0.35.1
 
-.PHONY: setup test test-fast demo lint typecheck clean
+.PHONY: setup test test-fast demo lint typecheck gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,11 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# tensorrt-stubs do not parse as shipped: a patched copy goes on MYPYPATH
+$(STUBS)/patched/.patched: $(BIN)/.installed scripts/patch_trt_stubs.py
+	$(BIN)/python scripts/patch_trt_stubs.py $(STUBS)/site $(STUBS)/patched
+	touch $@
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -31,6 +37,14 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check edgexfer tests benchmarks
+
+# mypy over edgexfer/ (settings in pyproject.toml); TensorRT calls are checked against its stubs
+typecheck: $(STUBS)/patched/.patched
+	MYPYPATH=$(CURDIR)/$(STUBS)/patched $(BIN)/python -m mypy
+
+# on a machine with an NVIDIA GPU: the gpu/tensorrt tests and the demo, results in benchmarks/results/gpu_check.json
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(STUBS) runs

@@ -34,7 +34,7 @@ class UserError(click.ClickException):
 
     def __init__(self, error: EdgexferError):
         super().__init__(error.line())
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # click declares it a ClassVar; per error here
 
     def show(self, file=None) -> None:  # noqa: D102 - one line, no usage dump
         click.echo(f"edgexfer: error: {self.message}", err=True)

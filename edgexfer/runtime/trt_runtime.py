@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgexfer._lazy import is_available, require
+from edgexfer._lazy import is_available, missing_extra, require
 from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
 from edgexfer.runtime.cuda import GpuStatus, gpu_status
+
+if TYPE_CHECKING:  # the annotations below; the module itself is imported where an engine is opened
+    import tensorrt as trt
 
 REBUILD_HINT = "rebuild the engine on this machine with: edgexfer export RUN_DIR --engine"
 
@@ -42,7 +45,7 @@ def _has_cudart_legacy() -> bool:
 def _import_cudart() -> Any:
     """cuda-python's runtime API: ``cuda.bindings.runtime`` (12.6+) or the older ``cuda.cudart``."""
     try:
-        from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
+        from cuda.bindings import runtime as cudart
     except ImportError:
         cudart = require("cuda.cudart", "running TensorRT engines")
     return cudart
@@ -84,46 +87,54 @@ def check_engine_compatible(info: dict[str, Any], tensorrt_version: str, gpu: Gp
         raise EdgexferError(f"engine {engine.name} was built on GPU {built_gpu}, this GPU is {gpu.name}", REBUILD_HINT)
 
 
+def _dims(dims: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT ``Dims`` (or the tuple a binding returns) as a tuple of ints."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
 class TrtRuntime(Runtime):
     """A deserialized engine with device buffers sized for its profile's maximum batch."""
 
     name = "tensorrt"
     provider = "tensorrt"
+    engine: trt.ICudaEngine | None
+    context: trt.IExecutionContext | None
 
     def __init__(self, artifact: Artifact, threads: int | None = None):
-        trt = require("tensorrt", "running TensorRT engines")
+        with missing_extra("running TensorRT engines"):
+            import tensorrt as trt
         self._cudart = cudart = _import_cudart()
         self.path = Path(artifact.path)
         check_engine_compatible(engine_info(artifact), str(trt.__version__), gpu_status(), self.path)
-        self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
+        engine: trt.ICudaEngine | None = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
             raise EdgexferError(f"TensorRT could not deserialize {self.path}", REBUILD_HINT)
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self.engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
+        self.engine = engine
+        self.context = context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) != trt.TensorIOMode.INPUT]
         if len(inputs) != 1 or len(outputs) != 1:
             raise EdgexferError(f"engine {self.path.name} has {len(inputs)} inputs and {len(outputs)} outputs; "
                                 "expected one of each", REBUILD_HINT)
         self._in, self._out = inputs[0], outputs[0]
-        in_shape = tuple(self.engine.get_tensor_shape(self._in))
+        in_shape = _dims(engine.get_tensor_shape(self._in))
         self.input_spec = InputSpec(
-            self._in, (None, *[int(d) for d in in_shape[1:]]),
-            np.dtype(trt.nptype(self.engine.get_tensor_dtype(self._in))).name)
-        self._out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self._out)))
-        profile_max = tuple(self.engine.get_tensor_profile_shape(self._in, 0)[2])
-        self.max_batch = int(profile_max[0]) if in_shape[0] == -1 else int(in_shape[0])
-        out_per_item = int(np.prod([d for d in tuple(self.engine.get_tensor_shape(self._out))[1:]]))
+            self._in, (None, *in_shape[1:]),
+            np.dtype(trt.nptype(engine.get_tensor_dtype(self._in))).name)
+        self._out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._out)))
+        profile_max = _dims(engine.get_tensor_profile_shape(self._in, 0)[2])
+        self.max_batch = profile_max[0] if in_shape[0] == -1 else in_shape[0]
+        out_per_item = int(np.prod(_dims(engine.get_tensor_shape(self._out))[1:]))
         in_bytes = self.max_batch * int(np.prod(in_shape[1:])) * np.dtype(self.input_spec.dtype).itemsize
         out_bytes = self.max_batch * out_per_item * self._out_dtype.itemsize
         self._stream = self._check(cudart.cudaStreamCreate())
         self._d_in = self._check(cudart.cudaMalloc(in_bytes))
         self._d_out = self._check(cudart.cudaMalloc(out_bytes))
-        self.context.set_tensor_address(self._in, int(self._d_in))
-        self.context.set_tensor_address(self._out, int(self._d_out))
+        context.set_tensor_address(self._in, int(self._d_in))
+        context.set_tensor_address(self._out, int(self._d_out))
 
     def _check(self, result: Any) -> Any:
         """cuda-python returns (error, value…): raise on an error, return the value."""
@@ -133,15 +144,17 @@ class TrtRuntime(Runtime):
         return values[0] if len(values) == 1 else (tuple(values) or None)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        cudart = self._cudart
+        cudart, context = self._cudart, self.context
+        if context is None:
+            raise EdgexferError(f"TensorRT engine {self.path.name} was closed", "open the runtime again")
         kinds = cudart.cudaMemcpyKind
-        self.context.set_input_shape(self._in, tuple(batch.shape))
-        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self._out))
+        context.set_input_shape(self._in, tuple(batch.shape))
+        out_shape = _dims(context.get_tensor_shape(self._out))
         host_out = np.empty(out_shape, dtype=self._out_dtype)
         stream = self._stream
         self._check(cudart.cudaMemcpyAsync(self._d_in, batch.ctypes.data, batch.nbytes,
                                            kinds.cudaMemcpyHostToDevice, stream))
-        if not self.context.execute_async_v3(int(stream)):
+        if not context.execute_async_v3(int(stream)):
             raise EdgexferError(f"TensorRT failed to run {self.path.name}", REBUILD_HINT)
         self._check(cudart.cudaMemcpyAsync(host_out.ctypes.data, self._d_out, host_out.nbytes,
                                            kinds.cudaMemcpyDeviceToHost, stream))
