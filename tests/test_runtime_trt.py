@@ -267,6 +267,18 @@ def test_trt_unavailable_without_the_modules(monkeypatch):
     assert not ok and "tensorrt" in reason
 
 
+def test_opening_an_engine_without_tensorrt_names_the_extra(monkeypatch, tmp_path):
+    from edgexfer.runtime.trt_runtime import TrtRuntime
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    artifact = Artifact("fp16-trt", tmp_path / "model_fp16.engine", "tensorrt", "fp16")
+    with pytest.raises(EdgexferError) as info:
+        TrtRuntime(artifact)
+    line = info.value.line()
+    assert "running TensorRT engines needs the Python module 'tensorrt'" in line
+    assert "pip install 'edgexfer[tensorrt]'" in line and "\n" not in line
+
+
 def _add_engine_to_export(export: Path, **sidecar) -> None:
     write_engine(export, **sidecar)
     manifest = json.loads((export / "manifest.json").read_text())
