@@ -54,6 +54,12 @@ _ABSL_NOTICES = (
 )
 
 _state = {"configured": False, "verbose": False}
+_set_here: set[str] = set()  # variables of QUIET_ENV this process set (not the user)
+
+
+def set_by_edgexfer(name: str) -> bool:
+    """True when ``name`` was set by :func:`configure`, not by the user (doctor reports only the user's)."""
+    return name in _set_here
 
 
 def is_verbose() -> bool:
@@ -76,7 +82,9 @@ def configure(verbose: bool | None = None) -> None:
     if _state["configured"] and not _state["verbose"]:
         return
     for name, value in QUIET_ENV.items():
-        os.environ.setdefault(name, value)
+        if name not in os.environ:
+            os.environ[name] = value
+            _set_here.add(name)
     _filter_warnings()
     for name in ("tensorflow", "absl", "tf2onnx", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -1,0 +1,94 @@
+"""`edgexfer doctor` and `doctor --json`: on the full install here, and with TensorFlow blocked (the light
+install of a Jetson), where it must still exit 0, say `light` and never import TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+from edgexfer.cli import cli
+from edgexfer.doctor import PACKAGES, diagnose, doctor_lines, keras_home
+from edgexfer.runtime import RUNTIMES, select_runtimes
+
+
+def test_doctor_json_agrees_with_the_bench_runtime_table():
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["install"] == "full"  # this test environment has the train extra
+    assert [p["name"] for p in report["packages"]] == [p[0] for p in PACKAGES]
+    versions = {p["name"]: p["version"] for p in report["packages"]}
+    import onnxruntime
+
+    assert versions["ONNX Runtime"] == onnxruntime.__version__
+    assert report["onnxruntime_providers"] == onnxruntime.get_available_providers()
+    assert [r["name"] for r in report["runtimes"]] == list(RUNTIMES)
+    chosen, skipped = select_runtimes(None)
+    usable = {r["name"] for r in report["runtimes"] if r["usable"]}
+    assert usable == {k.name for k in chosen}
+    reasons = {r["name"]: r["reason"] for r in report["runtimes"] if not r["usable"]}
+    assert reasons == {s["runtime"]: s["reason"] for s in skipped}
+    assert "ort-cpu" in usable
+    assert set(report["gpu"]) >= {"usable", "reason", "name", "driver_version"}
+    where = {loc["what"].split(" (")[0]: loc["path"] for loc in report["locations"]}
+    assert where["Keras weights cache"] == str(keras_home() / "models")
+
+
+def test_doctor_text_names_every_section_and_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    (tmp_path / "kh" / "models").mkdir(parents=True)
+    (tmp_path / "kh" / "models" / "w.h5").write_bytes(b"x" * 2000)
+    result = CliRunner().invoke(cli, ["doctor"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for heading in ("packages", "GPU", "runtimes edgexfer bench would use here", "caches"):
+        assert f"\n{heading}\n" in text
+    report = diagnose()
+    for r in report.runtimes:
+        if not r.usable:
+            assert f"skipped: {r.reason}" in text
+    assert f"{tmp_path / 'kh' / 'models'} (1 file(s), 2.0 kB)" in text
+    assert doctor_lines(report)[0].startswith("edgexfer ")
+
+
+LIGHT = textwrap.dedent(
+    """
+    import json, sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
+                raise ImportError(f"{name} is blocked for this test")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    from edgexfer.cli import main
+    codes = []
+    for argv in (["doctor"], ["doctor", "--json"]):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            codes.append(exc.code)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
+    print("RESULT " + json.dumps({"codes": codes, "loaded": loaded}))
+    """
+)
+
+
+def test_doctor_works_on_the_light_install():
+    proc = subprocess.run([sys.executable, "-c", LIGHT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    result = json.loads(out.splitlines()[-1][len("RESULT "):])
+    assert result == {"codes": [0, 0], "loaded": []}
+    assert "(light install)" in out
+    assert "pip install 'edgexfer[train]'" in out
+    report = json.loads(out[out.index("\n{") + 1:out.index("\nRESULT ")])
+    assert report["install"] == "light"
+    keras = next(r for r in report["runtimes"] if r["name"] == "keras")
+    assert keras["usable"] is False and "TensorFlow is not installed" in keras["reason"]
+    assert next(r for r in report["runtimes"] if r["name"] == "ort-cpu")["usable"] is True
