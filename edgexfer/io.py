@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -169,7 +170,8 @@ def _read_holder(fd: int) -> str:
         text = os.read(fd, 512).decode(errors="replace").strip()
     except OSError:
         return ""
-    fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
+    # the command holds spaces ("edgexfer bench"): split on " key=" only
+    fields = dict(part.split("=", 1) for part in re.split(r" (?=\w+=)", text) if "=" in part)
     if "pid" not in fields:
         return ""
     return f"process {fields['pid']} ({fields.get('command', 'edgexfer')}, since {fields.get('since', '?')})"

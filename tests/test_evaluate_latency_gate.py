@@ -106,11 +106,14 @@ def test_gate_limits_are_inclusive_and_gains_pass():
 
 
 def test_breach_table_lists_what_broke():
-    table = breach_table([Breach("int8", "int8", "ort-cpu", "recall[pneumonia]", 0.95, 0.90, 0.05, 0.02, 2, 40)])
+    table = breach_table([Breach("int8", "int8", "ort-cpu", "recall[pneumonia]", 0.95, 0.90, 0.05, 0.02, 2, 40,
+                                 lost=3, gained=1)])
     header, rule, row = table.splitlines()
-    assert header.split() == ["artifact", "precision", "runtime", "metric", "FP32", "value", "drop", "limit", "images"]
+    assert header.split() == ["artifact", "precision", "runtime", "metric", "FP32", "value", "drop", "limit", "images",
+                              "lost", "gained"]
     assert set(rule.replace(" ", "")) == {"-"}
-    assert row.split() == ["int8", "int8", "ort-cpu", "recall[pneumonia]", "0.9500", "0.9000", "0.0500", "0.0200", "2/40"]
+    assert row.split() == ["int8", "int8", "ort-cpu", "recall[pneumonia]", "0.9500", "0.9000", "0.0500", "0.0200", "2/40",
+                           "3", "1"]
 
 
 def test_bench_row_metrics_match_scikit_learn(handmade_export, tmp_path):

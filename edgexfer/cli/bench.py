@@ -7,6 +7,21 @@ import click
 from edgexfer.cli._options import batch_sizes
 
 
+def _fraction(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A threshold as a finite fraction in [0, 1]; anything else is one line, exit 2, before any work."""
+    if value is None:
+        return None
+    from edgexfer.evaluate.gate import parse_fraction
+
+    return parse_fraction(f"--{param.name.replace('_', '-')}", value)
+
+
+def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    from edgexfer.evaluate.gate import parse_min_recall
+
+    return parse_min_recall(value)
+
+
 def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
     names = [n.strip() for v in value for n in v.split(",") if n.strip()]
     return names or None
@@ -29,40 +44,49 @@ def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
               help="Timed calls per batch size.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="ONNX Runtime intra-op threads (default: the library's choice).")
-@click.option("--max-accuracy-drop", default=0.01, show_default=True, type=float,
+@click.option("--max-accuracy-drop", default="0.01", show_default=True, callback=_fraction,
               help="Largest accuracy drop against FP32 (fraction: 0.01 = 1 point).")
-@click.option("--max-f1-drop", default=0.01, show_default=True, type=float, help="Largest macro F1 drop.")
-@click.option("--max-recall-drop", default=0.02, show_default=True, type=float,
+@click.option("--max-f1-drop", default="0.01", show_default=True, callback=_fraction, help="Largest macro F1 drop.")
+@click.option("--max-recall-drop", default="0.02", show_default=True, callback=_fraction,
               help="Largest recall drop of ANY class.")
+@click.option("--min-accuracy", default=None, callback=_fraction,
+              help="Absolute floor: every artifact's accuracy must reach it (fraction), FP32 included.")
+@click.option("--min-f1", default=None, callback=_fraction, help="Absolute floor of macro F1 (fraction).")
+@click.option("--min-recall", multiple=True, callback=_min_recall, metavar="[CLASS=]VALUE",
+              help="Absolute recall (sensitivity) floor: VALUE for every class, or CLASS=VALUE for one "
+                   "(repeatable), e.g. --min-recall pneumonia=0.95.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, threads, max_accuracy_drop,
-          max_f1_drop, max_recall_drop, as_json, quiet) -> None:
+          max_f1_drop, max_recall_drop, min_accuracy, min_f1, min_recall, as_json, quiet) -> None:
     """Accuracy, F1, AUC and per-class recall of every artifact of EXPORT_DIR on every usable runtime,
     gated against the FP32 ONNX model, and latency per batch size.
 
-    Writes results.json, report.md and plots/ to the bench directory. Exit code 1 when a precision
-    loses more than a threshold (the table of what broke is printed), 2 on bad input.
+    Every artifact also gets 95% Wilson intervals and McNemar's exact test against FP32. The gate also
+    fails when the FP32 model itself does not beat the majority-class baseline. Writes results.json,
+    report.md and plots/ to the bench directory. Exit code 1 when a precision loses more than a
+    threshold or is below a floor (the table of what broke is printed), 2 on bad input.
     """
     import json
 
     from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
     from edgexfer.evaluate.gate import Thresholds
+    from edgexfer.io import strict_json
 
     config = BenchConfig(
         export_dir=export_dir, out=out, data=data, runtimes=runtimes, batch_sizes=batch_sizes, warmup=warmup,
         iterations=iterations, threads=threads,
-        thresholds=Thresholds(max_accuracy_drop, max_f1_drop, max_recall_drop),
+        thresholds=Thresholds(max_accuracy_drop, max_f1_drop, max_recall_drop, min_accuracy, min_f1, min_recall),
         progress=not quiet, log=lambda line: click.echo(line, err=True),
     )
     try:
         outcome = run_bench(config)
     except BenchGateFailed as failure:
         if as_json:
-            click.echo(json.dumps(failure.outcome.results, indent=2))
+            click.echo(json.dumps(strict_json(failure.outcome.results), indent=2, allow_nan=False))
         click.echo(failure.table, err=True)
         raise
     if as_json:
-        click.echo(json.dumps(outcome.results, indent=2))
+        click.echo(json.dumps(strict_json(outcome.results), indent=2, allow_nan=False))
     else:
         click.echo(f"gate passed; results in {outcome.out_dir / 'results.json'}, report {outcome.out_dir / 'report.md'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgexfer.cli._options import batch_sizes
+from edgexfer.cli.bench import _fraction as fraction_option
 
 
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
@@ -52,9 +53,11 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed bench calls first.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed bench calls per batch size.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
-@click.option("--max-accuracy-drop", type=float, default=0.01, show_default=True, help="Gate: accuracy drop vs FP32.")
-@click.option("--max-f1-drop", type=float, default=0.01, show_default=True, help="Gate: macro F1 drop vs FP32.")
-@click.option("--max-recall-drop", type=float, default=0.02, show_default=True,
+@click.option("--max-accuracy-drop", default="0.01", show_default=True, callback=fraction_option,
+              help="Gate: accuracy drop vs FP32.")
+@click.option("--max-f1-drop", default="0.01", show_default=True, callback=fraction_option,
+              help="Gate: macro F1 drop vs FP32.")
+@click.option("--max-recall-drop", default="0.02", show_default=True, callback=fraction_option,
               help="Gate: recall drop of any class vs FP32.")
 # tuning
 @click.option("--tune", is_flag=True, help="Tune each backbone with KerasTuner first (needs the tune extra).")

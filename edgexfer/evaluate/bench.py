@@ -8,6 +8,7 @@ bench directory (docs/contracts.md section 6) before it raises ``GateFailed`` on
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import resource
 import sys
@@ -22,13 +23,26 @@ import numpy as np
 from edgexfer.errors import EdgexferError, GateFailed
 from edgexfer.evaluate.bench_data import BenchData, load_bench_data
 from edgexfer.evaluate.exported import ExportDir, load_export
-from edgexfer.evaluate.gate import Breach, Thresholds, breach_table, check_gate
+from edgexfer.evaluate.gate import (
+    Breach,
+    ModelCheck,
+    Thresholds,
+    breach_table,
+    check_floors,
+    check_gate,
+    check_model,
+    model_breach,
+)
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
-from edgexfer.io import write_json
+from edgexfer.io import lock_folder, read_json, write_json
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
 RESULTS_SCHEMA = "edgexfer.bench/1"
+#: how latency is measured, recorded in results.json and said in report.md
+LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
+                  "and closed before the next is built, so no idle thread pool of another session competes "
+                  "for the cores while the clock runs, as on a device that serves one model")
 
 
 @dataclass
@@ -60,6 +74,10 @@ class BenchConfig:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
         if self.threads is not None and self.threads < 1:
             raise EdgexferError(f"--threads {self.threads} must be at least 1", "leave it out for the library default")
+        if isinstance(self.thresholds, dict):
+            self.thresholds = Thresholds(**self.thresholds)
+        if not isinstance(self.thresholds, Thresholds):
+            raise EdgexferError(f"thresholds {self.thresholds!r} are not a Thresholds", "pass edgexfer.evaluate.gate.Thresholds")
 
 
 @dataclass
@@ -67,6 +85,7 @@ class BenchOutcome:
     results: dict[str, Any]
     out_dir: Path
     breaches: list[Breach]
+    model_check: ModelCheck | None = None
 
     @property
     def passed(self) -> bool:
@@ -92,6 +111,43 @@ def default_bench_dir(export: ExportDir) -> Path:
     return Path("benchmarks") / export.name
 
 
+def is_bench_dir(path: Path) -> bool:
+    """A folder an earlier bench wrote: its results.json carries the bench schema."""
+    try:
+        results = read_json(path / "results.json", "bench results")
+    except EdgexferError:
+        return False
+    return isinstance(results, dict) and results.get("schema") == RESULTS_SCHEMA
+
+
+def check_bench_out(out: Path) -> None:
+    """--out may be new, empty, or an earlier bench folder (its files are replaced); anything else is refused,
+    so that results.json, report.md and plots/ never land in a data folder (where plots/ would become a class)."""
+    if out.exists() and not out.is_dir():
+        raise EdgexferError(f"bench output {out} is a file", "pass a folder to --out")
+    if out.is_dir() and any(out.iterdir()) and not is_bench_dir(out):
+        raise EdgexferError(f"{out} is not empty and is not a bench folder (no bench results.json)",
+                            "choose another --out or empty the folder")
+
+
+def read_sanity(export: ExportDir) -> dict[str, Any] | None:
+    """The run's sanity record (metrics.json ``sanity``): the export's copy, else the source run's; None for
+    runs that predate it."""
+    candidates = [export.path / "metrics.json"]
+    run_path = export.manifest.get("source_run", {}).get("path")
+    if run_path:
+        candidates.append(Path(run_path) / "metrics.json")
+    for path in candidates:
+        if path.is_file():
+            try:
+                metrics = read_json(path, "run metrics")
+            except EdgexferError:
+                continue
+            sanity = metrics.get("sanity") if isinstance(metrics, dict) else None
+            return sanity if isinstance(sanity, dict) else None
+    return None
+
+
 def run_bench(config: BenchConfig) -> BenchOutcome:
     """Run the bench; write results.json, report.md, plots/; raise GateFailed (exit 1) if the gate broke.
 
@@ -99,13 +155,25 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     """
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
-    out_dir = config.out or default_bench_dir(export)
+    config.thresholds.check_classes(export.classes)
+    out_dir = Path(config.out or default_bench_dir(export))
+    check_bench_out(out_dir)
     kinds, skipped = select_runtimes(config.runtimes)
     jobs, more_skipped = _plan(export, kinds, explicit=config.runtimes is not None)
     skipped += more_skipped
     if not any(job.artifact.name == "fp32" for job in jobs):
         raise EdgexferError(f"export {export.path} has no FP32 ONNX artifact that a runtime here can run, and every "
                             "precision is judged against it", "re-export with FP32 and include ort-cpu in --runtimes")
+    lock = lock_folder(out_dir, "edgexfer bench")
+    try:
+        check_bench_out(out_dir)  # another bench may have written it while we waited for nothing: check again
+        return _run_locked(config, export, out_dir, jobs, skipped, log)
+    finally:
+        lock.release()
+
+
+def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: list[_Job],
+                skipped: list[dict[str, str]], log: Callable[[str], None]) -> BenchOutcome:
     for entry in skipped:
         log(f"skipped {entry['runtime']}{' / ' + entry['artifact'] if entry.get('artifact') else ''}: {entry['reason']}")
     data = load_bench_data(export, config.data, progress=config.progress)
@@ -115,6 +183,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     reference_key: tuple[str, str] | None = None
     for job in jobs:
         row, probs = _bench_one(job, export, data, config)
+        gc.collect()  # the session is closed: free it now, before the next one is built and timed
         key = (job.artifact.name, job.kind.name)
         probabilities[key] = probs
         if reference_key is None and job.artifact.name == "fp32":
@@ -122,7 +191,14 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
         rows.append(row)
     assert reference_key is not None  # _plan puts an FP32 job first
 
-    breaches = _compare_and_gate(rows, probabilities, reference_key, config.thresholds)
+    from edgexfer.evaluate.stats import resolution_warnings
+
+    sanity = read_sanity(export) if config.data is None else None
+    breaches, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data, sanity)
+    warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
+                                   config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)
+    for line in warnings:
+        log(f"warning: {line}")
     results = {
         "schema": RESULTS_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -130,10 +206,15 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
         "reference": "fp32",
         "reference_runtime": reference_key[1],
         "thresholds": config.thresholds.as_dict(),
+        "model_check": model.as_dict(),
+        "statistics": {"intervals": "Wilson score, 95% (statsmodels proportion_confint)",
+                       "paired_test": "McNemar's exact test against FP32 on the same images (statsmodels mcnemar)",
+                       "resolution_warnings": warnings},
         "settings": {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup,
                      "iterations": config.iterations, "threads": config.threads,
                      "end_to_end_images": min(config.end_to_end_images, len(data.refs)),
-                     "inputs": "host memory (decoded, resized uint8 NHWC); end_to_end_ms adds decode + resize"},
+                     "inputs": "host memory (decoded, resized uint8 NHWC); end_to_end_ms adds decode + resize",
+                     "latency_method": LATENCY_METHOD},
         "machine": machine_record(),
         "data": data.description,
         "skipped": skipped,
@@ -143,14 +224,18 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     from edgexfer.report.results import validate_results
 
     validate_results(results)
-    write_json(Path(out_dir) / "results.json", results)
+    write_json(out_dir / "results.json", results)
     write_bench_report(results, out_dir)
-    outcome = BenchOutcome(results, Path(out_dir), breaches)
+    outcome = BenchOutcome(results, out_dir, breaches, model)
     if breaches:
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})
-        raise BenchGateFailed(
-            f"accuracy gate failed for {', '.join(broken)} ({len(breaches)} threshold(s) broken)",
-            f"see the table above and {Path(out_dir) / 'report.md'}", outcome=outcome)
+        if not model.usable:
+            problem = f"accuracy gate failed: the model itself is not usable ({model.reason})"
+            fix = f"fine-tune a model that learns (see the run's metrics.json) before exporting; {out_dir / 'report.md'}"
+        else:
+            problem = f"accuracy gate failed for {', '.join(broken)} ({len(breaches)} threshold(s) broken)"
+            fix = f"see the table above and {out_dir / 'report.md'}"
+        raise BenchGateFailed(problem, fix, outcome=outcome)
     return outcome
 
 
@@ -243,10 +328,16 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
 
 
 def _compare_and_gate(rows: list[dict[str, Any]], probabilities: dict[tuple[str, str], np.ndarray],
-                      reference_key: tuple[str, str], thresholds: Thresholds) -> list[Breach]:
-    """Agreement with FP32 and the gate: each row against FP32 on its own runtime when that ran, else the
-    global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by default)."""
+                      reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
+                      sanity: dict[str, Any] | None) -> tuple[list[Breach], ModelCheck]:
+    """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
+    when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
+    default); absolute floors for every row; and every row fails when the FP32 model itself is not usable."""
+    from edgexfer.evaluate.stats import confidence_intervals, flips_by_metric, mcnemar_exact
+
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
+    labels = data.labels
+    model = check_model(by_key[reference_key], sanity)
     breaches: list[Breach] = []
     for row in rows:
         key = (row["artifact"], row["runtime"])
@@ -254,15 +345,28 @@ def _compare_and_gate(rows: list[dict[str, Any]], probabilities: dict[tuple[str,
         ref_row = by_key[ref_key]
         row.update(agreement(probabilities[ref_key], probabilities[key]))
         row["reference"] = {"artifact": ref_key[0], "runtime": ref_key[1]}
-        if key == ref_key:
-            row["gate"] = {"passed": True, "reasons": [], "reference": True}
-            continue
-        found = check_gate(ref_row, _as_metrics(row), thresholds,
-                           artifact=row["artifact"], precision=row["precision"], runtime=row["runtime"])
+        pred = probabilities[key].argmax(1)
+        ref_pred = probabilities[ref_key].argmax(1)
+        row["ci95"] = confidence_intervals(labels, pred, data.classes)
+        is_reference = key == ref_key
+        row["vs_reference"] = None if is_reference else mcnemar_exact(ref_pred == labels, pred == labels).as_dict()
+        flips = flips_by_metric(labels, ref_pred, pred, data.classes)
+        found: list[Breach] = []
+        if not is_reference:
+            found += check_gate(ref_row, _as_metrics(row), thresholds, artifact=row["artifact"],
+                                precision=row["precision"], runtime=row["runtime"], flips=flips)
+        found += check_floors(_as_metrics(row), thresholds, reference=ref_row, artifact=row["artifact"],
+                              precision=row["precision"], runtime=row["runtime"],
+                              flips=None if is_reference else flips)
+        if not model.usable:
+            found.insert(0, model_breach(model, artifact=row["artifact"], precision=row["precision"],
+                                         runtime=row["runtime"]))
         row["gate"] = {"passed": not found, "reasons": [b.reason() for b in found],
                        "breaches": [b.__dict__ for b in found]}
+        if is_reference:
+            row["gate"]["reference"] = True
         breaches += found
-    return breaches
+    return breaches, model
 
 
 def _as_metrics(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,31 +1,105 @@
-"""The accuracy gate: each precision against the FP32 ONNX reference of the same export.
+"""The accuracy gate: each precision against the FP32 ONNX reference of the same export, absolute floors,
+and the model's own usability.
 
-A result breaks the gate when its accuracy, macro F1 or the recall (sensitivity) of ANY class drops
-by more than the limit: in medicine one lost disease class matters more than the average.
+A result breaks the gate when
+- its accuracy, macro F1 or the recall (sensitivity) of ANY class drops by more than the limit against
+  FP32 (in medicine one lost disease class matters more than the average);
+- its accuracy, macro F1 or a class's recall is below an absolute floor (``--min-accuracy``,
+  ``--min-f1``, ``--min-recall [CLASS=]VALUE``: a pneumonia sensitivity floor is what a clinical user sets);
+- the FP32 model itself is not usable: it does not beat the majority-class baseline on the test images,
+  or the run's sanity record says it learned nothing. Then every precision fails, whatever it does.
+
+Every threshold is a fraction in [0, 1]; anything else (NaN, infinity, negative, above 1, text) is refused
+in one line before any work (`parse_fraction`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from edgexfer.errors import EdgexferError
 
 # float noise: a drop equal to the limit passes
 _EPS = 1e-9
+#: the key of a recall floor that applies to every class
+ALL_CLASSES = "*"
+
+
+def parse_fraction(option: str, value: Any) -> float:
+    """``value`` (text or number) as a finite fraction in [0, 1], or one line naming the option (exit 2)."""
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise EdgexferError(f"{option} {value!r} is not a number",
+                            "pass a fraction between 0 and 1, e.g. 0.01 for 1 point") from None
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise EdgexferError(f"{option} {value!r} is not a fraction between 0 and 1",
+                            "pass a fraction between 0 and 1, e.g. 0.01 for 1 point")
+    return number
+
+
+def parse_min_recall(values: Iterable[str]) -> tuple[tuple[str, float], ...]:
+    """``--min-recall`` values: ``0.9`` (every class) or ``CLASS=0.95`` (one class), repeatable."""
+    floors: dict[str, float] = {}
+    for raw in values:
+        text = str(raw).strip()
+        name, sep, number = text.rpartition("=")
+        key = name.strip() if sep else ALL_CLASSES
+        if sep and not key:
+            raise EdgexferError(f"--min-recall {text!r} names no class", "pass CLASS=VALUE or a VALUE for every class")
+        floors[key] = parse_fraction(f"--min-recall {key}=" if sep else "--min-recall", number if sep else text)
+    return tuple(floors.items())
 
 
 @dataclass(frozen=True)
 class Thresholds:
+    """Relative drops against FP32 and absolute floors (None: no floor). Validated on creation."""
+
     max_accuracy_drop: float = 0.01
     max_f1_drop: float = 0.01
     max_recall_drop: float = 0.02
+    min_accuracy: float | None = None
+    min_f1: float | None = None
+    #: (class, floor) pairs; class ``*`` sets the floor of every class not named
+    min_recall: tuple[tuple[str, float], ...] = field(default_factory=tuple)
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        for name in ("max_accuracy_drop", "max_f1_drop", "max_recall_drop", "min_accuracy", "min_f1"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, parse_fraction(f"--{name.replace('_', '-')}", value))
+        pairs = self.min_recall.items() if isinstance(self.min_recall, dict) else self.min_recall
+        object.__setattr__(self, "min_recall", tuple(
+            (str(k), parse_fraction(f"--min-recall {k}=" if k != ALL_CLASSES else "--min-recall", v)) for k, v in pairs))
+
+    def recall_floor(self, class_name: str) -> float | None:
+        floors = dict(self.min_recall)
+        return floors.get(class_name, floors.get(ALL_CLASSES))
+
+    def check_classes(self, classes: Sequence[str]) -> None:
+        """Refuse a ``--min-recall CLASS=`` naming a class the model does not have (exit 2)."""
+        unknown = [k for k, _ in self.min_recall if k != ALL_CLASSES and k not in classes]
+        if unknown:
+            raise EdgexferError(f"--min-recall names unknown class(es) {', '.join(unknown)}",
+                                f"the model's classes are: {', '.join(classes)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["min_recall"] = dict(self.min_recall)
+        return record
 
 
 @dataclass(frozen=True)
 class Breach:
-    """One broken threshold: ``metric`` is accuracy, f1 or recall[<class>]."""
+    """One broken threshold: ``metric`` is accuracy, f1, recall[<class>] or model.
+
+    ``kind`` is ``drop`` (against FP32), ``floor`` (an absolute minimum) or ``model`` (the FP32 model itself
+    is not usable). ``lost``/``gained`` count the images behind the figure that flipped against FP32 on the
+    same images: FP32 right and this one wrong, and the other way round.
+    """
 
     artifact: str
     precision: str
@@ -38,16 +112,31 @@ class Breach:
     #: images behind the drop (net): for recall, cases of that class no longer found
     images: int | None = None
     out_of: int | None = None
+    kind: str = "drop"
+    lost: int | None = None
+    gained: int | None = None
+    note: str = ""
 
     def reason(self) -> str:
+        if self.kind == "model":
+            return f"the model itself is not usable: {self.note}"
+        flips = (f", {self.lost} image(s) FP32 got right now wrong, {self.gained} the other way"
+                 if self.lost is not None else "")
+        if self.kind == "floor":
+            return f"{self.metric} {self.value:.4f} is below the floor {self.limit:.4f}{flips}"
         count = f", {self.images} of {self.out_of} images" if self.images is not None else ""
         return (f"{self.metric} dropped {self.drop * 100:.2f} points "
-                f"({self.reference:.4f} -> {self.value:.4f}{count}), limit {self.limit * 100:.2f}")
+                f"({self.reference:.4f} -> {self.value:.4f}{count}), limit {self.limit * 100:.2f}{flips}")
 
 
 def check_gate(reference: dict[str, Any], candidate: dict[str, Any], thresholds: Thresholds,
-               *, artifact: str = "", precision: str = "", runtime: str = "") -> list[Breach]:
-    """The thresholds ``candidate`` metrics break against ``reference`` (both classification_metrics)."""
+               *, artifact: str = "", precision: str = "", runtime: str = "",
+               flips: dict[str, tuple[int, int]] | None = None) -> list[Breach]:
+    """The relative thresholds ``candidate`` metrics break against ``reference`` (both classification_metrics).
+
+    ``flips`` maps a metric (accuracy, f1, recall[<class>]) to (lost, gained) image counts against FP32.
+    """
+    flips = flips or {}
     n = candidate.get("n")
     checks: list[tuple[str, float, float, float, int | None]] = [
         ("accuracy", reference["accuracy"], candidate["accuracy"], thresholds.max_accuracy_drop, n),
@@ -63,19 +152,89 @@ def check_gate(reference: dict[str, Any], candidate: dict[str, Any], thresholds:
         drop = float(ref_value) - float(value)
         if drop > limit + _EPS:
             images = round(drop * out_of) if out_of else None
+            lost, gained = flips.get(metric, (None, None))
             breaches.append(Breach(artifact, precision, runtime, metric, float(ref_value), float(value), drop, limit,
-                                   images, out_of if out_of else None))
+                                   images, out_of if out_of else None, "drop", lost, gained))
     return breaches
 
 
+def check_floors(candidate: dict[str, Any], thresholds: Thresholds, *, reference: dict[str, Any] | None = None,
+                 artifact: str = "", precision: str = "", runtime: str = "",
+                 flips: dict[str, tuple[int, int]] | None = None) -> list[Breach]:
+    """The absolute floors ``candidate`` is below (FP32 included: a floor is not relative)."""
+    flips = flips or {}
+    reference = reference or candidate
+    checks: list[tuple[str, float, float, float | None, int | None]] = [
+        ("accuracy", reference["accuracy"], candidate["accuracy"], thresholds.min_accuracy, candidate.get("n")),
+        ("f1", reference["f1"], candidate["f1"], thresholds.min_f1, None),
+    ]
+    for name, cand_class in candidate["per_class"].items():
+        ref_class = reference["per_class"].get(name, cand_class)
+        checks.append((f"recall[{name}]", ref_class["recall"], cand_class["recall"], thresholds.recall_floor(name),
+                       cand_class.get("support")))
+    breaches = []
+    for metric, ref_value, value, floor, out_of in checks:
+        if floor is not None and float(value) < floor - _EPS:
+            lost, gained = flips.get(metric, (None, None))
+            breaches.append(Breach(artifact, precision, runtime, metric, float(ref_value), float(value),
+                                   float(ref_value) - float(value), floor, None, out_of, "floor", lost, gained))
+    return breaches
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """Is the FP32 model itself usable? It must beat the majority-class baseline on the test images, and the
+    run's sanity record (metrics.json ``sanity``, when the run has one) must not say it learned nothing."""
+
+    usable: bool
+    accuracy: float
+    baseline_accuracy: float
+    majority_class: str
+    sanity: dict[str, Any] | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_model(reference: dict[str, Any], sanity: dict[str, Any] | None = None) -> ModelCheck:
+    """The built-in floor, from the FP32 reference metrics (``classification_metrics``) on the bench images."""
+    support = {name: int(c.get("support", 0)) for name, c in reference["per_class"].items()}
+    n = sum(support.values()) or int(reference.get("n") or 0)
+    majority = max(support, key=lambda k: support[k]) if support else ""
+    baseline = support.get(majority, 0) / n if n else 0.0
+    accuracy = float(reference["accuracy"])
+    reasons = []
+    if not accuracy > baseline + _EPS:
+        reasons.append(f"FP32 accuracy {accuracy:.4f} does not beat the majority-class baseline {baseline:.4f} "
+                       f"(always answering '{majority}') on these {n} test images")
+    if isinstance(sanity, dict) and sanity.get("verdict") not in (None, "ok"):
+        why = sanity.get("reason") or sanity.get("verdict")
+        reasons.append(f"the run's sanity check says: {why}")
+    return ModelCheck(not reasons, accuracy, baseline, majority, sanity if isinstance(sanity, dict) else None,
+                      "; ".join(reasons))
+
+
+def model_breach(check: ModelCheck, *, artifact: str, precision: str, runtime: str) -> Breach:
+    return Breach(artifact, precision, runtime, "model", check.baseline_accuracy, check.accuracy,
+                  check.baseline_accuracy - check.accuracy, check.baseline_accuracy, kind="model", note=check.reason)
+
+
 def breach_table(breaches: list[Breach]) -> str:
-    """A plain-text table of what broke: artifact, precision, runtime, metric, FP32, value, drop, limit, and
-    how many images the drop amounts to (a one-image drop on a small test set says: measure on more data)."""
-    header = ("artifact", "precision", "runtime", "metric", "FP32", "value", "drop", "limit", "images")
-    rows = [(b.artifact, b.precision, b.runtime, b.metric, f"{b.reference:.4f}", f"{b.value:.4f}",
-             f"{b.drop:.4f}", f"{b.limit:.4f}", f"{b.images}/{b.out_of}" if b.images is not None else "-")
-            for b in breaches]
+    """A plain-text table of what broke: artifact, precision, runtime, metric, FP32, value, drop, limit, how many
+    images the drop amounts to, and how many images flipped against FP32 each way (lost: FP32 right, this one
+    wrong; gained: the other way). A one-image drop on a small test set says: measure on more data."""
+    header = ("artifact", "precision", "runtime", "metric", "FP32", "value", "drop", "limit", "images", "lost", "gained")
+    rows = []
+    for b in breaches:
+        metric = {"floor": f"{b.metric}>=floor", "model": "model-usable"}.get(b.kind, b.metric)
+        rows.append((b.artifact, b.precision, b.runtime, metric, f"{b.reference:.4f}", f"{b.value:.4f}",
+                     f"{b.drop:.4f}", f"{b.limit:.4f}", f"{b.images}/{b.out_of}" if b.images is not None else "-",
+                     "-" if b.lost is None else str(b.lost), "-" if b.gained is None else str(b.gained)))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    model = [b for b in breaches if b.kind == "model"]
+    if model:
+        lines.append(f"the model itself is not usable: {model[0].note}")
     return "\n".join(lines)

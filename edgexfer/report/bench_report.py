@@ -73,14 +73,31 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         f"- Latency: {settings.get('warmup')} warm-up then {settings.get('iterations')} timed calls per batch size; "
         "inputs already decoded and in host memory (GPU runtimes synchronize before the clock stops); "
         "`e2e` is one image from its file: decode + resize + predict at batch 1. "
-        f"ONNX Runtime threads: {settings.get('threads') or 'library default'}.",
+        f"ONNX Runtime threads: {settings.get('threads') or 'library default'}."
+        + (f" Sessions: {settings['latency_method']}." if settings.get("latency_method") else ""),
         f"- Gate (each precision against `fp32` ONNX, reference runtime `{results.get('reference_runtime', '')}`): "
         f"accuracy drop ≤ {thresholds['max_accuracy_drop'] * 100:g} pt, macro F1 drop ≤ {thresholds['max_f1_drop'] * 100:g} pt, "
-        f"recall drop of any class ≤ {thresholds['max_recall_drop'] * 100:g} pt.",
+        f"recall drop of any class ≤ {thresholds['max_recall_drop'] * 100:g} pt"
+        + _floors_text(thresholds)
+        + "; and the FP32 model must beat the majority-class baseline.",
         "",
         f"**Gate: {'FAILED' if failed else 'passed'}**"
         + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else ""),
         "",
+    ]
+    model = results.get("model_check") or {}
+    if model and not model.get("usable", True):
+        lines += [f"**The model itself is not usable: {model.get('reason')}.** Every precision fails the gate "
+                  "whatever it does against FP32.", ""]
+    elif model:
+        lines += [f"- Baseline: FP32 accuracy {_fmt(model.get('accuracy'))} beats the majority-class baseline "
+                  f"{_fmt(model.get('baseline_accuracy'))} (always '{model.get('majority_class')}').", ""]
+    warnings = (results.get("statistics") or {}).get("resolution_warnings") or []
+    if warnings:
+        lines += ["**The test split is too small for the thresholds:**", ""]
+        lines += [f"- {w}" for w in warnings]
+        lines.append("")
+    lines += [
         "## Models",
         "",
     ]
@@ -103,6 +120,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
 
+    lines += _statistics_section(rows)
+
     classes = list(rows[0]["per_class"])
     lines += ["## Per class: recall (sensitivity) / specificity", "",
               "| Artifact | Runtime | " + " | ".join(classes) + " |",
@@ -124,13 +143,16 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
 
     if failed:
         lines += ["## What broke the gate", "",
-                  "| Artifact | Precision | Runtime | Metric | FP32 | Value | Drop | Limit | Images |",
-                  "|---|---|---|---|---:|---:|---:|---:|---:|"]
+                  "Lost: images FP32 classified right that this artifact gets wrong; gained: the other way round.", "",
+                  "| Artifact | Precision | Runtime | Metric | Kind | FP32 | Value | Drop | Limit | Images | Lost | Gained |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in failed:
             for b in r["gate"].get("breaches", []):
                 images = f"{b['images']} of {b['out_of']}" if b.get("images") is not None else "–"
-                lines.append(f"| `{b['artifact']}` | {b['precision']} | {b['runtime']} | {b['metric']} | "
-                             f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} |")
+                kind = {"floor": "below floor", "model": "model not usable"}.get(b.get("kind", "drop"), "drop vs FP32")
+                lines.append(f"| `{b['artifact']}` | {b['precision']} | {b['runtime']} | {b['metric']} | {kind} | "
+                             f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} | "
+                             f"{_fmt(b.get('lost'))} | {_fmt(b.get('gained'))} |")
         lines.append("")
     if results.get("skipped"):
         lines += ["## Skipped", ""]
@@ -146,6 +168,54 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     shown = {k: v for k, v in libs.items() if v}
     lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in shown.items()), ""]
     return "\n".join(lines) + "\n"
+
+
+def _floors_text(thresholds: dict[str, Any]) -> str:
+    parts = []
+    if thresholds.get("min_accuracy") is not None:
+        parts.append(f"accuracy ≥ {thresholds['min_accuracy']:g}")
+    if thresholds.get("min_f1") is not None:
+        parts.append(f"macro F1 ≥ {thresholds['min_f1']:g}")
+    for cls, value in (thresholds.get("min_recall") or {}).items():
+        parts.append(f"recall of {'every class' if cls == '*' else cls} ≥ {value:g}")
+    return ("; floors for every artifact: " + ", ".join(parts)) if parts else ""
+
+
+def _interval(ci: Any) -> str:
+    return "–" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def _p(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _statistics_section(rows: list[dict[str, Any]]) -> list[str]:
+    """95% Wilson intervals of accuracy and each class's recall; McNemar's exact test against FP32."""
+    if not any(r.get("ci95") for r in rows):
+        return []
+    classes = list(rows[0]["per_class"])
+    lines = ["## How sure: 95% intervals and the paired test against FP32", "",
+             "Wilson score intervals (statsmodels). McNemar's exact test compares each artifact with FP32 on the "
+             "same images: lost = FP32 right, this one wrong; gained = the other way; a small p says the "
+             "difference is not chance.", "",
+             "| Artifact | Runtime | Accuracy | 95% CI | " + " | ".join(f"recall {c} 95% CI" for c in classes)
+             + " | Lost | Gained | McNemar p |",
+             "|---|---|---:|---:|" + "|".join(["---:"] * len(classes)) + "|---:|---:|---:|"]
+    for r in rows:
+        ci = r.get("ci95") or {}
+        paired = r.get("vs_reference") or {}
+        recall = ci.get("recall") or {}
+        cells = [f"`{r['artifact']}`", r["runtime"], _fmt(r["accuracy"]), _interval(ci.get("accuracy"))]
+        cells += [_interval(recall.get(c)) for c in classes]
+        if paired:
+            cells += [str(paired.get("lost")), str(paired.get("gained")), _p(paired.get("p_value"))]
+        else:
+            cells += ["ref", "ref", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------- plots
