@@ -22,7 +22,7 @@ DISTRIBUTE = ("auto", "mirrored", "none")
 # keys a run's config.json holds beside the options; ignored when it is read back as a config file
 _RECORD_KEYS = ("schema", "versions", "resolved")
 # options that do not change what a run computes: they may differ when a run is resumed
-RESUME_FREE = ("out", "verbose")
+RESUME_FREE = ("out", "verbose", "tensorboard")
 
 
 @dataclass
@@ -32,7 +32,9 @@ class FinetuneConfig:
     Learning-rate schedule: phase 1 trains the head at ``learning_rate`` on a frozen backbone;
     phase 2 runs ``unfreeze_stages`` stages over ``fine_tune_epochs`` epochs in total, stage k
     training everything above the backbone's k-th unfreeze point (top first) at
-    ``fine_tune_learning_rate * stage_lr_factor ** (k - 1)``.
+    ``fine_tune_learning_rate * stage_lr_factor ** (k - 1)``. Without pretrained weights
+    (``weights="none"``) phase 1 trains every layer and there is no phase 2 unless
+    ``fine_tune_epochs`` asks for one (every layer again, at ``fine_tune_learning_rate``).
     """
 
     data: str                              # data folder, CSV, .npz, or "demo" (synthetic set made on the fly)
@@ -43,7 +45,7 @@ class FinetuneConfig:
     head: str = "gap"                      # "gap" | "attention"
     dropout: float = 0.2
     epochs: int = 10                       # phase 1 (head on a frozen backbone)
-    fine_tune_epochs: int = 10             # phase 2, over all its stages
+    fine_tune_epochs: int | None = None    # phase 2, over all its stages; None: 10 with pretrained weights, 0 without
     unfreeze_stages: int = 2
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
@@ -67,7 +69,9 @@ class FinetuneConfig:
     cache: bool = True                     # cache decoded images in memory
     demo_per_class: int = 100              # --data demo: images per class
     demo_size: int = 128                   # --data demo: image side in pixels
-    verbose: int | str = "auto"            # Keras progress output: "auto", 0, 1 or 2
+    verbose: int | str = "auto"            # Keras progress output: "auto" (bar on a terminal, a line per epoch else), 0, 1, 2
+    precise_bn_batches: int = 200          # batches of the train split that re-estimate trained BatchNorm statistics; 0 off
+    tensorboard: bool = False              # TensorBoard logs in RUN/tensorboard
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,9 +86,13 @@ class FinetuneConfig:
         for name in ("data", "backbone", "out"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise bad(name, "is missing", f"pass --{name.replace('_', '-')}")
-        for name in ("epochs", "fine_tune_epochs", "early_stopping_patience"):
+        for name in ("epochs", "early_stopping_patience", "precise_bn_batches"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 raise bad(name, "is not a whole number ≥ 0", "pass 0 or more")
+        if self.fine_tune_epochs is not None and (not _is_int(self.fine_tune_epochs) or self.fine_tune_epochs < 0):
+            raise bad("fine_tune_epochs", "is not a whole number ≥ 0", "pass 0 or more")
+        if self.epochs == 0 and self.fine_tune_epochs == 0:
+            raise EdgexferError("--epochs 0 and --fine-tune-epochs 0: nothing to train", "pass --epochs 1 or more")
         for name in ("unfreeze_stages", "batch_size", "demo_per_class", "demo_size"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "is not a whole number ≥ 1", "pass 1 or more")
@@ -120,7 +128,7 @@ class FinetuneConfig:
             raise bad("split", "is not the path of a split.json", "pass the split.json of a run or study")
         if not isinstance(self.augment, (bool, dict)):
             raise bad("augment", "is neither true/false nor a table of augmentation options", "pass true, false or options")
-        for name in ("class_weights", "mixed_precision", "deterministic", "cache"):
+        for name in ("class_weights", "mixed_precision", "deterministic", "cache", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "is not true or false", "pass true or false")
         for name in ("freeze_base", "bn_inference"):

@@ -19,31 +19,41 @@ def _config(**kw):
 
 def test_gradual_unfreezing_plan_goes_deeper_at_lower_rates():
     from edgexfer.backbones import get_backbone
-    from edgexfer.train.trainer import _plan
+    from edgexfer.train.stages import plan_stages
 
     spec = get_backbone("resnet50")
-    stages = _plan(spec, _config(epochs=3, fine_tune_epochs=7, unfreeze_stages=3, fine_tune_learning_rate=1e-4,
-                                 stage_lr_factor=0.5), True, None)
-    assert [s["key"] for s in stages] == ["phase1", "phase2_stage1", "phase2_stage2", "phase2_stage3"]
-    assert [s["epochs"] for s in stages] == [3, 3, 2, 2]
-    assert [s["unfreeze"] for s in stages] == [None, "conv4_", "conv3_", "conv2_"]
-    assert [s["learning_rate"] for s in stages[1:]] == pytest.approx([1e-4, 5e-5, 2.5e-5])
-    # from scratch (weights none): nothing to freeze, phase 2 continues on all layers at the lower rate
-    scratch = _plan(spec, _config(epochs=2, fine_tune_epochs=2), False, None)
-    assert [s["unfreeze"] for s in scratch] == ["all", "all"]
+    stages = plan_stages(spec, _config(epochs=3, fine_tune_epochs=7, unfreeze_stages=3, fine_tune_learning_rate=1e-4,
+                                       stage_lr_factor=0.5), True, 7)
+    assert [s.key for s in stages] == ["phase1", "phase2_stage1", "phase2_stage2", "phase2_stage3"]
+    assert [s.epochs for s in stages] == [3, 3, 2, 2]
+    assert [s.unfreeze for s in stages] == [None, "conv4_", "conv3_", "conv2_"]
+    assert [s.learning_rate for s in stages[1:]] == pytest.approx([1e-4, 5e-5, 2.5e-5])
+    # from scratch (weights none) with phase 2 asked for: it continues on all layers at the lower rate
+    scratch = plan_stages(spec, _config(epochs=2, fine_tune_epochs=2), False, 2)
+    assert [s.unfreeze for s in scratch] == ["all", "all"]
+
+
+def test_fine_tune_epochs_default_depends_on_pretrained_weights_and_zero_epochs_is_refused():
+    from edgexfer.train.stages import resolved_fine_tune_epochs
+
+    assert resolved_fine_tune_epochs(_config(), pretrained=True) == 10
+    assert resolved_fine_tune_epochs(_config(), pretrained=False) == 0
+    assert resolved_fine_tune_epochs(_config(fine_tune_epochs=3), pretrained=False) == 3
+    with pytest.raises(EdgexferError, match="nothing to train"):
+        _config(epochs=0, fine_tune_epochs=0)
 
 
 def test_unfreezing_freezes_up_to_the_point_and_keeps_batchnorm_frozen():
     import keras
 
     from edgexfer.backbones import build_model, get_base
-    from edgexfer.train.trainer import _set_trainable
+    from edgexfer.train.stages import set_trainable
 
     model = build_model("mobilenetv2", 3, 32, weights="none", bn_inference=True)
     base = get_base(model)
-    _set_trainable(model, {"unfreeze": None}, True)
+    set_trainable(model, None, True)
     assert not any(w.trainable for w in base.weights)
-    _set_trainable(model, {"unfreeze": "block_12_"}, True)
+    set_trainable(model, "block_12_", True)
     names = [layer.name for layer in base.layers]
     boundary = max(i for i, n in enumerate(names) if n.startswith("block_12_"))
     for i, layer in enumerate(base.layers):

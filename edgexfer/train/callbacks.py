@@ -70,7 +70,7 @@ def load_weights(model, path: str | os.PathLike[str]) -> None:
         model.set_weights([data[f"w{i:04d}"] for i in range(len(data.files))])
 
 
-def make_progress_callback(state: RunState, stage: dict[str, Any], order: list[str]):
+def make_progress_callback(state: RunState, stage: Any, order: list[str]):
     """A Keras callback that, after every epoch, checkpoints the weights and records the history row."""
     import keras
 
@@ -78,12 +78,12 @@ def make_progress_callback(state: RunState, stage: dict[str, Any], order: list[s
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             logs = dict(logs or {})
             row: dict[str, Any] = {
-                "phase": stage["phase"],
-                "stage": stage["key"],
+                "phase": stage.phase,
+                "stage": stage.key,
                 "epoch": epoch + 1,
-                "epoch_global": state.epochs_before(stage["key"], order) + epoch + 1,
+                "epoch_global": state.epochs_before(stage.key, order) + epoch + 1,
                 "learning_rate": _learning_rate(self.model),
-                "trainable_params": stage["trainable_params"],
+                "trainable_params": stage.trainable_params,
             }
             row.update({k: float(v) for k, v in sorted(logs.items()) if k != "learning_rate"})
             state.record(row)
@@ -91,7 +91,7 @@ def make_progress_callback(state: RunState, stage: dict[str, Any], order: list[s
             value = logs.get(state.monitor)
             if value is not None and state.improves(float(value)):
                 save_weights(self.model, state.dir / BEST_WEIGHTS)
-                state.best = {"value": float(value), "stage": stage["key"], "epoch": epoch + 1,
+                state.best = {"value": float(value), "stage": stage.key, "epoch": epoch + 1,
                               "epoch_global": row["epoch_global"], "monitor": state.monitor}
             state.save()
 

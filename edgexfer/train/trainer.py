@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,32 +68,55 @@ def finetune(
 ) -> RunResult:
     """Train, evaluate on the test split, and write the run directory ``config.out``.
 
-    ``callbacks``: extra Keras callbacks for every ``fit`` (e.g. TensorBoard). ``log``: where the
-    one-line messages go (None: silent); Keras progress bars follow ``config.verbose``.
+    ``callbacks``: extra Keras callbacks for every ``fit``. ``log``: where the one-line messages go
+    (None: silent); Keras progress follows ``config.verbose``. Every option is checked before
+    anything is written, and the folder is locked (``edgexfer.io.lock_folder``) for the whole run:
+    a second process on the same ``out`` fails at once.
     """
     say = log or (lambda _msg: None)
     config.validate()
     from edgexfer.backbones import get_backbone, resolve_weights
+    from edgexfer.io import fix_modes, lock_folder
+    from edgexfer.train.stages import plan_stages, resolved_fine_tune_epochs
 
     spec = get_backbone(config.backbone)
     image_size = spec.check_image_size(config.image_size)
     weights = resolve_weights(spec, config.weights)
     if config.data != "demo" and not Path(config.data).exists():
         raise EdgexferError(f"data path {config.data} does not exist", "pass a data folder, CSV, .npz file, or demo")
+    if config.split and not Path(config.split).is_file():
+        raise EdgexferError(f"split file {config.split} does not exist", "pass the split.json of a run or study")
+    pretrained = weights != "none"
+    freeze_base = config.freeze_base if config.freeze_base is not None else pretrained
+    bn_inference = config.bn_inference if config.bn_inference is not None else pretrained
+    fine_tune_epochs = resolved_fine_tune_epochs(config, pretrained)
+    stages = plan_stages(spec, config, freeze_base, fine_tune_epochs)  # raises when there is nothing to train
+    if config.augment is not None:
+        _augment(config)  # refuse bad augmentation options now
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
         spec.build_base(image_size, weights)
     out = Path(config.out).expanduser().resolve()
-    options = _options_record(config, weights, image_size)
-    if _check_run_dir(out, options):
-        result = load_run(out)
-        say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
+    if out.exists() and not out.is_dir():
+        raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    options = _options_record(config, weights, image_size, fine_tune_epochs)
+    lock = lock_folder(out, "edgexfer finetune")  # held until the run is written (or fails)
+    try:
+        if _check_run_dir(out, options):
+            result = load_run(out)
+            say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
+            return result
+        result = _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options,
+                      callbacks, say)
+        fix_modes(out)
         return result
+    finally:
+        lock.release()
 
+
+def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say):
     split, skipped = _prepare_data(config, out, say)
     classes = split.classes
-    freeze_base = config.freeze_base if config.freeze_base is not None else weights != "none"
-    bn_inference = config.bn_inference if config.bn_inference is not None else weights != "none"
 
     tf, keras = _tensorflow()
     keras.utils.set_random_seed(config.seed)
@@ -121,7 +145,8 @@ def finetune(
         else:
             say(f"resuming the run in {out}")
 
-        stages = _plan(spec, config, freeze_base, model)
+        trained_bn = _plan_trainability(model, stages, bn_inference)
+        _print_plan(say, stages)
         history = _train(model, strategy, split, image_size, config, stages, out, callbacks, say, resolved)
 
         if mixed:  # model.keras is always float32: export and bench expect it
@@ -129,11 +154,17 @@ def finetune(
             float_model = _build(spec, len(classes), image_size, config, "none", bn_inference)
             float_model.set_weights(model.get_weights())
             model = float_model
+        bn_record = _recalibrate_batchnorm(model, split, image_size, config, trained_bn, say)
         _save_model(model, out / MODEL_FILE)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    metrics, y_true, probabilities = _evaluate(keras, out / MODEL_FILE, split, image_size, config.batch_size)
+    metrics, y_true, probabilities, val_accuracy = _evaluate(keras, out / MODEL_FILE, split, image_size,
+                                                             config.batch_size)
+    sanity = _sanity(metrics, y_true, split, val_accuracy, history, config.monitor)
+    metrics["val_accuracy"] = val_accuracy
+    metrics["batchnorm"] = bn_record.to_dict()
+    metrics["sanity"] = sanity.to_dict()
     write_json(out / "metrics.json", metrics)
     _write_history(out / "history.csv", history)
     _plots(out, history, y_true, probabilities, classes)
@@ -148,22 +179,91 @@ def finetune(
         "model_file": MODEL_FILE,
         "model_sha256": sha256_file(out / MODEL_FILE),
         "split_sha256": sha256_file(out / "split.json"),
+        "plan": [s.to_dict() for s in stages],
+        "batchnorm": bn_record.to_dict(),
+        "sanity": sanity.verdict,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
     write_json(out / "run.json", run)  # last: marks the run finished
     say(f"test: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['f1']:.3f}, "
         f"AUC {_fmt(metrics['auc'])} on {metrics['n']} images; run written to {out}")
+    if not sanity.ok:
+        say(sanity.warning())
     return RunResult(out, metrics, run, history, resumed=resumed)
+
+
+def _plan_trainability(model, stages, bn_inference: bool) -> list[str]:
+    """Fill each stage's trainable parameter count; return the BatchNorm layers that train in any stage."""
+    from edgexfer.train.stages import set_trainable, trained_batchnorm
+
+    names: list[str] = []
+    for stage in stages:
+        stage.trainable_params = set_trainable(model, stage.unfreeze, bn_inference)
+        names += [n for n in trained_batchnorm(model, bn_inference) if n not in names]
+    return names
+
+
+def _print_plan(say, stages) -> None:
+    total = sum(s.epochs for s in stages)
+    say(f"plan: {len({s.phase for s in stages})} phase(s), {total} epoch(s) at most (early stopping may end a stage sooner)")
+    for s in stages:
+        name = f"phase {s.phase}" + (f" stage {s.key.rsplit('stage', 1)[1]}" if s.phase == 2 else "")
+        say(f"  {name}: {s.label}, {s.epochs} epoch(s) at learning rate {s.learning_rate:.2g}, "
+            f"{s.trainable_params:,} trainable parameters")
+
+
+def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, trained_bn, say):
+    from edgexfer.data.pipeline import make_dataset
+    from edgexfer.train.batchnorm import precise_batchnorm
+
+    if not trained_bn or config.precise_bn_batches == 0:
+        from edgexfer.train.batchnorm import BatchNormRecord
+
+        return BatchNormRecord("none" if not trained_bn else "off", [])
+    # shuffled (batches mixing the classes, as in training), never augmented
+    ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
+    val = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=False)
+    before = _accuracy(model, val)
+    record = precise_batchnorm(model, ds, trained_bn, config.precise_bn_batches)
+    record.val_accuracy_before, record.val_accuracy_after = before, _accuracy(model, val)
+    say(f"BatchNorm statistics re-estimated for {len(record.layers)} layer(s) over {record.images} train images: "
+        f"val accuracy {before:.3f} before, {record.val_accuracy_after:.3f} after")
+    return record
+
+
+def _accuracy(model, dataset) -> float:
+    import numpy as np
+
+    right = total = 0
+    for x, y in dataset:
+        p = np.asarray(model(x, training=False))
+        right += int((p.argmax(axis=1) == np.asarray(y)).sum())
+        total += int(np.asarray(y).size)
+    return right / max(total, 1)
+
+
+def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
+    import math
+
+    from edgexfer.train.sanity import check_run
+
+    rows = [r for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
+    best = (max if "acc" in monitor else min)(rows, key=lambda r: r[monitor]) if rows else None
+    train_accuracy = best.get("accuracy") if best else None  # the epoch whose weights were kept
+    return check_run(y_true, metrics["accuracy"], [s.label for s in split.samples("train")], split.classes,
+                     val_accuracy=val_accuracy, train_accuracy=train_accuracy)
 
 
 # ------------------------------------------------------------------------------- run directory
 
 
-def _options_record(config: FinetuneConfig, weights: str, image_size: tuple[int, int]) -> dict[str, Any]:
+def _options_record(config: FinetuneConfig, weights: str, image_size: tuple[int, int],
+                    fine_tune_epochs: int) -> dict[str, Any]:
     """The options as recorded in config.json: defaults that depend on the backbone resolved."""
     options = config.to_dict()
     options["weights"] = weights
+    options["fine_tune_epochs"] = fine_tune_epochs
     if options["image_size"] is None and image_size[0] == image_size[1]:
         options["image_size"] = image_size[0]
     if options["data"] != "demo":
@@ -176,8 +276,6 @@ def _options_record(config: FinetuneConfig, weights: str, image_size: tuple[int,
 
 def _check_run_dir(out: Path, options: dict[str, Any]) -> bool:
     """True when ``out`` holds this finished run; raise when it holds something else."""
-    if out.exists() and not out.is_dir():
-        raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
     if not out.exists():
         return False
     config_file = out / "config.json"
@@ -324,118 +422,52 @@ def _class_weights(split) -> dict[str, float]:
     return {str(k): v for k, v in class_weights(split).items()}
 
 
-def _plan(spec, config: FinetuneConfig, freeze_base: bool, model) -> list[dict[str, Any]]:
-    """The stages to train: key, phase, epochs, learning rate and where the trainable part starts."""
-    stages = []
-    if config.epochs > 0:
-        stages.append({"key": "phase1", "phase": 1, "epochs": config.epochs, "learning_rate": config.learning_rate,
-                       "unfreeze": None if freeze_base else "all",
-                       "label": "head on a frozen backbone" if freeze_base else "all layers (no pretrained weights)"})
-    if config.fine_tune_epochs > 0:
-        if freeze_base:
-            n = max(1, min(config.unfreeze_stages, len(spec.unfreeze_points), config.fine_tune_epochs))
-            points = list(spec.unfreeze_points[:n])
-        else:
-            n, points = 1, ["all"]
-        per_stage = [config.fine_tune_epochs // n + (1 if i < config.fine_tune_epochs % n else 0) for i in range(n)]
-        for k, (point, epochs) in enumerate(zip(points, per_stage, strict=True), start=1):
-            stages.append({"key": f"phase2_stage{k}", "phase": 2, "epochs": epochs,
-                           "learning_rate": config.fine_tune_learning_rate * config.stage_lr_factor ** (k - 1),
-                           "unfreeze": point,
-                           "label": "all layers" if point == "all" else f"layers above '{point}*'"})
-    if not stages:
-        raise EdgexferError("both --epochs and --fine-tune-epochs are 0: nothing to train", "train at least one epoch")
-    return stages
-
-
-def _set_trainable(model, stage: dict[str, Any], bn_inference: bool) -> int:
-    """Freeze/unfreeze the backbone for ``stage``; return the number of trainable parameters."""
-    import keras
-
-    from edgexfer.backbones import get_base
-
-    base = get_base(model)
-    point = stage["unfreeze"]
-    if point is None:
-        base.trainable = False
-    else:
-        base.trainable = True
-        if point != "all":
-            boundary = max(i for i, layer in enumerate(base.layers) if layer.name.startswith(point))
-            for layer in base.layers[: boundary + 1]:
-                layer.trainable = False
-        if bn_inference:  # BatchNorm runs on its ImageNet statistics: keep its scale/offset too
-            for layer in base.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = False
-    return int(sum(int(v.numpy().size) for v in model.trainable_weights))
-
-
-def _optimizer(keras, config: FinetuneConfig, learning_rate: float):
-    if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    return keras.optimizers.RMSprop(learning_rate)
-
-
 def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, out: Path, extra_callbacks, say,
            resolved) -> list[dict[str, Any]]:
     import keras
 
-    from edgexfer.data.pipeline import make_dataset
     from edgexfer.train.callbacks import BEST_WEIGHTS, RunState, load_weights, make_progress_callback
+    from edgexfer.train.stages import fit_stage, training_datasets
 
     checkpoints = out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     state = RunState(checkpoints, config.monitor)
-    order = [s["key"] for s in stages]
-    train_ds = make_dataset(split, "train", image_size, config.batch_size, augment=_augment(config), seed=config.seed,
-                            cache=config.cache)
-    val_ds = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=config.cache)
+    order = [s.key for s in stages]
+    train_ds, val_ds = training_datasets(split, image_size, config)
     class_weight = {int(k): v for k, v in resolved["class_weights"].items()} if resolved["class_weights"] else None
-    verbose = config.verbose
+    verbose = _verbose(config.verbose)
+    logging_callbacks = []
+    if config.tensorboard:
+        logging_callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
 
     phase_started: dict[int, float] = {}
     for i, stage in enumerate(stages):
-        last_of_phase = i + 1 == len(stages) or stages[i + 1]["phase"] != stage["phase"]
-        if stage["key"] in state.completed:
+        last_of_phase = i + 1 == len(stages) or stages[i + 1].phase != stage.phase
+        if stage.key in state.completed:
             if last_of_phase:
-                _phase_summary(say, stage["phase"], stages, state, None)
+                _phase_summary(say, stage.phase, stages, state, None)
             continue
         if state.completed and (checkpoints / BEST_WEIGHTS).is_file():
             load_weights(model, checkpoints / BEST_WEIGHTS)  # each stage starts from the best model so far
-        phase_started.setdefault(stage["phase"], time.perf_counter())
-        with strategy.scope():
-            stage["trainable_params"] = _set_trainable(model, stage, resolved["bn_inference"])
-            model.compile(optimizer=_optimizer(keras, config, stage["learning_rate"]),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=config.jit_compile)
-        say(f"phase {stage['phase']} {stage['key'].split('_')[-1] if stage['phase'] == 2 else ''}".rstrip()
-            + f": {stage['label']}, {stage['epochs']} epoch(s) at learning rate {stage['learning_rate']:.2g}, "
-            f"{stage['trainable_params']:,} trainable parameters")
-        fit_callbacks = [
-            keras.callbacks.BackupAndRestore(str(out / "backup" / stage["key"]), delete_checkpoint=True),
+        phase_started.setdefault(stage.phase, time.perf_counter())
+        name = f"phase {stage.phase}" + (f" stage {stage.key.rsplit('stage', 1)[1]}" if stage.phase == 2 else "")
+        say(f"{name}: {stage.label}, {stage.epochs} epoch(s) at learning rate {stage.learning_rate:.2g}, "
+            f"{stage.trainable_params:,} trainable parameters")
+        run_callbacks = [
+            keras.callbacks.BackupAndRestore(str(out / "backup" / stage.key), delete_checkpoint=True),
             make_progress_callback(state, stage, order),
         ]
-        if config.early_stopping_patience:
-            fit_callbacks.append(keras.callbacks.EarlyStopping(monitor=config.monitor,
-                                                               patience=config.early_stopping_patience))
-        # Keras's BackupAndRestore sets model._initial_epoch when it resumes and never clears it, so
-        # the next fit() on the same model would skip that many epochs: clear it before every stage
-        model._initial_epoch = None
         try:
-            model.fit(train_ds, validation_data=val_ds, epochs=stage["epochs"], class_weight=class_weight, shuffle=False,
-                      callbacks=fit_callbacks + list(extra_callbacks), verbose=verbose)
+            fit_stage(model, stage, config, train_ds, val_ds, bn_inference=resolved["bn_inference"],
+                      class_weight=class_weight, callbacks=run_callbacks + logging_callbacks + list(extra_callbacks),
+                      verbose=verbose, strategy=strategy)
         except KeyboardInterrupt:
             say(f"interrupted; run the same command again to resume from {out}")
             raise
-        state.completed.append(stage["key"])
+        state.completed.append(stage.key)
         state.save()
         if last_of_phase:
-            _phase_summary(say, stage["phase"], stages, state, time.perf_counter() - phase_started[stage["phase"]])
+            _phase_summary(say, stage.phase, stages, state, time.perf_counter() - phase_started[stage.phase])
     if not (checkpoints / BEST_WEIGHTS).is_file():
         raise EdgexferError(f"no epoch produced a finite {config.monitor}", "lower the learning rate or check the data")
     load_weights(model, checkpoints / BEST_WEIGHTS)
@@ -443,19 +475,26 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
     return state.history
 
 
+def _verbose(verbose: int | str) -> int:
+    """Keras progress: a bar on a terminal, one line per epoch in a log file or pipe."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
 def _phase_summary(say, phase: int, stages, state, seconds: float | None) -> None:
-    keys = {s["key"] for s in stages if s["phase"] == phase}
+    keys = {s.key for s in stages if s.phase == phase}
     rows = [r for r in state.history if r["stage"] in keys]
     if not rows:
         return
     mon = state.monitor
     pick = max if state.mode == "max" else min
     best = pick(rows, key=lambda r: r.get(mon, float("nan")))
-    first = next(s for s in stages if s["phase"] == phase)
+    first = next(s for s in stages if s.phase == phase)
     if phase == 1:
-        label = "head, frozen backbone" if first["unfreeze"] is None else "all layers, from scratch"
+        label = "head, frozen backbone" if first.unfreeze is None else "all layers"
     else:
-        label = f"gradual unfreezing, {len(keys)} stage(s)" if first["unfreeze"] != "all" else "all layers, lower rate"
+        label = f"gradual unfreezing, {len(keys)} stage(s)" if first.unfreeze != "all" else "all layers, lower rate"
     took = f" in {seconds:.0f} s" if seconds is not None else " (done before)"
     say(f"phase {phase} ({label}): {len(rows)} epoch(s){took}; best {mon} {best.get(mon, float('nan')):.4f} "
         f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at epoch {best['epoch_global']}")
@@ -479,7 +518,8 @@ def _evaluate(keras, model_path: Path, split, image_size, batch_size: int):
         labels.append(np.asarray(y))
     y_true = np.concatenate(labels)
     probabilities = np.concatenate(probs)
-    return classification_metrics(y_true, probabilities, split.classes), y_true, probabilities
+    val_accuracy = _accuracy(model, make_dataset(split, "val", image_size, batch_size, shuffle=False, cache=False))
+    return classification_metrics(y_true, probabilities, split.classes), y_true, probabilities, val_accuracy
 
 
 def _versions() -> dict[str, Any]:
