@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "compare": "edgexfer.cli.compare:compare",
     "report": "edgexfer.cli.report:report",
     "demo": "edgexfer.cli.demo:demo",
+    "predict": "edgexfer.cli.predict:predict",
     "doctor": "edgexfer.cli.doctor:doctor",
 }
 
