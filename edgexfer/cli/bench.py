@@ -72,6 +72,7 @@ def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, thre
     from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
     from edgexfer.evaluate.gate import Thresholds
     from edgexfer.io import strict_json
+    from edgexfer.report.summary import closing_lines
 
     config = BenchConfig(
         export_dir=export_dir, out=out, data=data, runtimes=runtimes, batch_sizes=batch_sizes, warmup=warmup,
@@ -85,8 +86,8 @@ def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, thre
         if as_json:
             click.echo(json.dumps(strict_json(failure.outcome.results), indent=2, allow_nan=False))
         click.echo(failure.table, err=True)
+        click.echo(closing_lines(failure.outcome.results, failure.outcome.out_dir), err=as_json)
         raise
     if as_json:
         click.echo(json.dumps(strict_json(outcome.results), indent=2, allow_nan=False))
-    else:
-        click.echo(f"gate passed; results in {outcome.out_dir / 'results.json'}, report {outcome.out_dir / 'report.md'}")
+    click.echo(closing_lines(outcome.results, outcome.out_dir), err=as_json)

@@ -13,13 +13,18 @@ from typing import Any
 
 from edgexfer.io import atomic_path, write_text
 from edgexfer.report.plots import confusion_matrix
+from edgexfer.report.summary import bench_title
 
 
 def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
-    """Write plots/ and report.md into ``out_dir``; return the report path."""
+    """Write plots/, report.md and its self-contained twin report.html into ``out_dir``; return the report path."""
+    from edgexfer.report.html import write_html_report
+
     out = Path(out_dir)
     plots = write_bench_plots(results, out / "plots")
-    return write_text(out / "report.md", bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}))
+    report = write_text(out / "report.md", bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}))
+    write_html_report(report)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------- markdown
@@ -59,7 +64,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     failed = [r for r in rows if not r["gate"]["passed"]]
     gpu = machine.get("gpu") or {}
     lines = [
-        f"# Bench: {export.get('name', '')}",
+        f"# {bench_title(results)}",
         "",
         f"- Export: `{export.get('path', '')}` — created {results.get('created', '')}",
         f"- Machine: {machine.get('cpu') or machine.get('processor')}, {machine.get('cores_usable') or machine.get('cores')} "

@@ -39,13 +39,38 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
     return (str(row.get("backbone")), str(row.get("artifact")), str(row.get("runtime")))
 
 
+def baseline_accuracy(row: dict[str, Any]) -> float | None:
+    """The majority-class baseline of the images a row was measured on (from its confusion matrix: rows are
+    true classes), or the figure the bench recorded; None when neither is there."""
+    if _finite(row.get("baseline_accuracy")):
+        return float(row["baseline_accuracy"])
+    cm = row.get("confusion_matrix")
+    try:
+        support = [sum(int(v) for v in true_row) for true_row in cm]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    total = sum(support)
+    return max(support) / total if total else None
+
+
+def beats_baseline(row: dict[str, Any]) -> bool:
+    """The row's model is usable: the bench did not find the FP32 model unusable, and the row's accuracy beats
+    always answering the most frequent class (a model at chance level is never recommended)."""
+    if row.get("model_usable") is False:
+        return False
+    baseline = baseline_accuracy(row)
+    return baseline is None or (_finite(row.get("accuracy")) and float(row["accuracy"]) > baseline + 1e-9)
+
+
 def is_deployable(row: dict[str, Any]) -> bool:
-    """An artifact that passed the gate, measured on a device runtime at batch 1."""
+    """An artifact that passed the gate and beats the majority-class baseline, measured on a device runtime
+    at batch 1."""
     return (
         row.get("runtime") not in REFERENCE_RUNTIMES
         and bool(row.get("gate_passed"))
         and _finite(row.get("latency_p50_ms"))
         and _finite(row.get("accuracy"))
+        and beats_baseline(row)
     )
 
 
@@ -73,20 +98,29 @@ def mark_pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[str, Any]:
-    """The most accurate deployable model within the latency budget (ties: higher F1, then faster).
+    """The most accurate deployable model within the latency budget; among equally accurate ones, the fastest
+    (and the reason then says the pick came down to speed).
 
-    Returns ``{"status": "ok", ...the row's figures..., "reason"}`` or ``{"status": "none", "reason"}``
-    saying why nothing qualifies and what came closest.
+    Never a model that fails the gate or does not beat the majority-class baseline. Returns
+    ``{"status": "ok", ...the row's figures..., "reason"}`` or ``{"status": "none", "reason"}`` saying why
+    nothing qualifies and what came closest.
     """
     rows = list(rows)
     passed = [r for r in rows if is_deployable(r)]
     within = [r for r in passed if budget_ms is None or float(r["latency_p50_ms"]) <= budget_ms]
     budget_text = f"within the {budget_ms:g} ms batch-1 latency budget" if budget_ms is not None else "(no latency budget)"
     if not within:
+        device_rows = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES]
         if not rows:
             reason = "the study has no benchmark results"
+        elif not passed and device_rows and not any(beats_baseline(r) for r in device_rows):
+            best = max(device_rows, key=lambda r: _num(r.get("accuracy")))
+            reason = (f"no model is usable: none beats the majority-class baseline (the best, {_label(best)}, "
+                      f"scores {fmt(best.get('accuracy'))} against a baseline of {fmt(baseline_accuracy(best))}), "
+                      "so the models did not learn the task")
         elif not passed:
-            reason = "no artifact passed the accuracy gate on a device runtime"
+            reason = ("no model is usable: no artifact passed the accuracy gate and the majority-class baseline "
+                      "check on a device runtime")
         else:
             fastest = min(passed, key=lambda r: float(r["latency_p50_ms"]))
             reason = (
@@ -94,7 +128,13 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
                 f"is {_label(fastest)} at {float(fastest['latency_p50_ms']):.3g} ms"
             )
         return {"status": "none", "budget_ms": budget_ms, "reason": reason}
-    best = max(within, key=lambda r: (float(r["accuracy"]), _num(r.get("f1")), -float(r["latency_p50_ms"])))
+    top = max(float(r["accuracy"]) for r in within)
+    tied = [r for r in within if abs(float(r["accuracy"]) - top) <= 1e-12]
+    best = min(tied, key=lambda r: float(r["latency_p50_ms"]))
+    reason = f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}"
+    if len(tied) > 1:
+        reason += (f"; {len(tied)} artifacts tie at accuracy {fmt(top)}, so the pick came down to speed: "
+                   f"the fastest of them at {float(best['latency_p50_ms']):.3g} ms at batch 1")
     return {
         "status": "ok",
         "budget_ms": budget_ms,
@@ -107,13 +147,15 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
         "f1": best.get("f1"),
         "latency_p50_ms": best["latency_p50_ms"],
         "size_bytes": best.get("size_bytes"),
-        "reason": f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}",
+        "tied": len(tied),
+        "reason": reason,
     }
 
 
 def flatten_bench_rows(backbone: str, bench: dict[str, Any]) -> list[dict[str, Any]]:
     """Study rows from one bench ``results.json`` (contract section 6)."""
     rows = []
+    model_check = bench.get("model_check") or {}
     for r in bench.get("results", []):
         latency = (r.get("latency_ms") or {}).get("1") or {}
         gate = r.get("gate") or {}
@@ -138,6 +180,8 @@ def flatten_bench_rows(backbone: str, bench: dict[str, Any]) -> list[dict[str, A
             "gate_passed": gate.get("passed"),
             "gate_reasons": list(gate.get("reasons") or []),
             "confusion_matrix": r.get("confusion_matrix"),
+            "model_usable": model_check.get("usable"),
+            "baseline_accuracy": baseline_accuracy({"confusion_matrix": r.get("confusion_matrix")}),
         })
     return rows
 

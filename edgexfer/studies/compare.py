@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import EdgexferError, GateFailed
-from edgexfer.io import read_json, sha256_file, write_json
+from edgexfer.io import lock_folder, read_json, sha256_file, write_json
 
 STUDY_RECORD_SCHEMA = "edgexfer.study-record/1"
 STATE_SCHEMA = "edgexfer.study-state/1"
@@ -556,11 +556,25 @@ class Study:
                 validate()
 
     def run(self) -> StudyOutcome:
-        from edgexfer.report.study_report import STUDY_SCHEMA, refresh_decisions, render_study_report
-
         c = self.config
         self.stages.check_backbones(c.backbones, c.finetune.get("image_size"))
         self.preflight()
+        worker = False
+        if c.tune is not None:
+            from edgexfer.studies.tuning import is_tuning_worker
+
+            worker = is_tuning_worker()
+        # one study writes a folder at a time; KerasTuner workers share the chief's folder by design
+        lock = None if worker else lock_folder(self.dir, "edgexfer compare")
+        try:
+            return self._run(c)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, c: CompareConfig) -> StudyOutcome:
+        from edgexfer.report.study_report import STUDY_SCHEMA, refresh_decisions, render_study_report
+
         self.dir.mkdir(parents=True, exist_ok=True)
         data_path, split = self.prepare_data()
         done: dict[str, dict[str, Any]] = {}
