@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report": "edgexfer.cli.report:report",
     "demo": "edgexfer.cli.demo:demo",
     "predict": "edgexfer.cli.predict:predict",
+    "package": "edgexfer.cli.package:package",
     "doctor": "edgexfer.cli.doctor:doctor",
 }
 

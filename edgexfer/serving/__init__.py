@@ -1,0 +1,1 @@
+"""Deployment layouts written from an export (Triton Inference Server model repository), TensorFlow-free."""

@@ -1,0 +1,244 @@
+"""A Triton Inference Server model repository written from an export, never by hand.
+
+Layout (``write_triton_repository``)::
+
+    <repository>/<model name>/config.pbtxt     model configuration (protobuf text format)
+    <repository>/<model name>/labels.txt       class names, one a line, index order (output label file)
+    <repository>/<model name>/1/model.onnx     the chosen ONNX artifact (or 1/model.plan for an engine)
+
+``config.pbtxt`` names the graph's own input and output tensors, their dims without the batch axis
+(``max_batch_size`` > 0 makes Triton add it), the data types, dynamic batching and, for the runtime the
+bench measured, the backend: ``onnxruntime_onnx`` (CPU or GPU, or GPU with the TensorRT accelerator for
+``ort-trt``) or ``tensorrt_plan`` for an engine. The model file is copied, then its sha256 is checked
+against the export manifest, so what Triton serves is what bench verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
+from edgexfer.predict import BenchEvidence, Choice, choose_artifact
+
+CONFIG = "config.pbtxt"
+LABELS = "labels.txt"
+INSTANCE_KINDS = ("auto", "gpu", "cpu")
+# Triton model names are folder names; keep them portable
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ORT_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 2: "TYPE_UINT8"}  # onnx.TensorProto element types
+# the order a package falls back to when no bench verdict decides: plain ONNX Runtime first
+PACKAGE_RUNTIMES = ("ort-cuda", "ort-cpu", "ort-trt", "trt")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    data_type: str  # Triton DataType enum name, e.g. TYPE_FP32
+    dims: tuple[int, ...]  # without the batch axis
+
+
+@dataclass(frozen=True)
+class TritonModel:
+    """What was written: the model folder, its configuration's essentials and the artifact behind it."""
+
+    repository: Path
+    name: str
+    folder: Path
+    platform: str
+    model_file: Path
+    input: TensorSpec
+    output: TensorSpec
+    max_batch_size: int
+    artifact: str
+    runtime: str
+    sha256: str
+    reason: str
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG
+
+    def serve_command(self) -> str:
+        return f"tritonserver --model-repository={self.repository.absolute()}"
+
+
+def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                            precision: str = "auto", runtime: str = "auto", name: str | None = None,
+                            max_batch_size: int = 32, max_queue_delay_us: int = 100,
+                            instance_kind: str = "auto", bench: str | os.PathLike[str] | None = None,
+                            allow_failed: bool = False, overwrite: bool = False) -> TritonModel:
+    """Write ``<out>/<name>/`` (config.pbtxt, labels.txt, 1/model.onnx|model.plan) for the chosen artifact.
+
+    The artifact is chosen as ``edgexfer predict`` chooses (``precision``/``runtime``; "auto": the fastest
+    that passed the bench gate, else FP32), without asking whether that runtime is usable on this machine:
+    the repository is for the server. An artifact whose gate failed is refused unless ``allow_failed``.
+    """
+    if max_batch_size < 1:
+        raise EdgexferError(f"--max-batch-size {max_batch_size} must be at least 1", "e.g. --max-batch-size 32")
+    if max_queue_delay_us < 0:
+        raise EdgexferError(f"--max-queue-delay-us {max_queue_delay_us} must not be negative", "e.g. 100")
+    if instance_kind not in INSTANCE_KINDS:
+        raise EdgexferError(f"unknown instance kind '{instance_kind}'", f"choose from: {', '.join(INSTANCE_KINDS)}")
+    export = load_export(export_dir)  # manifest and every artifact's sha256
+    model_name = name or export.name
+    if not _NAME.match(model_name):
+        raise EdgexferError(f"model name '{model_name}' is not a portable folder name",
+                            "pass --name with letters, digits, '_', '-' or '.'")
+    evidence = BenchEvidence.load(bench, export) if bench is not None else BenchEvidence.find(export)
+    choice = choose_artifact(export, precision, runtime, evidence=evidence, allow_failed=allow_failed,
+                             check_available=False, prefer=PACKAGE_RUNTIMES)
+    if choice.runtime.name == "trt" and instance_kind == "cpu":
+        raise EdgexferError("a TensorRT engine runs on a GPU only", "leave out --instance-kind cpu or choose an ONNX runtime")
+    inp, outp, batch = _tensors(export, choice, max_batch_size)
+
+    repository = Path(out)
+    if repository.exists() and not repository.is_dir():
+        raise EdgexferError(f"--out {repository} is a file", "pass a folder for the model repository")
+    final = repository / model_name
+    lock = lock_folder(final, "edgexfer package")
+    try:
+        if final.exists() and not overwrite:
+            raise EdgexferError(f"{final} already exists", "pass --overwrite to replace it, or --name another model")
+        staging = make_temp_dir(f".{model_name}.staging-", repository)
+        try:
+            model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
+                               model_name)
+            fix_modes(staging)
+            _swap_in(staging, final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        lock.release()
+    platform = "tensorrt_plan" if choice.artifact.format == "tensorrt" else "onnxruntime_onnx"
+    return TritonModel(repository, model_name, final, platform, final / "1" / model_file.name, inp, outp, batch,
+                       choice.artifact.name, choice.runtime.name, str(choice.artifact.sha256), choice.reason)
+
+
+def _tensors(export: ExportDir, choice: Choice, max_batch_size: int) -> tuple[TensorSpec, TensorSpec, int]:
+    """Input/output names, types and dims from the artifact itself (and the manifest for engines)."""
+    artifact = choice.artifact
+    h, w = export.image_size
+    classes = len(export.classes)
+    if artifact.format == "tensorrt":
+        engine = artifact.engine or {}
+        name = (engine.get("input") or {}).get("name") or export.manifest["input"].get("name", "image")
+        out_name = (export.manifest.get("output") or {}).get("name", "probabilities")
+        limit = engine.get("max_batch")
+        batch = min(max_batch_size, int(limit)) if isinstance(limit, int) and limit > 0 else max_batch_size
+        return TensorSpec(name, "TYPE_FP32", (h, w, 3)), TensorSpec(out_name, "TYPE_FP32", (classes,)), batch
+    import onnx
+
+    model = onnx.load(str(artifact.path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1 or len(model.graph.output) < 1:
+        raise EdgexferError(f"{artifact.path.name} has {len(inputs)} inputs and {len(model.graph.output)} outputs; "
+                            "an exported model has one of each", "re-export the model")
+
+    def spec(value: onnx.ValueInfoProto, expected: tuple[int, ...]) -> TensorSpec:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        if not dims or dims[0] > 0:
+            raise EdgexferError(f"{artifact.path.name} tensor '{value.name}' has no variable batch axis ({dims})",
+                                "re-export the model (edgexfer exports a dynamic batch axis)")
+        if tuple(dims[1:]) != expected:
+            raise EdgexferError(f"{artifact.path.name} tensor '{value.name}' has dims {dims[1:]}, the manifest "
+                                f"implies {list(expected)}", "re-export the model")
+        data_type = _ORT_TYPES.get(tensor.elem_type)
+        if data_type is None:
+            raise EdgexferError(f"{artifact.path.name} tensor '{value.name}' has ONNX element type {tensor.elem_type}",
+                                "re-export the model with float32 input and output")
+        return TensorSpec(value.name, data_type, tuple(dims[1:]))
+
+    return spec(inputs[0], (h, w, 3)), spec(model.graph.output[0], (classes,)), max_batch_size
+
+
+def config_text(name: str, platform: str, inp: TensorSpec, outp: TensorSpec, max_batch_size: int,
+                max_queue_delay_us: int, instance_kind: str, tensorrt_accelerator: bool, comment: str) -> str:
+    """config.pbtxt in protobuf text format (Triton's ``inference.ModelConfig``)."""
+
+    def dims(values: tuple[int, ...]) -> str:
+        return "[ " + ", ".join(str(v) for v in values) + " ]"
+
+    lines = [f"# {line}" for line in comment.splitlines()] + [
+        f'name: "{name}"',
+        f'platform: "{platform}"',
+        f"max_batch_size: {max_batch_size}",
+        "input [",
+        "  {",
+        f'    name: "{inp.name}"',
+        f"    data_type: {inp.data_type}",
+        "    format: FORMAT_NHWC",
+        f"    dims: {dims(inp.dims)}",
+        "  }",
+        "]",
+        "output [",
+        "  {",
+        f'    name: "{outp.name}"',
+        f"    data_type: {outp.data_type}",
+        f"    dims: {dims(outp.dims)}",
+        f'    label_filename: "{LABELS}"',
+        "  }",
+        "]",
+        "dynamic_batching {",
+        f"  max_queue_delay_microseconds: {max_queue_delay_us}",
+        "}",
+    ]
+    if instance_kind != "auto":
+        lines += ["instance_group [", "  {", "    count: 1", f"    kind: KIND_{instance_kind.upper()}", "  }", "]"]
+    if tensorrt_accelerator:
+        lines += ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator [",
+                  '      { name: "tensorrt" }', "    ]", "  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, outp: TensorSpec, batch: int,
+          max_queue_delay_us: int, instance_kind: str, name: str) -> Path:
+    artifact = choice.artifact
+    engine = artifact.format == "tensorrt"
+    version = staging / "1"
+    version.mkdir()
+    target = version / ("model.plan" if engine else "model.onnx")
+    shutil.copyfile(artifact.path, target)
+    copied = sha256_file(target)
+    if copied != artifact.sha256:
+        raise EdgexferError(f"the copy of {artifact.path} does not match the manifest's sha256 (it changed while "
+                            "being copied)", "run the command again; re-export the model if it persists")
+    (staging / LABELS).write_text("".join(f"{c}\n" for c in export.classes), encoding="utf-8")
+    kind = "gpu" if engine and instance_kind == "auto" else instance_kind
+    comment = (f"Written by edgexfer package from export '{export.name}': artifact {artifact.name} "
+               f"({artifact.precision}, {artifact.path.name})"
+               f"\nsha256 {artifact.sha256}; chosen: {choice.reason}\n"
+               f"Input: raw RGB pixels 0-255, NHWC, {inp.dims[0]}x{inp.dims[1]}; output: class probabilities.")
+    text = config_text(name, "tensorrt_plan" if engine else "onnxruntime_onnx", inp, outp, batch,
+                       max_queue_delay_us, kind, choice.runtime.name == "ort-trt", comment)
+    (staging / CONFIG).write_text(text, encoding="utf-8")
+    return target
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Rename the finished folder into place; an older one is moved aside first and removed after."""
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    try:
+        os.replace(staging, final)
+    except OSError:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+
+
+__all__ = ["CONFIG", "LABELS", "TensorSpec", "TritonModel", "config_text", "write_triton_repository"]
