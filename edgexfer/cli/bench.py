@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgexfer.cli._choices import RUNTIMES_HELP, runtimes_list
 from edgexfer.cli._options import batch_sizes
 
 
@@ -22,11 +23,6 @@ def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
     return parse_min_recall(value)
 
 
-def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str] | None:
-    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
-    return names or None
-
-
 @click.command("bench")
 @click.argument("export_dir", type=click.Path(path_type=str))
 @click.option("--out", "out", type=click.Path(path_type=str), default=None,
@@ -34,9 +30,7 @@ def _runtimes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--data", type=click.Path(path_type=str), default=None,
               help="Labelled data set (class folders, .csv or .npz) instead of the run's test split; "
                    "class names must match the model's.")
-@click.option("--runtimes", multiple=True, callback=_runtimes,
-              help="Runtimes to use, comma-separated or repeated: keras, ort-cpu, ort-cuda, ort-trt, trt "
-                   "(default: every one usable here).")
+@click.option("--runtimes", multiple=True, callback=runtimes_list, help=RUNTIMES_HELP)
 @click.option("--batch-sizes", default="1,8,32", show_default=True, callback=batch_sizes,
               help="Batch sizes to time.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")

@@ -6,8 +6,10 @@ functions that use them.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from edgexfer.api import CallablePackage as _CallablePackage
 from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
 from edgexfer.export.manifest import load_manifest
 
@@ -20,3 +22,7 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["CALIBRATION_METHODS", "TARGETS", "ExportConfig", "export_run", "load_manifest"]
+
+# `from edgexfer import export` is this package: calling it runs edgexfer.api.export (config or keywords)
+sys.modules[__name__].__class__ = _CallablePackage
+
