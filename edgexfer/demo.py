@@ -43,14 +43,52 @@ class DemoResult:
     bench: Any
 
 
+# modules the demo needs beyond the light install: the train extra (fine-tune and export)
+DEMO_MODULES = ("tensorflow", "keras", "tf2onnx", "onnxconverter_common", "sympy", "onnxruntime")
+
+
+def check_demo(config: DemoConfig) -> None:
+    """Everything the demo needs, checked before its first file is written: the modules of the train
+    extra (found, not imported), the backbone, and every stage's options."""
+    from edgexfer._lazy import is_available
+    from edgexfer.backbones.registry import get_backbone
+    from edgexfer.config import FinetuneConfig
+    from edgexfer.errors import EdgexferError
+    from edgexfer.evaluate.bench import BenchConfig
+    from edgexfer.export.config import ExportConfig
+
+    missing = [m for m in DEMO_MODULES if not is_available(m)]
+    if missing:
+        raise EdgexferError(
+            f"the demo fine-tunes and exports a model and needs the Python module(s) {', '.join(missing)}, "
+            "which this install lacks (the light install only benches)",
+            "install the train extra: pip install -e '.[train]' in a clone of the repository "
+            "(or pip install 'edgexfer[train]'), or run make demo")
+    get_backbone(config.backbone)
+    if config.per_class < 10:
+        raise EdgexferError(f"--per-class {config.per_class} is too few to split into train, validation and test",
+                            "pass 10 or more (the default 500 makes the gate meaningful)")
+    out = Path(os.path.expanduser(config.out))
+    FinetuneConfig(data=str(out / "data"), backbone=config.backbone, out=str(out / "run"), image_size=config.image_size,
+                   weights=config.weights, epochs=config.epochs, fine_tune_epochs=config.fine_tune_epochs,
+                   batch_size=config.batch_size, seed=config.seed, split_fractions=list(config.split_fractions))
+    ExportConfig(run_dir=out / "run", out=out / "exported", fp16=True, int8=True, target=config.target,
+                 calibration=out / "calibration", calibration_seed=config.seed).validate()
+    BenchConfig(export_dir=out / "exported", out=out / "bench", batch_sizes=config.batch_sizes,
+                iterations=config.iterations)
+
+
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
-    """Run every stage; raises GateFailed (exit 1) when a precision breaks the accuracy gate."""
+    """Run every stage; end with the summary table and the verdict; raise GateFailed (exit 1) when a
+    precision breaks the accuracy gate. Nothing is written before :func:`check_demo` passed."""
+    check_demo(config)
     from edgexfer.config import FinetuneConfig
     from edgexfer.data.synthetic import generate_demo
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
     from edgexfer.export import export_run
     from edgexfer.export.config import ExportConfig
     from edgexfer.export.pipeline import summary_lines
+    from edgexfer.report.summary import closing_lines
     from edgexfer.train import finetune
 
     out = Path(os.path.expanduser(config.out))
@@ -73,8 +111,13 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
         log(line)
 
     log(f"[4/4] bench every artifact on the test split → {out / 'bench'}")
-    outcome = run_bench(BenchConfig(
-        export_dir=out / "exported", out=out / "bench", batch_sizes=config.batch_sizes, iterations=config.iterations,
-    ))
-    log(f"done: read {out / 'bench' / 'report.md'}")
+    try:
+        outcome = run_bench(BenchConfig(
+            export_dir=out / "exported", out=out / "bench", batch_sizes=config.batch_sizes,
+            iterations=config.iterations,
+        ))
+    except BenchGateFailed as failure:
+        log(closing_lines(failure.outcome.results, failure.outcome.out_dir))
+        raise
+    log(closing_lines(outcome.results, outcome.out_dir))
     return DemoResult(run.run_dir, out / "exported", out / "bench", run.metrics, outcome)
