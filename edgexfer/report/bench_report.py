@@ -240,43 +240,17 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from edgexfer.report.plots import accuracy_vs_latency, latency_by_batch
 
     out = Path(plots_dir)
     rows = results["results"]
     written: dict[str, Path] = {}
 
-    # accuracy versus latency at the smallest batch size measured
+    # accuracy versus latency at the smallest batch size measured; latency per image by batch size
     batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
     if batch_sizes:
-        b0 = str(batch_sizes[0])
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for r in rows:
-            if b0 in r["latency_ms"]:
-                x, y = r["latency_ms"][b0]["p50"], r["accuracy"] * 100
-                # a legend, not annotations: precisions of one model often sit on top of each other
-                ax.scatter(x, y, s=50, marker="o" if r["gate"]["passed"] else "x", label=_row_label(r))
-        ax.set_xlabel(f"p50 latency at batch {b0} (ms)")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title("Accuracy versus latency (x: gate failed)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        written["accuracy_vs_latency"] = _save(fig, out / "accuracy_vs_latency.png")
-
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for r in rows:
-            bs = sorted(int(b) for b in r["latency_ms"])
-            ax.plot(bs, [r["latency_ms"][str(b)]["p50"] / b for b in bs], marker="o", label=_row_label(r))
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("p50 ms per image")
-        ax.set_title("Latency by batch size")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        written["latency_by_batch"] = _save(fig, out / "latency_by_batch.png")
+        written["accuracy_vs_latency"] = accuracy_vs_latency(rows, batch_sizes[0], out / "accuracy_vs_latency.png")
+        written["latency_by_batch"] = latency_by_batch(rows, out / "latency_by_batch.png")
 
     # one confusion matrix per artifact (precision), from the first runtime that ran it
     classes = list(rows[0]["per_class"])

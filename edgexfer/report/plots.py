@@ -31,14 +31,14 @@ def _save(fig, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """``accuracy.png`` and ``loss.png`` over the epochs of both phases, with phase/stage boundaries.
+def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The two training-curve Figures (``accuracy``, ``loss``) over the epochs of every phase.
 
-    ``history`` rows hold ``epoch_global``, ``stage`` and metrics such as ``accuracy`` and ``val_accuracy``.
+    Each phase/stage is named above the frame, where no curve can cross its label, and a dashed line
+    marks where the next one began.
     """
-    out = Path(out_dir)
-    written = []
     epochs = [int(r["epoch_global"]) for r in history]
+    figures = {}
     for metric in ("accuracy", "loss"):
         fig = _figure()
         ax = fig.add_subplot(1, 1, 1)
@@ -46,21 +46,117 @@ def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.Path
             values = [_float(r.get(key)) for r in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", markersize=3, label=label)
-        previous = None
-        for r in history:
-            if previous is not None and r["stage"] != previous:
-                ax.axvline(int(r["epoch_global"]) - 0.5, color="grey", linestyle="--", linewidth=0.8)
-                ax.annotate(str(r["stage"]), (int(r["epoch_global"]) - 0.5, 1.0), xycoords=("data", "axes fraction"),
-                            fontsize=7, color="grey", rotation=90, va="top", ha="right")
-            previous = r["stage"]
+        starts = [(int(r["epoch_global"]), str(r["stage"])) for i, r in enumerate(history)
+                  if i == 0 or r["stage"] != history[i - 1]["stage"]]
+        for i, (epoch, stage) in enumerate(starts):
+            if i:
+                ax.axvline(epoch - 0.5, color="0.4", linestyle="--", linewidth=0.9)
+            # above the frame: readable, and never crossed by a curve
+            ax.annotate(stage, (epoch - (0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(3, 3), textcoords="offset points", fontsize=8.5, color="0.15", va="bottom", ha="left")
+        if metric == "accuracy":
+            ax.set_ylim(0, 1.0)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"training {metric}")
+        ax.set_ylabel(f"{metric} (fraction)" if metric == "accuracy" else metric)
+        ax.set_title(f"Training {metric} per epoch: train and validation splits", pad=22 if starts else 6)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend()
-        written.append(_save(fig, out / f"{metric}.png"))
-    return written
+            ax.legend(loc="lower right" if metric == "accuracy" else "upper right")
+        figures[metric] = fig
+    return figures
+
+
+def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """``accuracy.png`` and ``loss.png`` over the epochs of both phases, with phase/stage boundaries.
+
+    ``history`` rows hold ``epoch_global``, ``stage`` and metrics such as ``accuracy`` and ``val_accuracy``.
+    """
+    out = Path(out_dir)
+    return [_save(fig, out / f"{metric}.png") for metric, fig in training_curves_figures(history).items()]
+
+
+# bench plots: one marker per precision, drawn largest first and hollow where they could hide another
+_PRECISION_STYLE = {"fp32": ("o", 150, True), "fp16": ("s", 95, True), "int8": ("^", 55, False)}
+
+
+def _bench_label(row: Mapping[str, Any]) -> str:
+    return f"{row['artifact']} ({row['runtime']})"
+
+
+def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: int):
+    """Test accuracy (%, on a 0–100 axis) against p50 latency at ``batch_size``, one point per artifact ×
+    runtime. Marker shape and size follow the precision (larger ones hollow), colour the runtime, so
+    a precision sitting on another stays visible; a red cross marks a broken gate, and the title says
+    so only when one broke."""
+    from matplotlib.lines import Line2D
+
+    fig = _figure(7.5, 4.8)
+    ax = fig.add_subplot(1, 1, 1)
+    key = str(batch_size)
+    points = [r for r in rows if key in r.get("latency_ms", {})]
+    runtimes = list(dict.fromkeys(str(r["runtime"]) for r in points))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    colors = {name: cmap(i % 10) for i, name in enumerate(runtimes)}
+    failed = [r for r in points if not (r.get("gate") or {}).get("passed", True)]
+    order = sorted(points, key=lambda r: -_PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))[1])
+    for r in order:
+        marker, size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
+        x, y = float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100
+        color = colors[str(r["runtime"])]
+        ax.scatter(x, y, s=size, marker=marker, facecolor="none" if hollow else color, edgecolor=color,
+                   linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r))
+        if any(r is f for f in failed):
+            # behind the point and larger, so the precision's own marker stays visible on top
+            ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"p50 latency of one batch of {batch_size} (ms) — lower is better")
+    ax.set_ylabel("test accuracy (%) — higher is better")
+    ax.set_title(f"Accuracy versus latency at batch {batch_size}" + (" (red ×: gate failed)" if failed else ""))
+    ax.grid(alpha=0.3)
+    handles, _labels = ax.get_legend_handles_labels()
+    if failed:
+        handles.append(Line2D([], [], marker="x", linestyle="", color="tab:red", markersize=8, label="gate failed"))
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="artifact (runtime)", title_fontsize=8)
+    return fig
+
+
+def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
+    """p50 latency per image (one batch's p50 divided by its size) against batch size, one line per
+    artifact × runtime: how much batching buys. The report's table gives the same figures per batch."""
+    fig = _figure(7.5, 4.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for r in rows:
+        sizes = sorted(int(b) for b in r.get("latency_ms", {}))
+        if not sizes:
+            continue
+        marker, _size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
+        ax.plot(sizes, [float(r["latency_ms"][str(b)]["p50"]) / b for b in sizes], marker=marker,
+                markerfacecolor="none" if hollow else None, label=_bench_label(r))
+    ax.set_xscale("log", base=2)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("p50 ms per image (batch p50 ÷ batch size)")
+    ax.set_title("Latency per image by batch size (p50 of a batch ÷ its size)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+                  title="artifact (runtime)", title_fontsize=8)
+    return fig
+
+
+def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], batch_size: int, path: str | os.PathLike[str]) -> Path:
+    return _save(accuracy_vs_latency_figure(rows, batch_size), path)
+
+
+def latency_by_batch(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    return _save(latency_by_batch_figure(rows), path)
 
 
 def confusion_matrix(

@@ -1,0 +1,66 @@
+"""Plots a reader can trust: checked on the matplotlib Figure objects (titles, axis limits, labels, markers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgexfer.report import plots
+
+
+def _row(artifact, precision, runtime, accuracy, p50, passed=True):
+    return {"artifact": artifact, "precision": precision, "runtime": runtime, "accuracy": accuracy,
+            "latency_ms": {"1": {"p50": p50}, "8": {"p50": p50 * 4}}, "gate": {"passed": passed}}
+
+
+ROWS = [_row("fp32", "fp32", "ort-cpu", 0.8587, 18.0), _row("fp16", "fp16", "ort-cpu", 0.8587, 17.0),
+        _row("int8", "int8", "ort-cpu", 0.8560, 6.0)]
+
+
+def test_accuracy_axis_is_0_to_100_percent_and_title_honest():
+    fig = plots.accuracy_vs_latency_figure(ROWS, 1)
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0, 100)  # a 0.3-point difference is not drawn as a cliff
+    assert "(%)" in ax.get_ylabel() and "batch of 1" in ax.get_xlabel()
+    assert ax.get_title() == "Accuracy versus latency at batch 1"  # nothing failed: no "gate failed" in the title
+    offsets = [c.get_offsets()[0].tolist() for c in ax.collections]
+    assert sorted(y for _x, y in offsets) == pytest.approx([85.60, 85.87, 85.87])  # plotted in percent
+
+
+def test_failed_gate_is_said_and_marked():
+    rows = ROWS[:2] + [_row("int8", "int8", "ort-cpu", 0.80, 6.0, passed=False)]
+    ax = plots.accuracy_vs_latency_figure(rows, 1).axes[0]
+    assert "gate failed" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["fp32 (ort-cpu)", "fp16 (ort-cpu)", "int8 (ort-cpu)", "gate failed"]
+
+
+def test_precisions_on_one_spot_stay_visible():
+    """fp32 and fp16 at the same place: the larger marker is hollow and drawn first, so both show."""
+    rows = [_row("fp32", "fp32", "ort-cpu", 0.9, 5.0), _row("fp16", "fp16", "ort-cpu", 0.9, 5.0),
+            _row("int8", "int8", "ort-cpu", 0.9, 5.0)]
+    ax = plots.accuracy_vs_latency_figure(rows, 1).axes[0]
+    sizes = [float(c.get_sizes()[0]) for c in ax.collections]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3  # largest underneath
+    hollow = [len(c.get_facecolors()) == 0 or c.get_facecolors()[0][3] == 0 for c in ax.collections]
+    assert hollow[:2] == [True, True]  # the two that would cover the smallest are hollow
+
+
+def test_latency_by_batch_says_per_image():
+    ax = plots.latency_by_batch_figure(ROWS).axes[0]
+    assert "per image" in ax.get_title() and "per image" in ax.get_ylabel()
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [1, 8] and list(line.get_ydata()) == pytest.approx([18.0, 9.0])  # 72 ms / 8
+
+
+def test_training_curve_phase_labels_sit_above_the_frame():
+    history = [{"epoch_global": e, "stage": "phase1" if e <= 3 else "phase2-stage1", "accuracy": 0.5 + e / 20,
+                "val_accuracy": 0.5, "loss": 1 / e, "val_loss": 1.0} for e in range(1, 7)]
+    figures = plots.training_curves_figures(history)
+    ax = figures["accuracy"].axes[0]
+    assert ax.get_ylim() == (0, 1.0)
+    labels = {t.get_text(): t for t in ax.texts}
+    assert set(labels) == {"phase1", "phase2-stage1"}
+    for text in labels.values():
+        assert text.xy[1] == 1.0 and text.get_va() == "bottom"  # at the top edge, drawn upwards: outside the frame
+        assert text.get_fontsize() >= 8
+    assert [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [3.5]
