@@ -252,7 +252,14 @@ def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | Non
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("batch-1 latency, p50 (ms) — lower is better")
-    ax.set_ylabel("test accuracy — higher is better")
+    ax.set_ylabel("test accuracy (%) — higher is better")
+    # the whole 0–100 % scale: a zoomed axis makes a 0.3-point difference look like a cliff
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_ylim(0, 1.0)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    for collection in ax.collections:
+        collection.set_clip_on(False)  # a point at 100 % stays whole
     ax.grid(True, alpha=0.3)
     # legend: colour = backbone, marker = precision
     from matplotlib.lines import Line2D
@@ -532,10 +539,12 @@ def _weights_name(weights: Any) -> str:
 def _limited_data_section(limited: dict[str, Any], plot: Path | None, study_dir: Path) -> list[str]:
     out = ["## Limited-data study\n"]
     fractions = ", ".join(f"{f:g}" for f in limited.get("fractions", []))
+    transfer = _weights_name(limited.get("transfer_weights") or "none")
     out.append(
-        f"Each backbone was fine-tuned on stratified, seeded subsets of the training split (fractions {fractions}) "
-        f"with transfer (weights `{_weights_name(limited.get('transfer_weights'))}`) and from scratch (weights `none`); validation "
-        f"and test splits are the same at every size, so the points compare directly.\n"
+        f"Each backbone was trained on stratified, seeded subsets of the training split (fractions {fractions}) "
+        + (f"with transfer (weights `{transfer}`) and from scratch (weights `none`)" if transfer != "none"
+           else "from scratch only (weights `none`: there were no pretrained weights to transfer)")
+        + "; validation and test splits are the same at every size, so the points compare directly.\n"
     )
     if limited.get("note"):
         out.append(f"{limited['note']}\n")
@@ -620,8 +629,11 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Pa
                                  for r in front], "lllrrrr"))
     if rel.get("training"):
         out.append("## Training curves\n")
+        scratch = all(_weights_name(b.get("weights", "none")) == "none" for b in backbones)
         out.append("Accuracy and loss per epoch on the training and validation splits; a dotted line marks where "
-                   "fine-tuning started unfreezing the backbone (or where its next stage began).\n")
+                   + ("the next training stage began (trained from scratch: every layer trained from the first "
+                      "epoch, nothing was unfrozen).\n" if scratch else
+                      "fine-tuning started unfreezing the backbone (or where its next stage began).\n"))
         out.append(f"![Training curves]({rel['training']})\n")
         body = []
         for b in backbones:
