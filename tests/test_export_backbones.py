@@ -22,8 +22,8 @@ def _param(spec):
 @pytest.mark.parametrize("name", [_param(spec) for spec in list_backbones()])
 def test_backbone_exports_with_one_input_and_keras_parity(name, tmp_path):
     from edgexfer.backbones import build_model, get_backbone
-    from edgexfer.export import _ort
     from edgexfer.export.keras_onnx import keras_predict, keras_to_onnx, onnx_io
+    from edgexfer.runtime.ort_runtime import OrtRuntime, predict_onnx
 
     spec = get_backbone(name)
     size = max(spec.min_size, 32)
@@ -31,7 +31,8 @@ def test_backbone_exports_with_one_input_and_keras_parity(name, tmp_path):
     path = tmp_path / f"{name}.onnx"
     keras_to_onnx(model, path, image_size=(size, size), opset=17, metadata={"edgexfer.backbone": name})
     assert onnx_io(path) == (["image"], ["probabilities"])
-    session = _ort.cpu_session(path)
-    assert [i.name for i in session.get_inputs()] == ["image"]
+    with OrtRuntime(path) as runtime:
+        assert runtime.input_spec.name == "image"
+        assert runtime.input_spec.shape == (None, size, size, 3)
     images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.float32)
-    np.testing.assert_allclose(_ort.predict(path, images), keras_predict(model, images, 2), atol=1e-4)
+    np.testing.assert_allclose(predict_onnx(path, images), keras_predict(model, images, 2), atol=1e-4)

@@ -95,8 +95,8 @@ def test_captured_normalization_statistics_are_frozen_into_the_graph(tmp_path):
     """An adapted Normalization layer's mean/variance become extra graph inputs in tf2onnx; we freeze them."""
     import keras
 
-    from edgexfer.export import _ort
     from edgexfer.export.keras_onnx import keras_predict, keras_to_onnx, onnx_io
+    from edgexfer.runtime.ort_runtime import predict_onnx
 
     inputs = keras.Input((16, 16, 3), name="image")
     norm = keras.layers.Normalization(axis=-1)
@@ -111,4 +111,4 @@ def test_captured_normalization_statistics_are_frozen_into_the_graph(tmp_path):
     assert fixes["frozen_inputs"] and len(fixes["frozen_inputs"]) + len(fixes["dropped_inputs"]) == 2
     assert onnx_io(path) == (["image"], ["probabilities"])
     images = rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32")
-    np.testing.assert_allclose(_ort.predict(path, images), keras_predict(model, images, 4), atol=1e-5)
+    np.testing.assert_allclose(predict_onnx(path, images), keras_predict(model, images, 4), atol=1e-5)

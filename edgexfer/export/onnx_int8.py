@@ -204,13 +204,14 @@ def node_sensitivity(
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
-    from edgexfer.export._ort import cpu_session
+    from edgexfer.runtime.ort_runtime import OrtRuntime
 
     with tempfile.TemporaryDirectory(prefix="edgexfer-sensitivity-") as tmp:
         aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         modify_model_output_intermediate_tensors(os.fspath(float_path), aug_float)
         modify_model_output_intermediate_tensors(os.fspath(qdq_path), aug_qdq)
-        s_float, s_qdq = cpu_session(aug_float, optimize=False), cpu_session(aug_qdq, optimize=False)
+        s_float = OrtRuntime(aug_float, optimization="disable").session
+        s_qdq = OrtRuntime(aug_qdq, optimization="disable").session
         names_f = [o.name for o in s_float.get_outputs()]
         names_q = [o.name for o in s_qdq.get_outputs()]
         common = sorted(set(names_f) & set(names_q))

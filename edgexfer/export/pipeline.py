@@ -142,7 +142,7 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
 
 def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.ndarray, calset: Any,
            build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
-    from edgexfer.export import _ort
+    from edgexfer.runtime.ort_runtime import predict_onnx
     from edgexfer.export.keras_onnx import (
         check_keras_io,
         keras_predict,
@@ -164,7 +164,7 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
     with timeline.stage("fp32_parity"):
         keras_probs = keras_predict(model, val_images, config.batch_size)
         del model
-        fp32_probs = _ort.predict(fp32_path, val_images, config.batch_size)
+        fp32_probs = predict_onnx(fp32_path, val_images, config.batch_size)
         parity = _parity("keras", keras_probs, fp32_probs)
     if parity["max_abs_diff"] > config.parity_tolerance:
         raise EdgexferError(
@@ -183,7 +183,7 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         with timeline.stage("fp16_convert"):
             kept = convert_to_fp16(fp32_path, fp16_path)
         with timeline.stage("fp16_check"):
-            fp16_parity = _parity("fp32", fp32_probs, _ort.predict(fp16_path, val_images, config.batch_size))
+            fp16_parity = _parity("fp32", fp32_probs, predict_onnx(fp16_path, val_images, config.batch_size))
         artifacts.append(mf.artifact_record("fp16", fp16_path, fmt="onnx", precision="fp16", target="any",
                                             parity=fp16_parity, excluded_nodes=kept))
 
@@ -223,7 +223,7 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
     """Quantize with the accuracy-driven fallback; returns the int8 artifact record."""
     import onnx
 
-    from edgexfer.export import _ort
+    from edgexfer.runtime.ort_runtime import predict_onnx
     from edgexfer.export.keras_onnx import update_metadata
     from edgexfer.export.onnx_int8 import BatchReader, node_sensitivity, preprocess, quantize
     from edgexfer.io import atomic_path
@@ -252,7 +252,7 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
                                     method=config.calibration_method,
                                     nodes_to_exclude=[e["name"] for e in excluded], cache_path=tmp / "ranges.json")
             with timeline.stage(f"int8_check_round{round_no}"):
-                result = _parity("fp32", fp32_probs, _ort.predict(candidate, val_images, batch))
+                result = _parity("fp32", fp32_probs, predict_onnx(candidate, val_images, batch))
             rounds.append({"round": round_no, "excluded": len(excluded), "agreement": result["agreement"],
                            "max_abs_diff": result["max_abs_diff"]})
             say(f"INT8 ({target}) round {round_no}: top-1 agreement with FP32 {result['agreement'] * 100:.1f}% "

@@ -58,40 +58,64 @@ def _tensorrt_libraries_present() -> bool:
     return False
 
 
+#: graph optimization levels by name (ONNX Runtime's ``GraphOptimizationLevel``)
+OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                       "all": "ORT_ENABLE_ALL"}
+
+
+def session_options(threads: int | None = None, *, optimization: str = "all", spinning: bool | None = None):
+    """``onnxruntime.SessionOptions`` as edgexfer uses them everywhere (bench, export checks, benchmarks).
+
+    ``optimization``: a key of `OPTIMIZATION_LEVELS`. ``spinning``: ``False`` stops idle intra-op threads
+    from spinning (``session.intra_op.allow_spinning=0``), which matters only when another session or
+    process shares the cores; ``None`` keeps ONNX Runtime's default (spinning on).
+    """
+    ort = require("onnxruntime", "running ONNX models")
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise EdgexferError(f"unknown graph optimization level '{optimization}'",
+                            f"use one of: {', '.join(OPTIMIZATION_LEVELS)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
+    options.log_severity_level = 3  # errors only: keep the bench and export output readable
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
 class OrtRuntime(Runtime):
-    """An ``onnxruntime.InferenceSession`` on one provider (the CPU provider as its only fallback)."""
+    """An ``onnxruntime.InferenceSession`` on one provider (the CPU provider as its only fallback).
+
+    ``source`` is an ONNX file, or a session built elsewhere (an ``InferenceSession``, for
+    experiments with other session options), or a loader: a callable returning a session. The
+    export's own checks (parity, INT8 agreement, sensitivity) and the benchmarks use this class too.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike[str], provider: str = CPU, threads: int | None = None,
-                 artifact: Artifact | None = None, cache_dir: str | os.PathLike[str] | None = None):
-        ort = require("onnxruntime", "running ONNX models")
-        self.path = Path(path)
-        self.provider = provider
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: keep the bench output readable
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
+    def __init__(self, source, provider: str = CPU, threads: int | None = None,
+                 artifact: Artifact | None = None, cache_dir: str | os.PathLike[str] | None = None, *,
+                 optimization: str = "all", spinning: bool | None = None):
         self.threads = threads
-        providers: list[object] = [(provider, _provider_options(provider, artifact, cache_dir))]
-        if provider == TENSORRT:
-            providers.append(CUDA)  # nodes TensorRT does not take run on CUDA, not on the CPU
-        if provider != CPU:
-            providers.append(CPU)
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
-            raise EdgexferError(f"onnxruntime cannot load {self.path} on {provider}: {exc}",
-                                "re-export the model or choose another runtime") from exc
-        used = self.session.get_providers()
-        if used[0] != provider:
-            raise EdgexferError(f"onnxruntime fell back from {provider} to {used[0]} for {self.path.name}",
-                                f"check the {provider} installation or choose --runtimes ort-cpu")
+        if isinstance(source, (str, os.PathLike)):
+            self.path: Path | None = Path(source)
+            self.provider = provider
+            self.session = self._load(provider, session_options(threads, optimization=optimization, spinning=spinning),
+                                      artifact, cache_dir)
+        else:
+            session = source() if callable(source) and not hasattr(source, "run") else source
+            if not hasattr(session, "run") or not hasattr(session, "get_inputs"):
+                raise EdgexferError(f"OrtRuntime needs an ONNX file, a session or a loader, not {type(source).__name__}",
+                                    "pass the path of an exported .onnx file")
+            self.session = session
+            self.path = None
+            self.provider = session.get_providers()[0]
         inputs = self.session.get_inputs()
+        where = self.path or "the session's model"
         if len(inputs) != 1:
-            raise EdgexferError(f"{self.path} has {len(inputs)} inputs; an exported model must have exactly one",
+            raise EdgexferError(f"{where} has {len(inputs)} inputs; an exported model must have exactly one",
                                 "re-export the model")
         first = inputs[0]
         shape = tuple(d if isinstance(d, int) else None for d in first.shape)
@@ -100,12 +124,42 @@ class OrtRuntime(Runtime):
         batch_dim = first.shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None
 
+    def _load(self, provider: str, options, artifact: Artifact | None, cache_dir):
+        ort = require("onnxruntime", "running ONNX models")
+        providers: list[object] = [(provider, _provider_options(provider, artifact, cache_dir))]
+        if provider == TENSORRT:
+            providers.append(CUDA)  # nodes TensorRT does not take run on CUDA, not on the CPU
+        if provider != CPU:
+            providers.append(CPU)
+        try:
+            session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+            raise EdgexferError(f"onnxruntime cannot load {self.path} on {provider}: {exc}",
+                                "re-export the model or choose another runtime") from exc
+        used = session.get_providers()
+        if used[0] != provider:
+            raise EdgexferError(f"onnxruntime fell back from {provider} to {used[0]} for {self.path.name}",
+                                f"check the {provider} installation or choose --runtimes ort-cpu")
+        return session
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         # session.run returns host arrays: on CUDA/TensorRT it has already waited for the device
         return self.session.run([self.output_name], {self.input_spec.name: batch})[0]
 
+    def predict_all(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Probabilities of ``images`` (uint8 or float, NHWC) in batches, concatenated."""
+        outputs = [self.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(outputs).astype(np.float32)
+
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+def predict_onnx(path: str | os.PathLike[str], images: np.ndarray, batch_size: int = 16,
+                 threads: int | None = None) -> np.ndarray:
+    """Probabilities of ``images`` from the ONNX file at ``path`` on the CPU provider (one session, closed after)."""
+    with OrtRuntime(path, threads=threads) as runtime:
+        return runtime.predict_all(images, batch_size)
 
 
 def _provider_options(provider: str, artifact: Artifact | None, cache_dir: str | os.PathLike[str] | None) -> dict:
