@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "demo": "edgexfer.cli.demo:demo",
     "predict": "edgexfer.cli.predict:predict",
     "package": "edgexfer.cli.package:package",
+    "explain": "edgexfer.cli.explain:explain",
     "doctor": "edgexfer.cli.doctor:doctor",
 }
 

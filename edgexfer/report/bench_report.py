@@ -22,7 +22,10 @@ def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str])
 
     out = Path(out_dir)
     plots = write_bench_plots(results, out / "plots")
-    report = write_text(out / "report.md", bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}))
+    from edgexfer.explain import gradcam_markdown  # TensorFlow-free: overlays written by `edgexfer explain`
+
+    markdown = bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}) + gradcam_markdown(out)
+    report = write_text(out / "report.md", markdown)
     write_html_report(report)
     return report
 

@@ -15,13 +15,13 @@ against the export manifest, so what Triton serves is what bench verified.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgexfer._folders import swap_in
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
@@ -111,7 +111,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
             model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
                                model_name)
             fix_modes(staging)
-            _swap_in(staging, final)
+            swap_in(staging, final)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -222,23 +222,6 @@ def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, out
                        max_queue_delay_us, kind, choice.runtime.name == "ort-trt", comment)
     (staging / CONFIG).write_text(text, encoding="utf-8")
     return target
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Rename the finished folder into place; an older one is moved aside first and removed after."""
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-    try:
-        os.replace(staging, final)
-    except OSError:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(old)
 
 
 __all__ = ["CONFIG", "LABELS", "TensorSpec", "TritonModel", "config_text", "write_triton_repository"]
