@@ -33,6 +33,7 @@ _PROBE = textwrap.dedent("""
     from edgexfer.export.tensorrt import engine_support
     from edgexfer.runtime.cuda import gpu_status
     from edgexfer.runtime.ort_runtime import provider_available
+    from edgexfer.runtime.trt_runtime import trt_available
 
     status = gpu_status()
     print(json.dumps({
@@ -40,6 +41,7 @@ _PROBE = textwrap.dedent("""
         "ort-cuda": list(provider_available("CUDAExecutionProvider")),
         "ort-trt": list(provider_available("TensorrtExecutionProvider")),
         "tensorrt": list(engine_support()),
+        "trt": list(trt_available()),
     }))
 """)
 _probe_cache: dict = {}
@@ -47,14 +49,14 @@ _probe_cache: dict = {}
 
 def gpu_probe() -> dict:
     """What a fresh process on this machine can use: the GPU (``gpu_status``), the ONNX Runtime CUDA and
-    TensorRT providers, and the TensorRT builder, each as (usable, reason). Asked once per session."""
+    TensorRT providers, the TensorRT builder and the engine runtime, each as (usable, reason). Asked once
+    per session, in the environment the session started with."""
     if not _probe_cache:
-        env = {k: v for k, v in os.environ.items()}
-        proc = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             _probe_cache.update({"gpu": {"usable": False, "reason": f"GPU probe failed: {reason}"},
-                                 "ort-cuda": [False, reason], "ort-trt": [False, reason], "tensorrt": [False, reason]})
+                                 **{what: [False, reason] for what in ("ort-cuda", "ort-trt", "tensorrt", "trt")}})
         else:
             _probe_cache.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     return _probe_cache

@@ -42,9 +42,10 @@ def test_ort_cuda_provider_runs_every_precision_like_the_cpu(handmade_export, tm
     require("ort-cuda")
     proc, rows = bench_rows(handmade_export, tmp_path / "bench", "ort-cpu,ort-cuda")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert rows[("fp32", "ort-cuda")]["agreement"] >= 0.99  # top-1 agreement with FP32 on the CPU
     for precision in ("fp32", "fp16", "int8"):
         row, cpu = rows[(precision, "ort-cuda")], rows[(precision, "ort-cpu")]
-        assert row["agreement"] >= 0.99, row  # top-1 agreement with FP32 on the CPU
+        assert row["agreement"] >= cpu["agreement"] - 0.02, (row, cpu)  # the device computes what the CPU does
         assert abs(row["accuracy"] - cpu["accuracy"]) <= 0.02
         assert set(row["latency_ms"]) == {"1", "4"} and row["latency_ms"]["1"]["p50"] > 0
 
@@ -60,6 +61,7 @@ def test_ort_tensorrt_provider_runs_fp32_and_fp16(handmade_export, tmp_path):
 
 @pytest.mark.tensorrt
 def test_engines_are_built_for_this_gpu_and_run(export_run_dir, tmp_path):
+    require("trt")  # the engine runtime also needs cuda-python
     out = tmp_path / "exported"
     proc = edgexfer("export", str(export_run_dir), "--out", str(out), "--fp16", "--int8", "--engine", "--max-batch", "8",
                     "--calibration", str(tmp_path / "calibration"), "--calibration-size", "64", "--quiet")
