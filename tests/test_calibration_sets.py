@@ -18,6 +18,7 @@ from edgexfer.data.calibration import (
     stratified_indices,
 )
 from edgexfer.errors import EdgexferError
+from edgexfer.io import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,11 @@ def test_set_is_drawn_from_train_only_stratified_and_recorded(calset, export_run
     assert m["schema"] == "edgexfer.calibration/1" and m["split"] == "train" and m["seed"] == 3
     assert m["size"] == 30 and sum(m["class_counts"].values()) == 30
     assert m["classes"] == split.classes
-    assert calset.npz_path.name == f"{m['id']}.npz" and m["id"] == f"{export_run_dir.name}-30-3"
+    split_sha = json.loads((export_run_dir / "run.json").read_text()).get("split_sha256") or sha256_file(
+        export_run_dir / "split.json")
+    h, w = calset.image_size
+    assert calset.npz_path.name == f"{m['id']}.npz" and m["id"] == f"cal-{split_sha[:16]}-{h}x{w}-30-seed3"
+    assert m["split_sha256"] == split_sha and len(m["refs"]) == len(m["pixel_sha1"]) == 30
     train_counts = split.counts()["train"]
     total = sum(train_counts.values())
     for cls, n in m["class_counts"].items():  # proportional to the train split, within one image
@@ -104,7 +109,7 @@ def test_set_moves_to_another_machine_with_its_record(calset, tmp_path):
 
 
 def test_find_or_build_reuses_an_existing_set(export_run_dir, calset):
-    found, built = find_or_build(calset.npz_path.parent, export_run_dir, export_run_dir.name, 30, 3)
+    found, built = find_or_build(calset.npz_path.parent, export_run_dir, 30, 3)
     assert not built and found.npz_path == calset.npz_path
 
 
@@ -144,8 +149,8 @@ def test_cli_build_and_show(export_run_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["calibration", "build", str(export_run_dir), "--out", str(tmp_path), "--size", "12"])
     assert result.exit_code == 0, result.output
-    npz = tmp_path / f"{export_run_dir.name}-12-0.npz"
-    assert npz.is_file() and npz.with_suffix(".json").is_file()
+    (npz,) = tmp_path.glob("cal-*-12-seed0.npz")
+    assert npz.with_suffix(".json").is_file()
     shown = runner.invoke(cli, ["calibration", "show", str(npz.with_suffix(".json"))])
     assert shown.exit_code == 0, shown.output
     assert "12 at" in shown.output and export_run_dir.name in shown.output and "train split" in shown.output

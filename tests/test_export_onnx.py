@@ -85,8 +85,9 @@ def test_run_files_are_copied_and_nothing_else_is_left(tiny_export, export_run_d
     for name in ("labels.json", "split.json", "run.json"):
         assert (tiny_export / name).read_bytes() == (export_run_dir / name).read_bytes()
     files = sorted(p.name for p in tiny_export.iterdir())
-    assert files == sorted(["labels.json", "split.json", "run.json", "manifest.json", "model_fp32.onnx",
-                            "model_fp16.onnx", "model_int8_cpu.onnx"])
+    # metrics.json too (when the run has it): it carries the run's sanity record that bench reads
+    assert files == sorted(["labels.json", "split.json", "run.json", "metrics.json", "manifest.json",
+                            "model_fp32.onnx", "model_fp16.onnx", "model_int8_cpu.onnx"])
     leftovers = [p.name for p in tiny_export.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

@@ -15,7 +15,8 @@ def calibration() -> None:
 @calibration.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder or .npz path (default: calibration/<run>-<size>-<seed>.npz).")
+              help="Folder or .npz path (default: calibration/cal-<split fingerprint>-<H>x<W>-<images>-seed<seed>.npz: "
+                   "named by the run's split, never by its folder name).")
 @click.option("--size", type=int, default=500, show_default=True, help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+# the known values live in edgexfer.export.config (importing it loads no TensorFlow)
+from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -16,15 +19,15 @@ import click
 @click.option("--engine", is_flag=True,
               help="Also build TensorRT engines from the ONNX (needs TensorRT and an NVIDIA GPU; without them the "
                    "ONNX are written and the command exits 2).")
-@click.option("--target", type=str, default=None,
+@click.option("--target", type=click.Choice(TARGETS), default=None,
               help="INT8 profile: tensorrt (int8 symmetric) or cpu (uint8 activations). Default: tensorrt with "
                    "--engine, else cpu.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Calibration set (.npz/.json) to reuse, or a folder to find/build it in (default: calibration/).")
 @click.option("--calibration-size", type=int, default=500, show_default=True, help="Images in a new calibration set.")
 @click.option("--calibration-seed", type=int, default=0, show_default=True, help="Seed of a new calibration set.")
-@click.option("--calibration-method", type=str, default="entropy", show_default=True,
-              help="entropy, minmax or percentile.")
+@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="entropy", show_default=True,
+              help="How INT8 activation ranges are calibrated.")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
               help="INT8 top-1 agreement with FP32 on validation images below which sensitive nodes stay in float.")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch of the engines' profile.")
@@ -37,7 +40,9 @@ def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool
            int8_min_agreement: float, max_batch: int, opset: int, data_root: Path | None, quiet: bool) -> None:
     """Export the fine-tuned run RUN_DIR to ONNX FP32 (and FP16, INT8, TensorRT engines), checked against Keras."""
     from edgexfer.export import ExportConfig, export_run
-    from edgexfer.export.pipeline import summary_lines
+    from edgexfer.export.pipeline import check_export_dependencies, summary_lines
+
+    check_export_dependencies()  # the light install has no Keras/TensorFlow: say so before anything
 
     config = ExportConfig(run_dir=run_dir, out=out, fp16=fp16, int8=int8, engine=engine, target=target,
                           calibration=calibration, calibration_size=calibration_size, calibration_seed=calibration_seed,

@@ -1,13 +1,18 @@
 """Calibration sets: a stratified sample of a run's train split, kept as raw pixels to reuse anywhere.
 
 A set is ``<id>.npz`` (uncompressed: ``images`` uint8 (N, H, W, 3), ``labels`` int64 (N,)) and
-``<id>.json`` (contract section 3). The .npz is written and read in batches, through the zip member and
+``<id>.json`` (contract section 3). A set is identified by its content, never by a folder or run name:
+the id is the run's split fingerprint (sha256 of split.json), the image size, the number of images it
+really holds and the seed, so two runs that share a folder name never share a set. The record keeps
+every image's ref and pixel hash; before an export uses a set it checks that none of its images is in
+the run's validation or test split (`check_disjoint`). The .npz is written and read in batches, through the zip member and
 the .npy header, so a set of any size never sits in memory whole: a Jetson that lacks the training
 images calibrates from the copied pair alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -26,8 +31,21 @@ DEFAULT_SIZE = 500
 DEFAULT_DIR = Path("calibration")
 
 
-def calibration_id(run_name: str, size: int, seed: int) -> str:
-    return f"{run_name}-{int(size)}-{int(seed)}"
+def calibration_id(split_fingerprint: str, image_size: Sequence[int], size: int, seed: int) -> str:
+    """``cal-<split sha256, 16 hex>-<H>x<W>-<images>-seed<seed>``: by content, with the number of images held."""
+    h, w = (int(v) for v in image_size)
+    return f"cal-{split_fingerprint[:16]}-{h}x{w}-{int(size)}-seed{int(seed)}"
+
+
+def split_fingerprint(run: Any) -> str:
+    """The run's split fingerprint: the sha256 of its split.json (what run.json records, else computed)."""
+    return str(run.record.get("split_sha256") or sha256_file(run.split_path))
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """sha1 of an image's uint8 pixels and shape: the same picture at the same size gives the same hash."""
+    arr = np.ascontiguousarray(image, dtype=np.uint8)
+    return hashlib.sha1(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
 def stratified_indices(labels: Sequence[int] | np.ndarray, n_classes: int, size: int, seed: int) -> np.ndarray:
@@ -95,7 +113,8 @@ def build_calibration_set(
     picked = stratified_indices(labels, len(classes), int(size), seed)
     chosen = [train[i] for i in picked]
     h, w = run.image_size
-    set_id = calibration_id(run.name, int(size), seed)
+    fingerprint = split_fingerprint(run)
+    set_id = calibration_id(fingerprint, (h, w), len(chosen), seed)
     target = Path(out) if out is not None else DEFAULT_DIR
     npz_path = target if target.suffix == ".npz" else target / f"{set_id}.npz"
     json_path = npz_path.with_suffix(".json")
@@ -103,8 +122,8 @@ def build_calibration_set(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(chosen), desc="calibration set", unit="img", disable=None if progress else True,
-               leave=False)
+    hashes: list[str] = []
+    bar = tqdm(total=len(chosen), desc="calibration set", unit="img", disable=not progress, leave=False)
     with atomic_path(npz_path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
@@ -113,6 +132,7 @@ def build_calibration_set(
                 np.lib.format.write_array_header_1_0(member, header)
                 for images, _ in subset.iter_batches("train", (h, w), batch_size):
                     member.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+                    hashes.extend(pixel_hash(img) for img in images)
                     bar.update(len(images))
             with zf.open("labels.npy", "w") as member:
                 np.lib.format.write_array(member, np.array([s.label for s in chosen], dtype=np.int64))
@@ -126,7 +146,7 @@ def build_calibration_set(
         "source_run": {"path": str(run.path.resolve()), "name": run.name, "backbone": run.backbone},
         "model_sha256": run.model_sha256,
         "split": "train",
-        "split_sha256": run.record.get("split_sha256"),
+        "split_sha256": fingerprint,
         "classes": classes,
         "class_counts": {c: int(n) for c, n in zip(classes, class_counts, strict=True)},
         "image_size": [h, w],
@@ -134,6 +154,8 @@ def build_calibration_set(
         "requested_size": int(size),
         "size": len(chosen),
         "sha256": digest,
+        "refs": [s.ref for s in chosen],
+        "pixel_sha1": hashes,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     return npz_path
@@ -241,23 +263,73 @@ def load_calibration_set(path: str | os.PathLike[str], *, verify_hash: bool = Tr
 def find_or_build(
     location: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
-    run_name: str,
     size: int,
     seed: int,
     *,
     data_root: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> tuple[CalibrationSet, bool]:
-    """The set to calibrate with: ``location`` is a set file (used as is) or a folder where
-    ``<run>-<size>-<seed>.npz`` is reused when present and built otherwise. Returns (set, built)."""
+    """The set to calibrate the run ``run_dir`` with: ``location`` is a set file (used as is) or a folder where
+    the set of this run's split (`calibration_id`: split fingerprint, image size, images, seed) is reused when
+    present and built otherwise. Either way the set is checked against the run's image size and classes, and
+    against its validation and test images (`check_disjoint`), before it is returned. Returns (set, built)."""
+    from edgexfer.data.splits import Split
+    from edgexfer.export.run_record import load_run
+
+    run = load_run(run_dir)
     loc = Path(location)
     if loc.suffix in (".npz", ".json"):
-        return load_calibration_set(loc), False
-    candidate = loc / f"{calibration_id(run_name, size, seed)}.npz"
-    if candidate.is_file():
-        return load_calibration_set(candidate), False
-    path = build_calibration_set(run_dir, loc, size, seed, data_root=data_root, progress=progress)
-    return load_calibration_set(path), True
+        calset, built = load_calibration_set(loc), False
+    else:
+        record = Split.load(run.split_path, data_root, require_data=False)
+        n_train = len(record.samples("train"))
+        candidate = loc / f"{calibration_id(split_fingerprint(run), run.image_size, min(int(size), n_train), seed)}.npz"
+        if candidate.is_file():
+            calset, built = load_calibration_set(candidate), False
+        else:
+            path = build_calibration_set(run_dir, loc, size, seed, data_root=data_root, progress=progress)
+            calset, built = load_calibration_set(path), True
+    calset.check_compatible(run.image_size, run.classes)
+    check_disjoint(calset, run, data_root=data_root)
+    return calset, built
+
+
+def check_disjoint(calset: CalibrationSet, run: Any, *, data_root: str | os.PathLike[str] | None = None) -> None:
+    """Refuse (exit 2) a set holding any image of the run's validation or test split.
+
+    A set drawn from the train part of this very split (same fingerprint) is disjoint by construction.
+    Any other set is compared by pixels: the run's validation and test images are decoded at the set's size
+    and hashed like the set's images (`pixel_hash`), so a copy of a test image under another name or folder
+    is found too. A foreign set that records no pixel hashes cannot be checked and is refused.
+    """
+    m = calset.manifest
+    if m.get("split_sha256") == split_fingerprint(run) and m.get("split", "train") == "train":
+        return
+    hashes = m.get("pixel_sha1")
+    if not isinstance(hashes, list) or len(hashes) != calset.size:
+        raise EdgexferError(
+            f"calibration set {calset.npz_path} was drawn from another split than run {run.name}'s and records no "
+            "image hashes, so it cannot be checked against the run's validation and test images",
+            f"build a set for this run: edgexfer calibration build {run.path}")
+    index = {h: i for i, h in enumerate(hashes)}
+    split = run.load_split(data_root)
+    refs = m.get("refs") or []
+    for part in ("val", "test"):
+        if part not in split.splits:
+            continue
+        samples = split.samples(part)
+        start = 0
+        for images, _ in split.iter_batches(part, calset.image_size, 64):
+            for offset, img in enumerate(images):
+                hit = index.get(pixel_hash(img))
+                if hit is not None:
+                    which = refs[hit] if hit < len(refs) else f"image {hit}"
+                    raise EdgexferError(
+                        f"calibration set {calset.npz_path} holds {which}, which is in the {part} split of run "
+                        f"{run.name} ({samples[start + offset].ref}): calibrating on it would leak the images "
+                        "that judge the export",
+                        f"build a set for this run: edgexfer calibration build {run.path}")
+            start += len(images)
 
 
 def _read_npy_header(member, where: Path) -> tuple[tuple[int, ...], np.dtype]:

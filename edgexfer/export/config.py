@@ -27,8 +27,9 @@ class ExportConfig:
     fastest) or ``tensorrt`` (int8 symmetric, zero point 0). ``None`` means ``tensorrt`` when
     ``engine`` is set, else ``cpu``.
 
-    ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where
-    the set ``<run name>-<size>-<seed>`` is looked up and built when absent (default ``calibration/``).
+    ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where the set
+    of the run's split (``cal-<split fingerprint>-<H>x<W>-<images>-seed<seed>``, never the run's folder
+    name) is looked up and built when absent (default ``calibration/``).
     """
 
     run_dir: Path

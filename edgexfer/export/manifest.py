@@ -14,6 +14,8 @@ from edgexfer.versions import library_versions
 SCHEMA = "edgexfer.export/1"
 MANIFEST_FILE = "manifest.json"
 RUN_FILES = ("labels.json", "split.json", "run.json")
+#: copied when the run has them: metrics.json carries the run's sanity record that bench reads
+OPTIONAL_RUN_FILES = ("metrics.json",)
 
 
 def onnx_file(precision: str, target: str | None = None) -> str:

@@ -2,15 +2,24 @@
 
 Everything is built in a staging folder beside EXPORT_DIR and swapped in by renames at the end, so a
 failure at any step leaves EXPORT_DIR as it was: no partial file, no half-updated manifest.
+
+No litter: the export holds EXPORT_DIR's folder lock for its lifetime; every temporary file (the INT8
+rounds, ONNX Runtime's calibration models) lives inside the staging folder, which is removed when the
+export fails or is interrupted (SIGINT, SIGTERM); after a kill -9 the next export of the same folder
+sweeps the dead process's ``.<name>.staging-*`` and ``.<name>.old-*`` folders (safe: it holds the lock).
+Files and folders get the modes the umask gives (0644/0755 under 022).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -23,9 +32,11 @@ from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import ExportConfig
 from edgexfer.export.run_record import RunRecord, load_run
-from edgexfer.io import write_json
+from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
 TIMING_CACHE_FILE = "trt_timing.cache"
+#: the staging folder's scratch space (INT8 rounds, library temp files): removed before the swap
+TEMP_DIR = ".tmp"
 
 
 class Timeline:
@@ -54,6 +65,7 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
         known = {f.name for f in fields(ExportConfig)}
         config = ExportConfig(**{k: v for k, v in config.items() if k in known})
     config.validate()
+    check_export_dependencies()
     say = _printer(config.progress)
     timeline = Timeline()
     with timeline.stage("check_run"):
@@ -62,7 +74,107 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
         run.verify_split()
     out = config.export_dir
     _check_out(out)
+    lock = lock_folder(out, "edgexfer export")
+    try:
+        _check_out(out)
+        removed = sweep_stale(out)
+        if removed:
+            say(f"removed {len(removed)} folder(s) left by an export that was killed: {', '.join(p.name for p in removed)}")
+        with _interrupts_raise():
+            manifest, engine_reason = _export_locked(config, run, out, say, timeline)
+    finally:
+        lock.release()
 
+    if engine_reason is not None:
+        from edgexfer.export.tensorrt import EngineUnavailable
+
+        error = EngineUnavailable(
+            f"--engine: no TensorRT engine was built ({engine_reason}); the ONNX artifacts are in {out}",
+            "build engines on a machine with TensorRT and an NVIDIA GPU: edgexfer export RUN_DIR --engine",
+        )
+        error.manifest = manifest  # what was written, for the CLI's summary
+        raise error
+    return manifest
+
+
+#: modules the export needs beyond the light (bench) install: the train extra
+EXPORT_MODULES = ("tensorflow", "keras", "tf2onnx")
+
+
+def check_export_dependencies() -> None:
+    """Refuse at once (exit 2, nothing written) on the light install, where Keras/TensorFlow are not installed."""
+    missing = []
+    for name in EXPORT_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise EdgexferError(f"export needs {', '.join(missing)}, which this installation does not have "
+                            "(the light install runs bench and predict only)",
+                            "install the train extra: pip install 'edgexfer[train]'")
+
+
+def sweep_stale(out: Path) -> list[Path]:
+    """Remove ``.<name>.staging-*`` and ``.<name>.old-*`` folders beside ``out``: call only while holding
+    ``out``'s lock, so that they can only be the leftovers of a process that was killed."""
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for pattern in (f".{out.name}.staging-*", f".{out.name}.old-*"):
+        for path in sorted(out.parent.glob(pattern)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+class ExportInterrupted(EdgexferError):
+    """SIGINT or SIGTERM during an export: the staging folder is removed, EXPORT_DIR is as it was."""
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"export interrupted by {name}; nothing was written and the temporary files are removed",
+                         "run the same command again")
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def _interrupts_raise():
+    """SIGINT and SIGTERM raise `ExportInterrupted` (so that ``finally`` blocks clean up) while the export runs;
+    the previous handlers come back afterwards. Only the main thread can install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise ExportInterrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _temp_files_inside(folder: Path):
+    """Route Python's temporary files and folders (ONNX Runtime's calibration models, tf2onnx, the INT8
+    sensitivity models) into ``folder``, so that they go with the staging folder whatever happens."""
+    folder.mkdir(exist_ok=True)
+    previous = tempfile.tempdir
+    tempfile.tempdir = os.fspath(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timeline: Timeline
+                   ) -> tuple[dict[str, Any], str | None]:
     engine_reason = None
     if config.engine:
         from edgexfer.export.tensorrt import engine_support
@@ -85,40 +197,39 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
         from edgexfer.data.calibration import find_or_build
 
         with timeline.stage("calibration_set"):
-            calset, built = find_or_build(config.calibration_location, run.path, run.name, config.calibration_size,
+            calset, built = find_or_build(config.calibration_location, run.path, config.calibration_size,
                                           config.calibration_seed, data_root=config.data_root, progress=config.progress)
         calset.check_compatible(run.image_size, run.classes)
         say(f"calibration set {calset.npz_path} ({'built' if built else 'reused'}, {calset.size} images)")
 
+    staging = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    except OSError as exc:
-        raise EdgexferError(f"cannot create the export folder {out}: {exc.strerror or exc}", "choose a writable --out") from None
-    try:
-        artifacts = _build(config, run, staging, val_images, calset, engine_reason is None and config.engine, out, say,
-                           timeline)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = make_temp_dir(f".{out.name}.staging-{os.getpid()}-", out.parent)
+        except OSError as exc:
+            raise EdgexferError(f"cannot create the export folder {out}: {exc.strerror or exc}",
+                                "choose a writable --out") from None
+        work = staging / TEMP_DIR
+        with _temp_files_inside(work):
+            artifacts = _build(config, run, staging, val_images, calset, engine_reason is None and config.engine, out,
+                               say, timeline)
+        shutil.rmtree(work, ignore_errors=True)
         with timeline.stage("finalize"):
             for name in mf.RUN_FILES:
                 _copy(run.path / name, staging / name)
+            for name in mf.OPTIONAL_RUN_FILES:
+                if (run.path / name).is_file():
+                    _copy(run.path / name, staging / name)
             manifest = mf.build_manifest(out.name, run, artifacts, config.to_record())
             manifest["timings"] = timeline.stages
             write_json(staging / mf.MANIFEST_FILE, manifest)
+            fix_modes(staging)
             _swap_in(staging, out)
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-    if engine_reason is not None:
-        from edgexfer.export.tensorrt import EngineUnavailable
-
-        error = EngineUnavailable(
-            f"--engine: no TensorRT engine was built ({engine_reason}); the ONNX artifacts are in {out}",
-            "build engines on a machine with TensorRT and an NVIDIA GPU: edgexfer export RUN_DIR --engine",
-        )
-        error.manifest = manifest  # what was written, for the CLI's summary
-        raise error
-    return manifest
+    return manifest, engine_reason
 
 
 def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] | None = None) -> list[str]:
@@ -143,29 +254,20 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
 def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.ndarray, calset: Any,
            build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
     from edgexfer.runtime.ort_runtime import predict_onnx
-    from edgexfer.export.keras_onnx import (
-        check_keras_io,
-        keras_predict,
-        keras_to_onnx,
-        load_keras_model,
-        metadata_for,
-    )
+    from edgexfer.export.keras_onnx import convert_run_model, metadata_for
 
     artifacts: list[dict[str, Any]] = []
     metadata = metadata_for(run)
     fp32_path = staging / mf.onnx_file("fp32")
     say(f"FP32: converting {run.model_path} to ONNX (opset {config.opset})")
-    with timeline.stage("keras_load"):
-        model = load_keras_model(run.model_path)
-        check_keras_io(model, run.image_size)
-    with timeline.stage("fp32_convert"):
-        fixes = keras_to_onnx(model, fp32_path, image_size=run.image_size, opset=config.opset,
-                              metadata={**metadata, "edgexfer.precision": "fp32"})
+    with timeline.stage("fp32_convert"):  # a child process: TensorFlow's memory is gone when it returns
+        conversion = convert_run_model(run.model_path, fp32_path, image_size=run.image_size, opset=config.opset,
+                                       metadata={**metadata, "edgexfer.precision": "fp32"},
+                                       parity_images=val_images, batch_size=config.batch_size)
+        fixes = conversion.fixes
     with timeline.stage("fp32_parity"):
-        keras_probs = keras_predict(model, val_images, config.batch_size)
-        del model
         fp32_probs = predict_onnx(fp32_path, val_images, config.batch_size)
-        parity = _parity("keras", keras_probs, fp32_probs)
+        parity = _parity("keras", conversion.keras_probs, fp32_probs)
     if parity["max_abs_diff"] > config.parity_tolerance:
         raise EdgexferError(
             f"the FP32 ONNX differs from the Keras model by {parity['max_abs_diff']:.2e} in probability on "
@@ -234,7 +336,8 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
     def calibration_batches():
         return (images for images, _ in calset.iter_batches(batch))
 
-    with tempfile.TemporaryDirectory(prefix="edgexfer-int8-") as tmp_dir:
+    # inside the staging folder (tempfile.tempdir points there): removed with it, whatever happens
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp_dir:
         tmp = Path(tmp_dir)
         float_path = tmp / "float_prep.onnx"
         with timeline.stage("int8_preprocess"):
@@ -332,7 +435,7 @@ def _swap_in(staging: Path, out: Path) -> None:
     old = None
     try:
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old = make_temp_dir(f".{out.name}.old-", out.parent)
             os.rename(out, old / out.name)
         os.rename(staging, out)
     except OSError as exc:
