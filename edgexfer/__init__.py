@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from edgexfer.config import FinetuneConfig
     from edgexfer.evaluate.bench import BenchConfig
     from edgexfer.export.config import ExportConfig
+    from edgexfer.predict import Predictor
     from edgexfer.studies.compare import CompareConfig, TuneOptions
     from edgexfer.train.trainer import RunResult, load_run
 
@@ -39,6 +40,10 @@ def __getattr__(name: str) -> Any:
         return getattr(api, name)
     if name == "export":  # the subpackage; importing it makes it callable (edgexfer.api.CallablePackage)
         return importlib.import_module("edgexfer.export")
+    if name == "Predictor":  # a verified artifact on new images (edgexfer.predict, TensorFlow-free)
+        from edgexfer.predict import Predictor
+
+        return Predictor
     if name in _CONFIGS:
         from edgexfer.api import resolve
 
@@ -51,4 +56,4 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["__version__", "EdgexferError", "GateFailed", "finetune", "export", "bench", "compare",
-           "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run"]
+           "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run", "Predictor"]

@@ -117,7 +117,17 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
             iterations=config.iterations,
         ))
     except BenchGateFailed as failure:
+        _explain_mistakes(run.run_dir, out / "bench", log)
         log(closing_lines(failure.outcome.results, failure.outcome.out_dir))
         raise
+    _explain_mistakes(run.run_dir, out / "bench", log)
     log(closing_lines(outcome.results, outcome.out_dir))
     return DemoResult(run.run_dir, out / "exported", out / "bench", run.metrics, outcome)
+
+
+def _explain_mistakes(run_dir: Path, bench_dir: Path, log: Callable[[str], None]) -> None:
+    """Grad-CAM overlays of a few misclassified test images, shown in the bench report (edgexfer.explain)."""
+    from edgexfer.explain import explain_misclassified
+
+    done = explain_misclassified(run_dir, bench_dir, limit=6)
+    log(f"Grad-CAM of {len(done)} misclassified test image(s) → {bench_dir / 'gradcam'} (shown in the report)")

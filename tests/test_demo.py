@@ -30,3 +30,6 @@ def test_demo_runs_every_stage(tmp_path):
     assert fp32["accuracy"] == pytest.approx(run_metrics["accuracy"])  # ONNX FP32 makes the same diagnoses as Keras
     assert (bench_dir / "report.md").is_file()
     assert any(line.startswith("[4/4]") for line in lines)
+    # Grad-CAM of misclassified test images (edgexfer.explain), shown in the bench report
+    gradcam = json.loads((bench_dir / "gradcam" / "index.json").read_text())
+    assert gradcam["selection"] == "misclassified" and "## Grad-CAM" in (bench_dir / "report.md").read_text()
