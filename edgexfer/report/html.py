@@ -23,33 +23,41 @@ from edgexfer.io import write_text
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                 ".svg": "image/svg+xml", ".webp": "image/webp"}
 
+# Fits a 1280–1400 px window without horizontal scrolling of the main tables: the page may use up to
+# 1360 px, table headers wrap (numbers do not), cells are compact and the table font is small;
+# a table still too wide scrolls inside its own box rather than stretching the page.
+MAX_PAGE_WIDTH_PX = 1360
 _STYLE = """
 :root { --fg: #1d2430; --muted: #5b6473; --line: #d9dee5; --head: #f3f5f8; --accent: #1f5fa8; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: var(--fg); background: #fff; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 32px 64px; }
+main { max-width: @PAGE@px; margin: 0 auto; padding: 20px 24px 64px; }
 h1 { font-size: 28px; margin: 8px 0 4px; }
 h2 { font-size: 21px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
 h3 { font-size: 17px; margin: 24px 0 8px; }
 p, li { max-width: 75em; }
 a { color: var(--accent); }
-code { font: 13px/1.4 "SFMono-Regular", Menlo, Consolas, monospace; background: var(--head);
-       padding: 1px 4px; border-radius: 3px; }
+code { font: 12px/1.4 "SFMono-Regular", Menlo, Consolas, monospace; background: var(--head);
+       padding: 1px 3px; border-radius: 3px; }
 pre { background: var(--head); padding: 10px 12px; overflow-x: auto; border-radius: 4px; }
 pre code { padding: 0; background: none; }
 blockquote { margin: 12px 0; padding: 8px 14px; border-left: 4px solid var(--accent); background: #f4f8fd; }
 blockquote p { margin: 4px 0; }
-.table-wrap { overflow-x: auto; margin: 8px 0 16px; }
-table { border-collapse: collapse; font-size: 13.5px; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid var(--line); padding: 4px 9px; white-space: nowrap; }
-th { background: var(--head); font-weight: 600; }
+.table-wrap { overflow-x: auto; margin: 8px 0 16px; max-width: 100%; }
+table { border-collapse: collapse; font-size: 12.5px; line-height: 1.35; font-variant-numeric: tabular-nums;
+        table-layout: auto; max-width: 100%; }
+th, td { border: 1px solid var(--line); padding: 3px 6px; vertical-align: top; }
+th { background: var(--head); font-weight: 600; white-space: normal; overflow-wrap: break-word;
+     hyphens: auto; min-width: 3.5em; }
+td { white-space: normal; }  /* numbers have no break point; text cells wrap at spaces only when needed */
+td code { white-space: nowrap; }  /* an artifact or file name stays whole */
 tbody tr:nth-child(even) { background: #fafbfc; }
 img { max-width: 100%; height: auto; display: block; margin: 8px 0; border: 1px solid var(--line); }
 .figures { display: flex; flex-wrap: wrap; gap: 0 14px; align-items: flex-start; }
 .figures p { margin: 0; max-width: 100%; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12.5px; }
-"""
+""".replace("@PAGE@", str(MAX_PAGE_WIDTH_PX))
 
 
 _FIGURE_RUN = re.compile(r"(?:<p><img [^>]*/></p>\n){2,}")
