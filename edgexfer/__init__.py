@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 from edgexfer.errors import EdgexferError, GateFailed  # noqa: E402
 
 if TYPE_CHECKING:
-    from edgexfer.api import bench, compare, finetune
+    from edgexfer.api import bench, compare, export, finetune
     from edgexfer.config import FinetuneConfig
     from edgexfer.evaluate.bench import BenchConfig
     from edgexfer.export.config import ExportConfig

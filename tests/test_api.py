@@ -35,6 +35,7 @@ def test_the_api_imports_without_tensorflow():
         import edgexfer
         after_package = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         from edgexfer import {", ".join(NAMES)}
+        from edgexfer import *  # noqa: F403
         after_names = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         print(json.dumps({{"package": after_package, "names": after_names,
                           "callable": [callable(f) for f in (finetune, export, bench, compare)]}}))
