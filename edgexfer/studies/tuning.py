@@ -5,10 +5,14 @@ Searched: the head's learning rate, the fine-tuning learning rate, dropout, how 
 trained from scratch (``weights none``) is not frozen, so only the first, third and fifth apply. The objective
 is measured on the validation split only; the test split is never seen while tuning.
 
-A trial trains the way the fine-tune stage does, in small (``phase_segments``): half its epochs on
-the frozen base, the rest unfreezing stage by stage down to its depth, each stage at a lower
-learning rate. Under Hyperband a trial continued in a later round resumes from its checkpoint
-and carries on in the segment its epoch number belongs to.
+A trial builds and trains through the fine-tune's own code (``edgexfer.train.stages``): the same
+classifier builder, optimizer (``optimizer``), augmentation, class weights, BatchNorm handling
+(trainability set per layer, pretrained BatchNorm in inference mode, momentum fitted to the
+steps, precise BatchNorm at the end) and phase schedule, in small: half the epochs (rounded up) on
+the frozen base, the rest over the unfreeze stages down to the trial's depth (``tuning_stages``).
+Its score is the objective on the validation split after the precise-BatchNorm pass, so it
+describes the model the fine-tune would save. Under Hyperband a trial continued in a later round
+resumes from its checkpoint and carries on in the stage its epoch number belongs to.
 
 ``--max-trials`` caps the number of trials for both tuners (Hyperband's brackets stop early when
 the cap is reached). KerasTuner's distributed mode (a chief oracle and workers, configured by
@@ -19,15 +23,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgexfer._lazy import require
+from edgexfer.config import FinetuneConfig
 from edgexfer.errors import EdgexferError
 
 BATCH_SIZES = (8, 16, 32, 64)
-
 
 
 def finetune_options(values: dict[str, Any]) -> dict[str, Any]:
@@ -46,54 +51,9 @@ def finetune_options(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def phase_segments(max_epochs: int, depth: int, learning_rate: float, fine_tune_learning_rate: float,
-                   stage_lr_factor: float) -> list[tuple[int, int, int, float]]:
-    """(first epoch, end epoch, unfreeze stage, learning rate) of a trial of ``max_epochs`` epochs.
-
-    The fine-tune stage's schedule in small: half the epochs (rounded up) on the frozen base, the
-    rest shared among unfreeze stages 1..depth, stage k at ``fine_tune_learning_rate *
-    stage_lr_factor ** (k - 1)``. With depth 0 every epoch trains the head.
-    """
-    if depth <= 0 or max_epochs < 2:
-        return [(0, max_epochs, 0, learning_rate)]
-    frozen_end = math.ceil(max_epochs / 2)
-    segments = [(0, frozen_end, 0, learning_rate)]
-    remaining = max_epochs - frozen_end
-    stages = min(depth, remaining)  # never a stage without an epoch
-    bounds = [frozen_end + round(remaining * k / stages) for k in range(stages + 1)]
-    for k in range(1, stages + 1):
-        # with fewer epochs than stages the last segment goes straight to the requested depth
-        stage = depth if k == stages else k
-        segments.append((bounds[k - 1], bounds[k], stage, fine_tune_learning_rate * stage_lr_factor ** (k - 1)))
-    return segments
-
-
 def is_tuning_worker() -> bool:
     """True in a KerasTuner worker process (distributed mode, not the chief)."""
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief")
-
-
-def set_unfreeze_depth(model: Any, spec: Any, depth: int) -> None:
-    """Train the backbone above its ``depth``-th unfreeze point (0: freeze all of it; -1: train all).
-
-    Same rule as the fine-tune stage (see BackboneSpec): freeze every layer up to and including
-    the last one whose name starts with the point's prefix. BatchNorm layers of a pretrained base
-    run in inference mode whatever their flag, because build_model calls the base with
-    ``training=False`` (``bn_inference``).
-    """
-    from edgexfer.backbones import get_base
-
-    base = get_base(model)
-    if depth == 0:
-        base.trainable = False
-        return
-    base.trainable = True
-    if depth < 0:
-        return
-    prefix = spec.unfreeze_points[min(depth, len(spec.unfreeze_points)) - 1]
-    cut = max((i for i, layer in enumerate(base.layers) if layer.name.startswith(prefix)), default=-1)
-    for i, layer in enumerate(base.layers):
-        layer.trainable = i > cut
 
 
 def _without_tensorboard(tuner_class: type) -> type:
@@ -113,11 +73,61 @@ def _without_tensorboard(tuner_class: type) -> type:
     return Tuner
 
 
-def _compile(model: Any, learning_rate: float) -> None:
-    import keras
+def trial_config(base: FinetuneConfig, values: dict[str, Any]) -> FinetuneConfig:
+    """The FinetuneConfig a trial trains with: the study's options with the trial's hyperparameters."""
+    return replace(base, **finetune_options(values))
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+
+def base_config(name: str, split_path: str | Path, finetune_fields: dict[str, Any], project_dir: str | Path
+                ) -> FinetuneConfig:
+    """The study's fine-tune options as a FinetuneConfig on the study's split (``out``: the tuning folder)."""
+    known = set(FinetuneConfig.option_names())
+    fields = {k: v for k, v in finetune_fields.items() if k in known}
+    fields.update(backbone=name, split=str(split_path), out=str(project_dir), verbose=0)
+    fields.setdefault("data", str(Path(split_path).parent))
+    return FinetuneConfig(**fields)
+
+
+def train_trial(model: Any, spec: Any, config: FinetuneConfig, split: Any, *, max_epochs: int, depth: int,
+                freeze_base: bool, bn_inference: bool, datasets: Any, callbacks: Sequence[Any] = (),
+                initial_epoch: int = 0, epochs: int | None = None) -> dict[str, float]:
+    """Train one trial through the fine-tune's stage code; return its validation loss and accuracy."""
+    from edgexfer.data.pipeline import make_dataset
+    from edgexfer.train.batchnorm import precise_batchnorm
+    from edgexfer.train.stages import (
+        fit_batchnorm_momentum,
+        fit_stage,
+        plan_trainability,
+        restore_batchnorm_momentum,
+        tuning_stages,
+    )
+
+    image_size = tuple(model.input_shape[1:3])
+    epochs = max_epochs if epochs is None else epochs
+    stages = tuning_stages(spec, config, freeze_base, max_epochs, depth)
+    trained_bn = plan_trainability(model, stages, bn_inference)
+    n_train = len(split.samples("train"))
+    momenta = fit_batchnorm_momentum(model, trained_bn, -(-n_train // config.batch_size))
+    train, val = datasets(config)
+    class_weight = _class_weight(split) if config.class_weights else None
+    offset = 0
+    for stage in stages:
+        first, end = max(initial_epoch, offset), min(epochs, offset + stage.epochs)
+        if first < end:  # a Hyperband round continuing a trial starts past the stages it already trained
+            fit_stage(model, stage, config, train, val, bn_inference=bn_inference, class_weight=class_weight,
+                      callbacks=callbacks, verbose=0, first_epoch=first, end_epoch=end)
+        offset += stage.epochs
+    restore_batchnorm_momentum(model, momenta)
+    bn_ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
+    precise_batchnorm(model, bn_ds, trained_bn, config.precise_bn_batches)
+    loss, accuracy = model.evaluate(val, verbose=0)
+    return {"val_loss": float(loss), "val_accuracy": float(accuracy)}
+
+
+def _class_weight(split: Any) -> dict[int, float]:
+    from edgexfer.data.splits import class_weights
+
+    return {int(k): float(v) for k, v in class_weights(split).items()}
 
 
 def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[str, Any], options: Any,
@@ -129,75 +139,54 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
     """
     kt = require("keras_tuner", "--tune")
     keras = require("keras", "tuning")
-    from edgexfer.backbones import build_model, get_backbone, resolve_weights
-    from edgexfer.data.pipeline import make_dataset
-    from edgexfer.data.splits import Split, class_weights
+    from edgexfer.backbones import get_backbone, resolve_weights
+    from edgexfer.data.splits import Split
+    from edgexfer.train.stages import build_classifier, training_datasets
 
     spec = get_backbone(name)
     split = Split.load(split_path)
-    image_size = spec.check_image_size(finetune_fields.get("image_size"))
-    weights = resolve_weights(spec, finetune_fields.get("weights"))
-    head = finetune_fields.get("head", "gap")
-    seed = int(finetune_fields.get("seed", 0))
-    stage_lr_factor = float(finetune_fields.get("stage_lr_factor", 0.5))
-    # as in the fine-tune stage: a base trained from scratch is not frozen in phase 1, so there is
-    # no unfreezing to tune
+    base = base_config(name, split_path, finetune_fields, project_dir)
+    image_size = spec.check_image_size(base.image_size)
+    weights = resolve_weights(spec, base.weights)
+    seed = base.seed
+    # as in the fine-tune stage: a base trained from scratch is not frozen, so there is no unfreezing to tune
     pretrained = weights != "none"
-    freeze_base = finetune_fields.get("freeze_base")
-    freeze_base = pretrained if freeze_base is None else bool(freeze_base)
-    cw = class_weights(split) if finetune_fields.get("class_weights", True) else None
+    freeze_base = pretrained if base.freeze_base is None else base.freeze_base
+    bn_inference = pretrained if base.bn_inference is None else base.bn_inference
     n_classes = len(split.classes)
     n_train = len(split.samples("train"))
     batch_choices = [b for b in BATCH_SIZES if b <= max(n_train, BATCH_SIZES[0])]
     max_epochs = int(options.epochs)
     direction = "min" if "loss" in options.objective else "max"
-    datasets: dict[int, tuple[Any, Any]] = {}
+    cached: dict[int, tuple[Any, Any]] = {}
 
-    def data(batch_size: int):
-        if batch_size not in datasets:  # one cached pipeline per batch size, shared by the trials
-            datasets[batch_size] = (
-                make_dataset(split, "train", image_size, batch_size, shuffle=True, seed=seed),
-                make_dataset(split, "val", image_size, batch_size, shuffle=False),
-            )
-        return datasets[batch_size]
+    def datasets(config: FinetuneConfig):
+        if config.batch_size not in cached:  # one pipeline per batch size, shared by the trials
+            cached[config.batch_size] = training_datasets(split, image_size, config)
+        return cached[config.batch_size]
 
     class BackboneHyperModel(kt.HyperModel):  # type: ignore[name-defined]  # kt is imported lazily
         def build(self, hp):
             hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
-            dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
+            hp.Float("dropout", 0.0, 0.5, step=0.1)
             if freeze_base:
                 hp.Float("fine_tune_learning_rate", 1e-6, 1e-3, sampling="log")
                 hp.Int("unfreeze_depth", 0, len(spec.unfreeze_points))
             hp.Choice("batch_size", batch_choices)
             keras.utils.set_random_seed(seed)
-            model = build_model(spec, n_classes, image_size, head=head, weights=weights, dropout=dropout,
-                                bn_inference=finetune_fields.get("bn_inference"))
-            _compile(model, hp.get("learning_rate"))
-            return model
+            return build_classifier(spec, n_classes, image_size, trial_config(base, hp.values), weights, bn_inference)
 
         def fit(self, hp, model, *args, epochs=max_epochs, initial_epoch=0, callbacks=None, **kwargs):
-            train, val = data(hp.get("batch_size"))
-            if freeze_base:
-                segments = phase_segments(max_epochs, hp.get("unfreeze_depth"), hp.get("learning_rate"),
-                                          hp.get("fine_tune_learning_rate"), stage_lr_factor)
-            else:
-                segments = [(0, max_epochs, -1, hp.get("learning_rate"))]
-            logs: dict[str, list[float]] = {}
-            for first, end, stage, rate in segments:
-                first, end = max(first, initial_epoch), min(end, epochs)
-                if first >= end:
-                    continue  # a Hyperband round continuing a trial starts past this segment
-                set_unfreeze_depth(model, spec, stage)
-                _compile(model, rate)
-                h = model.fit(train, validation_data=val, epochs=end, initial_epoch=first,
-                              callbacks=callbacks or [], class_weight=cw, verbose=0)
-                for k, v in h.history.items():
-                    logs.setdefault(k, []).extend(v)
-            values = [v for v in logs.get(options.objective, []) if math.isfinite(v)]
-            if not values:
+            config = trial_config(base, hp.values)
+            depth = int(hp.get("unfreeze_depth")) if freeze_base else 0
+            logs = train_trial(model, spec, config, split, max_epochs=max_epochs, depth=depth,
+                               freeze_base=freeze_base, bn_inference=bn_inference, datasets=datasets,
+                               callbacks=callbacks or [], initial_epoch=initial_epoch, epochs=epochs)
+            value = logs.get(options.objective)
+            if value is None or not math.isfinite(value):
                 raise EdgexferError(f"a tuning trial of {name} reported no finite {options.objective}",
                                     "lower the learning rates or check the data")
-            return {options.objective: float(max(values) if direction == "max" else min(values))}
+            return {options.objective: value}
 
     objective = kt.Objective(options.objective, direction=direction)
     common = {"objective": objective, "seed": seed, "directory": str(Path(project_dir).parent),

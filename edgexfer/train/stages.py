@@ -87,6 +87,15 @@ def tuning_stages(spec: Any, config: FinetuneConfig, freeze_base: bool, max_epoc
     return plan_stages(spec, trial, freeze_base, fields["fine_tune_epochs"])
 
 
+def plan_trainability(model: Any, stages: Sequence[Stage], bn_inference: bool) -> list[str]:
+    """Fill each stage's trainable parameter count; return the BatchNorm layers that train in any stage."""
+    names: list[str] = []
+    for stage in stages:
+        stage.trainable_params = set_trainable(model, stage.unfreeze, bn_inference)
+        names += [n for n in trained_batchnorm(model, bn_inference) if n not in names]
+    return names
+
+
 def _all_layers(model) -> list[Any]:
     return list(model._flatten_layers(include_self=False, recursive=True))
 
@@ -145,6 +154,30 @@ def trained_batchnorm(model: Any, bn_inference: bool) -> list[str]:
             continue
         names.append(layer.name)
     return names
+
+
+def fit_batchnorm_momentum(model: Any, layer_names: Sequence[str], steps_per_epoch: int) -> dict[str, float]:
+    """Lower the momentum of the BatchNorm layers that train to ``1 - 1/steps_per_epoch`` where that is
+    below theirs, so the moving statistics follow the weights within about one epoch (Keras'
+    MobileNetV2/V3 use 0.999: a thousand steps to settle) and validation during training, early
+    stopping and the best-epoch choice see the model as it is. Returns the original momenta,
+    for :func:`restore_batchnorm_momentum` before saving."""
+    import keras
+
+    target = max(0.5, 1.0 - 1.0 / max(int(steps_per_epoch), 1))
+    wanted = set(layer_names)
+    original: dict[str, float] = {}
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name in wanted and layer.momentum > target:
+            original[layer.name] = float(layer.momentum)
+            layer.momentum = target
+    return original
+
+
+def restore_batchnorm_momentum(model: Any, original: dict[str, float]) -> None:
+    for layer in _all_layers(model):
+        if layer.name in original:
+            layer.momentum = original[layer.name]
 
 
 def build_classifier(spec: Any, num_classes: int, image_size: tuple[int, int], config: FinetuneConfig, weights: str,

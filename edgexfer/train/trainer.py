@@ -93,6 +93,11 @@ def finetune(
     stages = plan_stages(spec, config, freeze_base, fine_tune_epochs)  # raises when there is nothing to train
     if config.augment is not None:
         _augment(config)  # refuse bad augmentation options now
+    if config.tensorboard:
+        from edgexfer._lazy import is_available, missing_module_error
+
+        if not is_available("tensorboard"):
+            raise missing_module_error("tensorboard", ImportError("tensorboard"), "--tensorboard")
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
         spec.build_base(image_size, weights)
@@ -115,6 +120,8 @@ def finetune(
 
 
 def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say):
+    from edgexfer.train.stages import fit_batchnorm_momentum, plan_trainability, restore_batchnorm_momentum
+
     split, skipped = _prepare_data(config, out, say)
     classes = split.classes
 
@@ -145,9 +152,16 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
         else:
             say(f"resuming the run in {out}")
 
-        trained_bn = _plan_trainability(model, stages, bn_inference)
+        trained_bn = plan_trainability(model, stages, bn_inference)
         _print_plan(say, stages)
+        steps = -(-len(split.samples("train")) // config.batch_size)
+        momenta = fit_batchnorm_momentum(model, trained_bn, steps)
+        if momenta:
+            say(f"BatchNorm momentum {_momentum_of(model, momenta):.3g} (from {max(momenta.values()):.3g}) for the "
+                f"{len(momenta)} layer(s) that train, so validation sees statistics of the current weights")
+        training_momentum = _momentum_of(model, momenta) if momenta else None
         history = _train(model, strategy, split, image_size, config, stages, out, callbacks, say, resolved)
+        restore_batchnorm_momentum(model, momenta)
 
         if mixed:  # model.keras is always float32: export and bench expect it
             keras.mixed_precision.set_global_policy(previous_policy)
@@ -163,7 +177,7 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
                                                              config.batch_size)
     sanity = _sanity(metrics, y_true, split, val_accuracy, history, config.monitor)
     metrics["val_accuracy"] = val_accuracy
-    metrics["batchnorm"] = bn_record.to_dict()
+    metrics["batchnorm"] = {**bn_record.to_dict(), "training_momentum": training_momentum}
     metrics["sanity"] = sanity.to_dict()
     write_json(out / "metrics.json", metrics)
     _write_history(out / "history.csv", history)
@@ -180,7 +194,7 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
         "model_sha256": sha256_file(out / MODEL_FILE),
         "split_sha256": sha256_file(out / "split.json"),
         "plan": [s.to_dict() for s in stages],
-        "batchnorm": bn_record.to_dict(),
+        "batchnorm": metrics["batchnorm"],
         "sanity": sanity.verdict,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
@@ -193,15 +207,10 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
     return RunResult(out, metrics, run, history, resumed=resumed)
 
 
-def _plan_trainability(model, stages, bn_inference: bool) -> list[str]:
-    """Fill each stage's trainable parameter count; return the BatchNorm layers that train in any stage."""
-    from edgexfer.train.stages import set_trainable, trained_batchnorm
+def _momentum_of(model, momenta: dict[str, float]) -> float:
+    from edgexfer.train.stages import _all_layers
 
-    names: list[str] = []
-    for stage in stages:
-        stage.trainable_params = set_trainable(model, stage.unfreeze, bn_inference)
-        names += [n for n in trained_batchnorm(model, bn_inference) if n not in names]
-    return names
+    return float(next(layer.momentum for layer in _all_layers(model) if layer.name in momenta))
 
 
 def _print_plan(say, stages) -> None:

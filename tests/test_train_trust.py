@@ -1,0 +1,292 @@
+"""Training results you can trust: real unfreezing, honest phases, sanity verdicts, precise BatchNorm,
+options checked before writing, one process per run folder."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fixtures_run import tiny_run_config
+
+from edgexfer.cli import cli
+from edgexfer.errors import EdgexferError
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _snapshot(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*")) if folder.exists() else None
+
+
+# ------------------------------------------------------------------------------ gradual unfreezing
+
+
+def test_gradual_unfreezing_really_unfreezes_a_pretrained_mobilenetv2(tmp_path):
+    import keras
+
+    from edgexfer.backbones import build_model, get_backbone, get_base
+    from edgexfer.data.synthetic import generate_demo
+    from edgexfer.train import finetune
+    from edgexfer.train.stages import set_trainable
+
+    spec = get_backbone("mobilenetv2")
+    keras.utils.set_random_seed(7)
+    pretrained = spec.builder((32, 32, 3), None)
+    # "pretrained": BatchNorm statistics that fit the weights, so activations are well scaled and every layer
+    # above a boundary gets gradients
+    import tensorflow as tf
+
+    from edgexfer.train.batchnorm import _batchnorm_layers, precise_batchnorm
+
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype("float32")
+    precise_batchnorm(pretrained, tf.data.Dataset.from_tensor_slices((images, np.zeros(64))).batch(16),
+                      [layer.name for layer in _batchnorm_layers(pretrained)], 4)
+    weights_file = tmp_path / "mobilenetv2.weights.h5"
+    pretrained.save_weights(weights_file)
+    file_weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in pretrained.layers}
+
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            base = get_base(self.model)
+            snapshots.append({layer.name: [np.asarray(w).copy() for w in layer.get_weights()] for layer in base.layers})
+
+    data = generate_demo(tmp_path / "data", per_class=8, size=32, seed=0)
+    config = tiny_run_config(data, tmp_path / "run", backbone="mobilenetv2", image_size=32, weights=str(weights_file),
+                             epochs=1, fine_tune_epochs=3, unfreeze_stages=3, fine_tune_learning_rate=1e-3)
+    messages = []
+    result = finetune(config, callbacks=[Snapshot()], log=messages.append)
+
+    points = spec.unfreeze_points[:3]
+    counts = [next(r["trainable_params"] for r in result.history if r["stage"] == f"phase2_stage{k}")
+              for k in (1, 2, 3)]
+    assert counts[0] < counts[1] < counts[2], counts
+    fresh = []
+    for point in points:  # a fresh model frozen straight at the same point
+        model = build_model(spec, 3, 32, weights=str(weights_file), bn_inference=True)
+        fresh.append(set_trainable(model, point, True))
+    assert counts == fresh
+    assert [s["trainable_params"] for s in result.run["plan"][1:]] == counts
+    assert any(f"{counts[2]:,} trainable parameters" in m for m in messages), messages
+
+    names = [layer.name for layer in pretrained.layers]
+    for k, point in enumerate(points):
+        boundary = max(i for i, n in enumerate(names) if n.startswith(point))
+        after = snapshots[k + 1]  # snapshot 0 is phase 1 (head only)
+        for i, name in enumerate(names):
+            stored = file_weights[name]
+            if not stored:
+                continue
+            same = all(np.array_equal(a, b) for a, b in zip(stored, after[name], strict=True))
+            is_bn = isinstance(pretrained.layers[i], keras.layers.BatchNormalization)
+            if i <= boundary or is_bn:
+                assert same, f"stage {k + 1}: {name} below '{point}' (or pretrained BatchNorm) changed"
+            else:
+                assert not same, f"stage {k + 1}: {name} above '{point}' did not train"
+    # the saved model keeps the pretrained BatchNorm statistics: precise BN leaves frozen BN alone
+    saved = get_base(keras.saving.load_model(result.model_path))
+    for layer in pretrained.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert all(np.array_equal(a, b) for a, b in zip(file_weights[layer.name], saved.get_layer(layer.name)
+                                                            .get_weights(), strict=True)), layer.name
+    assert result.metrics["batchnorm"]["method"] == "precise"
+    assert result.metrics["batchnorm"]["layers"] == 1  # the head's own BatchNorm only
+    assert result.metrics["batchnorm"]["frozen_layers"] == 52
+
+
+# ------------------------------------------------------------------------------------ honest phases
+
+
+def test_epochs_n_from_scratch_trains_n_epochs_and_the_plan_matches_history(demo_data_dir, tmp_path):
+    out = tmp_path / "run"
+    result = _cli("finetune", "--data", demo_data_dir, "--backbone", "tinycnn", "--out", out, "--image-size", 32,
+                  "--epochs", 3, "--weights", "none", "--batch-size", 16, "--no-augment", "--patience", 0)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    plan_at = next(i for i, line in enumerate(lines) if line.startswith("plan: 1 phase(s), 3 epoch(s)"))
+    assert lines[plan_at + 1].startswith("  phase 1: all layers, 3 epoch(s) at learning rate 0.001")
+    assert not any(line.lstrip().startswith("phase 2") for line in lines), result.output
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3
+    run = json.loads((out / "run.json").read_text())
+    assert [(s["key"], s["epochs"]) for s in run["plan"]] == [("phase1", 3)]
+    assert json.loads((out / "config.json").read_text())["fine_tune_epochs"] == 0
+    # not a terminal: one line per epoch (Keras verbose 2), no progress bar
+    assert sum("Epoch " in line for line in lines) == 3 and "━" not in result.output
+
+
+def test_help_says_what_the_phases_do():
+    text = " ".join(_cli("finetune", "--help").output.split())
+    assert "0 with --weights none" in text and "required unless in --config" in text and "--tensorboard" in text
+
+
+# ------------------------------------------------------------------------------ validate first
+
+
+def test_nothing_to_train_is_refused_before_anything_is_written_and_a_retry_works(demo_data_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["finetune", "--data", demo_data_dir, "--backbone", "tinycnn", "--out", out, "--image-size", 32,
+            "--batch-size", 16, "--no-augment", "--quiet"]
+    result = _cli(*args, "--epochs", 0, "--fine-tune-epochs", 0)
+    assert result.exit_code == 2 and "nothing to train" in result.output
+    assert not out.exists()
+    # from scratch the default phase 2 is empty: --epochs 0 alone has nothing to train either
+    result = _cli(*args, "--epochs", 0)
+    assert result.exit_code == 2 and "no epoch to train" in result.output, result.output
+    assert not out.exists()
+    out.mkdir()
+    result = _cli(*args, "--epochs", 1, "--batch-size", 0)
+    assert result.exit_code == 2 and "batch_size" in result.output
+    assert _snapshot(out) == [] and not (tmp_path / ".run.lock").exists()
+    result = _cli(*args, "--epochs", 1)
+    assert result.exit_code == 0, result.output
+    assert (out / "run.json").is_file()
+
+
+# ------------------------------------------------------------------------------ sanity verdicts
+
+
+def test_a_run_that_learned_nothing_ends_with_the_warning_and_the_record(tmp_path):
+    from PIL import Image
+
+    from edgexfer.train import finetune
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "noise"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        for i in range(40):  # pure noise: nothing to learn, whatever the label
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(data / name / f"{i}.png")
+    messages = []
+    result = finetune(tiny_run_config(data, tmp_path / "run", image_size=32, epochs=3, fine_tune_epochs=0),
+                      log=messages.append)
+    sanity = json.loads((result.run_dir / "metrics.json").read_text())["sanity"]
+    assert sanity["verdict"] == "no_better_than_baseline", sanity
+    assert sanity["baseline_accuracy"] == pytest.approx(0.5)
+    assert {"reason", "fix", "p_value", "n_test", "train_accuracy", "val_accuracy"} <= set(sanity)
+    warnings = [m for m in messages if m.startswith("WARNING:")]
+    assert len(warnings) == 1 and "majority class" in warnings[0] and "Likely fix" in warnings[0]
+    assert result.run["sanity"] == "no_better_than_baseline"
+
+
+def test_sanity_verdicts():
+    from edgexfer.train.sanity import check_run
+
+    y = [0] * 30 + [1] * 10
+    train = [0] * 60 + [1] * 20
+    good = check_run(y, 0.95, train, ["a", "b"], val_accuracy=0.9, train_accuracy=0.97)
+    assert good.verdict == "ok" and good.baseline_accuracy == 0.75
+    majority = check_run(y, 0.75, train, ["a", "b"], val_accuracy=0.75, train_accuracy=0.8)
+    assert majority.verdict == "no_better_than_baseline" and "'a'" in majority.reason
+    overfit = check_run(y, 0.9, train, ["a", "b"], val_accuracy=0.6, train_accuracy=1.0)
+    assert overfit.verdict == "overfit" and "overfitting" in overfit.fix
+
+
+# ------------------------------------------------------------------------------ precise BatchNorm
+
+
+def test_precise_batchnorm_gives_the_cumulative_batch_statistics():
+    import keras
+
+    from edgexfer.train.batchnorm import precise_batchnorm
+
+    inputs = keras.Input((4,))
+    x = keras.layers.BatchNormalization(momentum=0.999, name="bn")(inputs)
+    frozen = keras.layers.BatchNormalization(name="frozen")(x)
+    model = keras.Model(inputs, frozen)
+    model.get_layer("frozen").trainable = False
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, (16, 4)).astype("float32") for _ in range(5)]
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((np.concatenate(batches), np.zeros(80))).batch(16)
+    record = precise_batchnorm(model, ds, ["bn"], max_batches=10)
+    assert record.batches == 5 and record.images == 80 and record.layers == ["bn"] and record.frozen_layers == 1
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
+    assert bn.momentum == 0.999 and not model.get_layer("frozen").trainable
+    assert np.array_equal(model.get_layer("frozen").moving_mean.numpy(), np.zeros(4))
+
+
+@pytest.mark.slow
+def test_from_scratch_mobilenetv2_inference_mode_matches_batch_statistics(tmp_path):
+    import keras
+
+    from edgexfer.data.pipeline import make_dataset
+    from edgexfer.data.splits import Split
+    from edgexfer.data.synthetic import generate_demo
+    from edgexfer.train import finetune
+
+    data = generate_demo(tmp_path / "data", per_class=60, size=32, seed=0)
+    config = tiny_run_config(data, tmp_path / "run", backbone="mobilenetv2", image_size=32, weights="none",
+                             epochs=6, fine_tune_epochs=0, learning_rate=2e-3, batch_size=16)
+    result = finetune(config, log=None)
+    model = keras.saving.load_model(result.model_path)
+    split = Split.load(result.run_dir / "split.json")
+    batches = [(x, np.asarray(y)) for x, y in make_dataset(split, "test", 32, 16, shuffle=True, seed=0)]
+    n = sum(y.size for _, y in batches)
+    inference = sum(int((np.asarray(model(x, training=False)).argmax(1) == y).sum()) for x, y in batches) / n
+    batch_stats = sum(int((np.asarray(model(x, training=True)).argmax(1) == y).sum()) for x, y in batches) / n
+    assert batch_stats > 0.5, "the backbone must learn something for the comparison to mean anything"
+    assert abs(inference - batch_stats) <= 0.02 + 1 / n, (inference, batch_stats)
+    assert result.metrics["batchnorm"]["method"] == "precise" and result.metrics["batchnorm"]["layers"] > 50
+
+
+# ------------------------------------------------------------------------------ one process per folder
+
+
+def test_second_finetune_on_the_same_out_exits_2_and_the_first_finishes(demo_data_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "edgexfer", "finetune", "--data", str(demo_data_dir), "--backbone", "tinycnn",
+            "--out", str(out), "--image-size", "32", "--epochs", "4", "--batch-size", "8", "--no-augment",
+            "--patience", "0", "--quiet"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(args + ["--seed", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env)
+    lock = tmp_path / ".run.lock"
+    deadline = time.time() + 60
+    while not (lock.is_file() and lock.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(args + ["--seed", "1"], capture_output=True, text=True, env=env, timeout=120)
+    first_out, _ = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stdout + second.stderr
+    error = [line for line in (second.stdout + second.stderr).splitlines() if line.startswith("edgexfer: error:")]
+    assert len(error) == 1 and str(out) in error[0] and f"process {first.pid}" in error[0], second.stderr
+    assert first.returncode == 0, first_out
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 0 and (out / "run.json").is_file()
+    assert len((out / "history.csv").read_text().splitlines()) == 1 + 4
+    assert oct((out / "model.keras").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_tensorboard_logs_in_the_run_folder(demo_data_dir, tmp_path):
+    from edgexfer.train import finetune
+
+    result = finetune(tiny_run_config(demo_data_dir, tmp_path / "run", image_size=32, epochs=1, fine_tune_epochs=0,
+                                      tensorboard=True), log=None)
+    events = list((result.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events, list(result.run_dir.rglob("*"))
+
+
+def test_refused_options_raise_before_the_lock_and_folder(tmp_path):
+    from edgexfer.train import finetune
+
+    with pytest.raises(EdgexferError, match="does not exist"):
+        finetune(tiny_run_config(tmp_path / "missing", tmp_path / "run"), log=None)
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.lock").exists()
