@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -75,14 +76,17 @@ def make_config(config_class: type[C], config: C | None, options: dict[str, Any]
     return config_class(**options)
 
 
-def finetune(config: FinetuneConfig | None = None, /, **options: Any) -> RunResult:
+def finetune(config: FinetuneConfig | None = None, /, *, callbacks: Sequence[Any] = (),
+             log: Callable[[str], None] | None = print, **options: Any) -> RunResult:
     """Fine-tune a backbone and write its run directory; returns the finished run.
 
     ``finetune(FinetuneConfig(...))`` or ``finetune(data=..., backbone=..., out=..., ...)``; keyword
     arguments given beside a config replace its fields. See ``FinetuneConfig`` for every option.
+    ``callbacks``: extra Keras callbacks for every ``fit``; ``log``: where the one-line messages go
+    (None: silent).
     """
     cfg = make_config(resolve("FinetuneConfig"), config, options, "finetune")
-    result: RunResult = _entry("edgexfer.train", "finetune")(cfg)
+    result: RunResult = _entry("edgexfer.train", "finetune")(cfg, callbacks=callbacks, log=log)
     return result
 
 

@@ -104,6 +104,19 @@ def test_a_config_and_keywords_combine(monkeypatch, tmp_path):
     assert edgexfer.bench(export_dir=tmp_path, warmup=0) == "outcome" and seen[2].warmup == 0
 
 
+def test_finetune_passes_callbacks_and_log_beside_the_config(monkeypatch, tmp_path):
+    import edgexfer.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "finetune", lambda config, **kwargs: calls.append((config, kwargs)) or "run")
+    marker = object()
+    assert edgexfer.finetune(data="demo", backbone="tinycnn", out=str(tmp_path), epochs=1, callbacks=[marker],
+                             log=None) == "run"
+    config, kwargs = calls[0]
+    assert isinstance(config, edgexfer.FinetuneConfig) and config.epochs == 1 and config.backbone == "tinycnn"
+    assert kwargs == {"callbacks": [marker], "log": None}
+
+
 def readme_example() -> str:
     text = (REPO / "README.md").read_text()
     section = text.split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
