@@ -24,7 +24,7 @@ from edgexfer.backbones.registry import (
     register_backbone,
 )
 
-create_backbone = build_base  # the name DESIGN.md uses
+create_backbone = build_base  # the name docs/architecture.md uses
 
 __all__ = [
     "BackboneSpec", "HEADS", "INPUT_NAME", "OUTPUT_NAME", "PREPROCESSING", "backbone_names", "build_base",

@@ -1,7 +1,7 @@
 """INT8 Q/DQ ONNX with ONNX Runtime's static quantization, calibrated on a calibration set read in batches,
 and the per-node sensitivity used by the accuracy-driven fallback.
 
-Two target profiles (DESIGN.md, "Precision pipeline"):
+Two target profiles (docs/architecture.md, "Precision pipeline"):
 - ``tensorrt``: int8 activations and weights, symmetric (zero point 0), as TensorRT requires;
 - ``cpu``: uint8 activations and int8 weights, what ONNX Runtime runs fastest on x86.
 Weights are quantized per channel in both.

@@ -1,7 +1,7 @@
 """TensorRT engines from the exported ONNX: one strongly typed build for TensorRT 10.x and 11.x.
 
 Precision is decided in the ONNX graph (FP16 conversion, INT8 Q/DQ), so the build sets no
-precision flags and uses no calibrator: both were removed in TensorRT 11 (DESIGN.md, "Precision
+precision flags and uses no calibrator: both were removed in TensorRT 11 (docs/architecture.md, "Precision
 pipeline"). One optimization profile covers the batch range; the timing cache is loaded before and
 saved after each build so rebuilds on the same GPU are quick. ``tensorrt`` is imported inside the
 functions (the `tensorrt` extra); this module is type-checked with mypy against tensorrt-stubs.
