@@ -22,7 +22,7 @@ def backbone_choice() -> click.Choice:
     return click.Choice(backbone_names(), case_sensitive=False)
 
 
-RUNTIMES_HELP = ("Runtimes to use, comma-separated or repeated, from: " + ", ".join(runtime_names())
+RUNTIMES_HELP = ("Runtimes to use, comma-separated, from: " + ", ".join(runtime_names())
                  + " (default: every one usable here; `edgexfer doctor` lists them).")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgexfer.cli._choices import RUNTIMES_HELP, runtimes_list
 from edgexfer.cli._options import batch_sizes
 from edgexfer.cli.bench import _fraction as fraction_option
 
@@ -47,8 +48,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--calibration-method", type=click.Choice(["entropy", "minmax", "percentile"]), default=None,
               help="INT8 calibration method.")
 # bench
-@click.option("--runtimes", default=None, callback=_names,
-              help="Bench runtimes, comma-separated: keras, ort-cpu, ort-cuda, ort-trt, trt (default: all usable).")
+@click.option("--runtimes", default=None, callback=runtimes_list, help=RUNTIMES_HELP)
 @click.option("--batch-sizes", default=None, callback=batch_sizes, help="Bench batch sizes (1 is always timed).")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed bench calls first.")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed bench calls per batch size.")
