@@ -232,3 +232,14 @@ def test_only_one_runtime_session_is_alive_while_timing(handmade_export, tmp_pat
     assert alive[0] == 0
     assert "one ONNX Runtime session" in outcome.results["settings"]["latency_method"]
     assert "Sessions: one ONNX Runtime session" in (tmp_path / "b" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "1.5", "inf", "x"])
+def test_compare_thresholds_are_validated_the_same_way(tmp_path, value):
+    out = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "tinycnn", "--out", str(out),
+                                      "--max-recall-drop", value])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--max-recall-drop" in lines[0] and lines[0].startswith("edgexfer: error:")
+    assert not out.exists()
