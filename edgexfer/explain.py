@@ -117,7 +117,7 @@ def _feature_and_head_inputs(model: Any) -> tuple[Any, Any]:
     return features, head_input
 
 
-def gradcam(model: Any, images: np.ndarray, class_indices: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def gradcam(model: Any, images: np.ndarray, class_indices: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM heat maps (N, H, W) in [0, 1] at the image size, and the model's probabilities (N, classes).
 
     ``images``: raw RGB pixels (N, H, W, 3) at the model's size; ``class_indices``: the class each map
@@ -321,6 +321,8 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
         raise EdgexferError(f"the bench {bench} measured another model than the run {run.run_dir}",
                             "pass the run that was exported and benched")
     export_path = (results.get("export") or {}).get("path")
+    if not export_path:
+        raise EdgexferError(f"{bench / 'results.json'} names no export folder", "re-run edgexfer bench")
     data_record = results.get("data") or {}
     export = load_export(export_path, verify_hashes=False)
     data = load_bench_data(export, data_record.get("path") if data_record.get("kind") == "data" else None,
@@ -347,7 +349,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
     return done
 
 
-def _paths_of(data: Any, export: Any, record: dict[str, Any], indices: Sequence[int]) -> list[str]:
+def _paths_of(data: Any, export: Any, record: dict[str, Any], indices: Sequence[int] | np.ndarray) -> list[str]:
     """The files behind bench samples (bench keeps refs relative to its data source)."""
     from edgexfer.data.sources import discover
     from edgexfer.data.splits import Split

@@ -394,7 +394,8 @@ class Predictor:
             items = [inputs]
         else:
             items = list(inputs)
-        images, sources = [], []
+        images: list[np.ndarray] = []
+        sources: list[str] = []
         for i, item in enumerate(items):
             converted = self._to_images(item)
             images += converted

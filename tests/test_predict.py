@@ -206,3 +206,19 @@ def test_predictor_is_thread_safe(handmade_export):
     assert sorted(results) == list(range(8))
     for i, probs in results.items():
         assert np.abs(np.array(probs) - np.array(reference[i:] + reference[:i])).max() <= 1e-6
+
+
+def test_dicom_without_the_extra_is_a_listed_skip_naming_the_extra(handmade_export, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if the dicom extra were not installed
+    scan = tmp_path / "scan.dcm"
+    scan.write_bytes(b"DICM")
+    image = str(handmade_export.parent / "data" / "covid" / "covid_000.png")
+    result = CliRunner().invoke(cli, ["predict", str(handmade_export), image, str(scan), "--quiet"])
+    assert result.exit_code == 0, result.output
+    skipped = [ln for ln in result.stderr.splitlines() if ln.startswith(f"skipped {scan}")]
+    assert len(skipped) == 1 and "edgexfer[dicom]" in skipped[0]
+    assert len(result.stdout.splitlines()) == 2  # the PNG still got its prediction
+    only_dicom = CliRunner().invoke(cli, ["predict", str(handmade_export), str(scan)])
+    assert only_dicom.exit_code == 2 and "could be read" in only_dicom.stderr
