@@ -190,12 +190,18 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
             return Choice(a, k, v, f"fastest artifact that passed the gate ({v.describe()}; results {evidence.path})"
                           if evidence else v.describe())
         fp32 = [item for item in judged if item[0].precision == "fp32"]
-        if not fp32:
+        safe = [item for item in fp32 if item[2].passed is not False or allow_failed]
+        if fp32 and not safe:  # the model itself fails the gate (absolute floors, sanity): nothing is safe
+            raise EdgexferError(f"no artifact passed the gate; {fp32[0][2].describe()}",
+                                "retrain or re-bench the model, or pass --allow-failed to run it anyway")
+        if not safe:
             raise EdgexferError(f"no artifact of export {export.path} passed a bench gate here, and it has no FP32 "
                                 "reference to fall back on", "bench the export, or name --precision")
-        a, k, v = min(fp32, key=speed)
+        a, k, v = min(safe, key=speed)
         why = ("no bench results found, so the FP32 reference answers" if evidence is None
                else f"no artifact passed the gate on these runtimes in {evidence.path}, so the FP32 reference answers")
+        if v.passed is False:
+            why += " (allowed although its gate failed)"
         return Choice(a, k, v, why)
     usable = [item for item in judged if item[2].passed is not False or allow_failed]
     if not usable:

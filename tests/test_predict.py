@@ -222,3 +222,36 @@ def test_dicom_without_the_extra_is_a_listed_skip_naming_the_extra(handmade_expo
     assert len(result.stdout.splitlines()) == 2  # the PNG still got its prediction
     only_dicom = CliRunner().invoke(cli, ["predict", str(handmade_export), str(scan)])
     assert only_dicom.exit_code == 2 and "could be read" in only_dicom.stderr
+
+
+def test_choice_rules(handmade_export):
+    from edgexfer.evaluate.exported import load_export
+    from edgexfer.predict import BenchEvidence, GateVerdict, choose_artifact
+
+    export = load_export(handmade_export)
+
+    def evidence(*verdicts):
+        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v) for v in verdicts))
+
+    benched = evidence(("fp32", "ort-cpu", True, (), 2.0), ("fp16", "ort-cpu", True, (), 1.0),
+                       ("int8", "ort-cpu", False, ("accuracy dropped 3 points",), 0.5))
+    assert choose_artifact(export, "auto", "ort-cpu", evidence=benched).artifact.name == "fp16"  # int8 failed
+    with pytest.raises(EdgexferError, match="accuracy dropped 3 points"):
+        choose_artifact(export, "int8", "ort-cpu", evidence=benched)
+    assert choose_artifact(export, "int8", "ort-cpu", evidence=benched, allow_failed=True).artifact.name == "int8"
+    assert choose_artifact(export, "auto", "ort-cpu", evidence=None).artifact.name == "fp32"
+    # a failure on another runtime counts where this one was not benched
+    elsewhere = evidence(("int8", "trt", False, ("recall[covid] dropped",), 0.1))
+    with pytest.raises(EdgexferError, match="on trt"):
+        choose_artifact(export, "int8", "ort-cpu", evidence=elsewhere)
+    # the model itself failed (FP32 broke an absolute floor): auto refuses too
+    useless = evidence(*[(a, "ort-cpu", False, ("below the majority-class baseline",), 1.0)
+                         for a in ("fp32", "fp16", "int8")])
+    with pytest.raises(EdgexferError, match="no artifact passed the gate"):
+        choose_artifact(export, "auto", "ort-cpu", evidence=useless)
+    forced = choose_artifact(export, "auto", "ort-cpu", evidence=useless, allow_failed=True)
+    assert forced.artifact.name == "fp32" and "allowed although" in forced.reason
+    with pytest.raises(EdgexferError, match="unknown precision"):
+        choose_artifact(export, "bf16", "ort-cpu")
+    with pytest.raises(EdgexferError, match="needs TensorFlow"):
+        choose_artifact(export, "fp32", "keras")
