@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from edgexfer.report.summary import bench_title, closing_lines, summary_rows, summary_table, verdict
 
 
@@ -79,24 +81,32 @@ LIGHT_DEMO = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
     from edgexfer.cli import main
+    out = sys.argv[1]
     try:
-        main(["demo", "--out", sys.argv[1]])
+        main([a.replace("OUT", out) for a in sys.argv[2:]])
         code = 0
     except SystemExit as exc:
         code = exc.code
-    print("RESULT " + json.dumps({"code": code, "exists": os.path.exists(sys.argv[1])}))
+    print("RESULT " + json.dumps({"code": code, "exists": os.path.exists(out)}))
     """
 )
 
 
-def test_demo_without_the_train_extra_stops_before_writing(tmp_path):
-    out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-c", LIGHT_DEMO, str(out)], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--out", "OUT"], ["the demo fine-tunes and exports", "tensorflow, keras, tf2onnx", "pip install -e '.[train]'"]),
+    (["compare", "--data", "demo", "--backbones", "tinycnn", "--out", "OUT"], ["export needs tensorflow, keras, tf2onnx",
+                                                                             "edgexfer[train]"]),
+])
+def test_without_the_train_extra_stops_before_writing(tmp_path, argv, says):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", LIGHT_DEMO, str(out), *argv], capture_output=True, text=True,
+                          timeout=120)
     result = json.loads(proc.stdout.splitlines()[-1][len("RESULT "):])
     assert result == {"code": 2, "exists": False}, proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(error) == 1 and error[0].startswith("edgexfer: error: the demo fine-tunes and exports")
-    assert "tensorflow, keras, tf2onnx" in error[0] and "pip install -e '.[train]'" in error[0]
+    assert len(error) == 1 and error[0].startswith("edgexfer: error: ")
+    for text in says:
+        assert text in error[0]
 
 
 def test_demo_refuses_bad_options_before_writing(tmp_path):

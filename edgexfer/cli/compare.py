@@ -79,8 +79,11 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
     results.json, report.md and a self-contained report.html to OUT, with a recommendation under
     --latency-budget-ms. Finished backbones are kept when the command is run again."""
     from edgexfer.evaluate.gate import Thresholds
+    from edgexfer.export.pipeline import check_export_dependencies
     from edgexfer.studies.compare import CompareConfig, TuneOptions, run_compare
     from edgexfer.studies.limited_data import parse_fractions
+
+    check_export_dependencies()  # every backbone is fine-tuned and exported: refuse before the study folder exists
 
     def given(**options):
         return {k: v for k, v in options.items() if v is not None}
