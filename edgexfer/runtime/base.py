@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,9 @@ class RuntimeKind:
 
     name: str
     description: str
-    available_fn: Any  # () -> (bool, reason)
-    supports_fn: Any  # (Artifact) -> bool
-    open_fn: Any  # (Artifact, threads | None) -> Runtime
+    available_fn: Callable[[], tuple[bool, str]]  # usable here, else why not
+    supports_fn: Callable[[Artifact], bool]
+    open_fn: Callable[[Artifact, int | None], Runtime]  # (artifact, threads)
 
     def available(self) -> tuple[bool, str]:
         return self.available_fn()
