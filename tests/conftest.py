@@ -62,17 +62,19 @@ def gpu_probe() -> dict:
     return _probe_cache
 
 
-def pytest_runtest_setup(item):
-    """Skip a ``gpu`` test where no GPU is usable, a ``tensorrt`` test where the TensorRT builder is not,
-    before any fixture is built."""
-    if item.get_closest_marker("gpu"):
-        gpu = gpu_probe()["gpu"]
-        if not gpu["usable"]:
-            pytest.skip(f"no usable NVIDIA GPU: {gpu['reason']}")
-    if item.get_closest_marker("tensorrt"):
-        ok, reason = gpu_probe()["tensorrt"]
-        if not ok:
-            pytest.skip(f"TensorRT engines cannot be built here: {reason}")
+def pytest_collection_modifyitems(config, items):
+    """Mark a ``gpu`` test skipped where no GPU is usable, a ``tensorrt`` test where the TensorRT builder is
+    not, each with the reason (nothing of theirs runs, not even their fixtures)."""
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            gpu = gpu_probe()["gpu"]
+            if not gpu["usable"]:
+                item.add_marker(pytest.mark.skip(reason=f"no usable NVIDIA GPU: {gpu['reason']}"))
+                continue
+        if item.get_closest_marker("tensorrt"):
+            ok, reason = gpu_probe()["tensorrt"]
+            if not ok:
+                item.add_marker(pytest.mark.skip(reason=f"TensorRT engines cannot be built here: {reason}"))
 
 
 @pytest.fixture(autouse=True)
