@@ -222,13 +222,9 @@ def _explain_into(run: RunModel, folder: Path, sources: Sequence[str], labels: S
     for start in range(0, len(sources), batch_size):
         chunk = list(sources[start:start + batch_size])
         images = np.stack([load_image(s, run.image_size) for s in chunk])
-        probs_only = None
-        if target is None:
-            heat, probs_only = gradcam(run.model, images)
-            explained = np.argmax(probs_only, axis=1)
-        else:
-            explained = np.full(len(chunk), target)
-            heat, probs_only = gradcam(run.model, images, explained)
+        asked = None if target is None else np.full(len(chunk), target)
+        heat, probs_only = gradcam(run.model, images, asked)
+        explained = np.argmax(probs_only, axis=1) if asked is None else asked
         for i, source in enumerate(chunk):
             stem = _safe(Path(source).stem)
             name, n = f"{stem}_gradcam.png", 1
