@@ -163,14 +163,19 @@ def _interrupts_raise():
 @contextlib.contextmanager
 def _temp_files_inside(folder: Path):
     """Route Python's temporary files and folders (ONNX Runtime's calibration models, tf2onnx, the INT8
-    sensitivity models) into ``folder``, so that they go with the staging folder whatever happens."""
+    sensitivity models, the conversion child process's: TMPDIR) into ``folder``, so that they go with the
+    staging folder whatever happens."""
     folder.mkdir(exist_ok=True)
-    previous = tempfile.tempdir
-    tempfile.tempdir = os.fspath(folder)
+    previous, previous_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = os.fspath(folder)
     try:
         yield
     finally:
         tempfile.tempdir = previous
+        if previous_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_env
 
 
 def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timeline: Timeline
@@ -389,6 +394,14 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
         with atomic_path(int8_path) as out_tmp:
             onnx.save(model, os.fspath(out_tmp))
 
+    speed = None
+    if target == "cpu":  # does INT8 pay on this CPU? (depthwise networks often run slower in INT8 on ORT)
+        from edgexfer.export.onnx_int8 import cpu_speed_check
+
+        with timeline.stage("int8_speed_check"):
+            speed = cpu_speed_check(fp32_path, int8_path, val_images[:1])
+        say(f"INT8 ({target}) runs {speed['speedup']:.2f}x FP32 here at batch 1"
+            + (f": {speed['advice']}" if speed["advice"] else ""))
     calibration = {"id": calset.id, "file": calset.npz_path.name, "sha256": calset.manifest["sha256"],
                    "size": calset.size, "method": config.calibration_method, "seed": calset.manifest.get("seed")}
     return mf.artifact_record(
@@ -397,6 +410,7 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
         quantization={**settings, "preprocessed": preprocessed,
                       "fallback": {"min_agreement": threshold, "max_rounds": config.int8_max_rounds,
                                    "passed": passed, "rounds": rounds}},
+        cpu_speed=speed,
     )
 
 
