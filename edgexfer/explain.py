@@ -218,7 +218,8 @@ def _explain_into(run: RunModel, folder: Path, sources: Sequence[str], labels: S
 
     done: list[Explanation] = []
     used: set[str] = set()
-    bar = tqdm(total=len(sources), desc="grad-cam", unit="img", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(sources), desc="grad-cam", unit="img", disable=None if progress else True,
+               file=sys.stderr)  # None: no bar when stderr is not a terminal
     for start in range(0, len(sources), batch_size):
         chunk = list(sources[start:start + batch_size])
         images = np.stack([load_image(s, run.image_size) for s in chunk])

@@ -419,7 +419,8 @@ class Predictor:
         step = _check_batch_size(batch_size or self.batch_size)
         predictions: list[Prediction] = []
         skipped: list[SkippedImage] = []
-        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=len(paths), desc="predict", unit="img", disable=None if progress else True,
+                   file=sys.stderr)  # None: no bar when stderr is not a terminal
         try:
             for start in range(0, len(paths), step):
                 images, sources = [], []

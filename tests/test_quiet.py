@@ -111,3 +111,36 @@ def test_verbose_flag_sets_the_environment_for_children(monkeypatch):
     result = CliRunner().invoke(cli, ["--verbose", "backbones", "--json"])
     assert result.exit_code == 0, result.output
     assert os.environ.get(logs.VERBOSE_ENV) == "1" and logs.is_verbose()
+
+
+def test_every_progress_bar_hides_itself_off_a_terminal():
+    """tqdm's ``disable=None`` hides a bar when stderr is not a terminal (a log file, CI): every bar in the
+    package must pass it (``None``, or ``None if progress else True``), or logs fill with carriage returns."""
+    import ast
+    from pathlib import Path
+
+    import edgexfer
+
+    offenders = []
+    for path in Path(edgexfer.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tqdm":
+                disable = next((k.value for k in node.keywords if k.arg == "disable"), None)
+                ok = disable is not None and (
+                    (isinstance(disable, ast.Constant) and disable.value is None)
+                    or (isinstance(disable, ast.IfExp) and isinstance(disable.body, ast.Constant)
+                        and disable.body.value is None))
+                if not ok:
+                    offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_a_bar_in_a_log_writes_no_carriage_return():
+    import io
+
+    from tqdm.auto import tqdm
+
+    log = io.StringIO()  # not a terminal
+    for _ in tqdm(range(50), file=log, disable=logs.progress_disabled(True)):
+        pass
+    assert log.getvalue() == ""

@@ -123,7 +123,8 @@ def build_calibration_set(
     from tqdm.auto import tqdm
 
     hashes: list[str] = []
-    bar = tqdm(total=len(chosen), desc="calibration set", unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=len(chosen), desc="calibration set", unit="img", disable=None if progress else True,
+               leave=False)  # None: no bar when stderr is not a terminal (a log, CI)
     with atomic_path(npz_path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
