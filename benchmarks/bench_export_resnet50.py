@@ -1,13 +1,18 @@
-"""Export ResNet50 at 224 px through every stage and report wall time per stage and peak memory.
+"""Export ResNet50 at 224 px (FP32 + FP16 + INT8, 500 calibration images) and measure wall time and peak memory,
+this checkout side by side with a baseline checkout, in one run.
 
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python benchmarks/bench_export_resnet50.py [--work DIR]
-        [--calibration-size 500] [--method entropy] [--target cpu] [--engine]
+    .venv/bin/python benchmarks/bench_export_resnet50.py [--baseline-src DIR] [--work DIR]
+        [--calibration-size 500] [--method entropy] [--target cpu]
 
-ResNet50 is built with weights=None (random init: no download; export cost does not depend on the
-weight values) around a synthetic demo data set at 224 px, written as a finished run; then
-`edgexfer.export.export_run` makes FP32, FP16 and INT8 ONNX (and TensorRT engines with --engine
-where TensorRT and a GPU exist). Stage times come from the manifest's ``timings``; memory is the
-process RSS sampled every 20 ms, its peak per stage and overall. Results: ``<work>/results.json``.
+``--baseline-src``: a checkout of the code to compare with (e.g. ``git worktree add ../base 0ce3ebc``,
+the export before this benchmark's changes); without it only this checkout is measured.
+
+ResNet50 is built with weights=None (export cost does not depend on the weight values) around a
+synthetic demo data set at 224 px, written as a finished run (in a child process). Each export runs
+in a fresh child process (``--child``), one at a time; this process samples the resident memory of
+the child's whole process tree (the export and any process it starts) every 20 ms, so the peak is
+what the machine had to hold. Stage times come from the manifest's ``timings``. Results:
+``benchmarks/results/export_resnet50.{json,md}``.
 """
 
 from __future__ import annotations
@@ -16,52 +21,33 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-
-class RssSampler(threading.Thread):
-    """Samples this process's resident memory so each stage's peak can be read afterwards."""
-
-    def __init__(self, interval: float = 0.02):
-        super().__init__(daemon=True)
-        import psutil
-
-        self._process = psutil.Process()
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.samples.append((time.time(), self._process.memory_info().rss))
-            time.sleep(self.interval)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
-
-    def peak_between(self, start: float, end: float) -> int | None:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
-        return max(inside) if inside else None
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 224
+TARGET_PEAK_MB = 4096
+TARGET_WALL_RATIO = 1 / 3
 
 
-def make_resnet50_run(work: Path, per_class: int, size: int = 224) -> Path:
+def make_resnet50_run(work: Path, per_class: int, size: int = SIZE) -> Path:
     from edgexfer.backbones import build_model
     from edgexfer.data.sources import discover
     from edgexfer.data.splits import make_split
     from edgexfer.data.synthetic import generate_demo
     from edgexfer.io import sha256_file, write_json
 
+    run_dir = work / "run-resnet50"
+    if (run_dir / "run.json").is_file():
+        return run_dir
     data = generate_demo(work / "data", per_class=per_class, size=size, seed=0)
     split = make_split(discover(data), fractions=(0.7, 0.2, 0.1), seed=0)
-    run_dir = work / "run-resnet50"
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build_model("resnet50", num_classes=len(split.classes), image_size=size, weights="none")
     model.save(run_dir / "model.keras")
@@ -76,70 +62,194 @@ def make_resnet50_run(work: Path, per_class: int, size: int = 224) -> Path:
     return run_dir
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def child_export(args: argparse.Namespace) -> int:
+    """One export in this process (whichever edgexfer is first on sys.path); writes the manifest's record."""
+    import edgexfer
+    from edgexfer.export import ExportConfig, export_run
+
+    variant_dir = Path(args.work) / args.child
+    config = ExportConfig(run_dir=Path(args.work) / "run-resnet50", out=variant_dir / "exported", fp16=True, int8=True,
+                          target=args.target, calibration=variant_dir / "calibration",
+                          calibration_size=args.calibration_size, calibration_method=args.method, progress=False)
+    started = time.time()
+    manifest = export_run(config)
+    record = {"edgexfer": str(Path(edgexfer.__file__).parent), "started": started, "seconds": time.time() - started,
+              "timings": manifest["timings"],
+              "artifacts": [{k: a.get(k) for k in ("name", "file", "size_bytes", "parity", "excluded_nodes")}
+                            for a in manifest["artifacts"]],
+              "int8_fallback": next((a["quantization"].get("fallback") for a in manifest["artifacts"]
+                                     if a["name"] == "int8"), None)}
+    (variant_dir / "record.json").write_text(json.dumps(record, indent=1, default=str))
+    return 0
+
+
+def measure(variant: str, src: Path | None, args: argparse.Namespace, work: Path) -> dict:
+    """Run one export child and sample its process tree's resident memory."""
+    import psutil
+
+    variant_dir = work / variant
+    if variant_dir.exists():
+        import shutil
+
+        shutil.rmtree(variant_dir)
+    variant_dir.mkdir(parents=True)
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.fspath(src)
+    cmd = [sys.executable, os.fspath(Path(__file__).resolve()), "--child", variant, "--work", os.fspath(work),
+           "--calibration-size", str(args.calibration_size), "--method", args.method]
+    if args.target:
+        cmd += ["--target", args.target]
+    samples: list[tuple[float, int]] = []
+    load_before = os.getloadavg()
+    t0 = time.time()
+    with open(variant_dir / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=err, stderr=err)
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            total = 0
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            samples.append((time.time(), total))
+            time.sleep(0.02)
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        tail = (variant_dir / "stderr.txt").read_text(errors="replace")[-2000:]
+        raise SystemExit(f"{variant} export failed (exit {proc.returncode}):\n{tail}")
+    record = json.loads((variant_dir / "record.json").read_text())
+    stages = []
+    for stage in record["timings"]:
+        inside = [rss for t, rss in samples if stage["started"] <= t <= stage["started"] + stage["seconds"]]
+        stages.append({"stage": stage["stage"], "seconds": stage["seconds"],
+                       "peak_rss_mb": round(max(inside) / 2**20, 1) if inside else None})
+    return {"variant": variant, "source": os.fspath(src) if src else "this checkout", "edgexfer": record["edgexfer"],
+            "process_wall_seconds": round(wall, 1), "export_seconds": round(record["seconds"], 1),
+            "peak_rss_mb": round(max(rss for _, rss in samples) / 2**20, 1), "stages": stages,
+            "artifacts": record["artifacts"], "int8_fallback": record["int8_fallback"],
+            "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
+
+
+def markdown(result: dict) -> str:
+    lines = ["# ResNet50 export at 224 px: FP32 + FP16 + INT8, side by side", "",
+             f"Command: `{result['command']}`", "",
+             f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (shared with other jobs; "
+             f"load average {result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at end). "
+             f"Calibration: {result['calibration']['size']} images, {result['calibration']['method']}. Each export "
+             "ran alone in a fresh process; peak = resident memory of its whole process tree, sampled every 20 ms.", "",
+             "| variant | export s | peak RSS MB | INT8 agreement | FP32 parity max abs diff |",
+             "|---|---:|---:|---:|---:|"]
+    for v in result["variants"]:
+        int8 = next((a for a in v["artifacts"] if a["name"] == "int8"), {})
+        fp32 = next((a for a in v["artifacts"] if a["name"] == "fp32"), {})
+        lines.append(f"| {v['variant']} ({v['source']}) | {v['export_seconds']:.1f} | {v['peak_rss_mb']:.0f} | "
+                     f"{(int8.get('parity') or {}).get('agreement', float('nan')) * 100:.1f}% | "
+                     f"{(fp32.get('parity') or {}).get('max_abs_diff', float('nan')):.1e} |")
+    lines += ["", "Stages (seconds / peak RSS MB):", "",
+              "| stage | " + " | ".join(v["variant"] for v in result["variants"]) + " |",
+              "|---|" + "---:|" * len(result["variants"])]
+    names: list[str] = []
+    for v in result["variants"]:
+        names += [s["stage"] for s in v["stages"] if s["stage"] not in names]
+    for name in names:
+        cells = []
+        for v in result["variants"]:
+            s = next((s for s in v["stages"] if s["stage"] == name), None)
+            cells.append(f"{s['seconds']:.1f} / {s['peak_rss_mb'] or 0:.0f}" if s else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    t = result.get("targets")
+    if t:
+        lines += ["", "## Targets", "",
+                  f"- peak RSS {t['peak_rss_mb']:.0f} MB (target ≤ {TARGET_PEAK_MB} MB): {'met' if t['peak_met'] else 'NOT met'}",
+                  f"- wall time {t['export_seconds']:.1f} s = {t['wall_ratio']:.3f} × the baseline's "
+                  f"{t['baseline_seconds']:.1f} s (target ≤ 1/3): {'met' if t['wall_met'] else 'NOT met'}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="checkout of the code to compare with (its edgexfer is put first on PYTHONPATH)")
     parser.add_argument("--per-class", type=int, default=240, help="synthetic images per class (3 classes)")
     parser.add_argument("--calibration-size", type=int, default=500)
     parser.add_argument("--method", default="entropy", choices=["entropy", "minmax", "percentile"])
     parser.add_argument("--target", default=None, choices=["cpu", "tensorrt"])
-    parser.add_argument("--engine", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "export_resnet50")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_export(args)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="edgexfer-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
-    sampler = RssSampler()
-    sampler.start()
+    loadavg_start = [round(v, 2) for v in os.getloadavg()]
     t0 = time.time()
-    run_dir = make_resnet50_run(work, args.per_class)
+    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import bench_export_resnet50 as b; "
+                    "from pathlib import Path; b.make_resnet50_run(Path(sys.argv[2]), int(sys.argv[3]))",
+                    os.fspath(Path(__file__).parent), os.fspath(work), str(args.per_class)], check=True)
     setup_s = time.time() - t0
 
-    from edgexfer.export import ExportConfig, export_run
-    from edgexfer.export.pipeline import summary_lines
+    variants = []
+    if args.baseline_src is not None:
+        print(f"baseline export ({args.baseline_src}) ...", file=sys.stderr, flush=True)
+        variants.append(measure("baseline", args.baseline_src.resolve(), args, work))
+        print(f"  {variants[-1]['export_seconds']} s, peak {variants[-1]['peak_rss_mb']} MB", file=sys.stderr, flush=True)
+    print("this checkout's export ...", file=sys.stderr, flush=True)
+    variants.append(measure("current", None, args, work))
+    print(f"  {variants[-1]['export_seconds']} s, peak {variants[-1]['peak_rss_mb']} MB", file=sys.stderr, flush=True)
 
-    config = ExportConfig(run_dir=run_dir, out=work / "exported", fp16=True, int8=True, engine=args.engine,
-                          target=args.target, calibration=work / "calibration",
-                          calibration_size=args.calibration_size, calibration_method=args.method, progress=True)
-    started = time.time()
-    try:
-        manifest = export_run(config)
-    finally:
-        total_s = time.time() - started
-        sampler.stop()
+    from edgexfer.versions import library_versions, machine_info
 
-    stages = []
-    for stage in manifest["timings"]:
-        peak = sampler.peak_between(stage["started"], stage["started"] + stage["seconds"])
-        stages.append({"stage": stage["stage"], "seconds": stage["seconds"],
-                       "peak_rss_mb": round(peak / 2**20, 1) if peak else None})
-    overall_peak = max(rss for _, rss in sampler.samples)
-    import resource
-
+    given, shown = list(argv if argv is not None else sys.argv[1:]), []
+    while given:  # machine-specific paths are left out of the recorded command
+        arg = given.pop(0)
+        if arg in ("--baseline-src", "--work", "--out"):
+            given = given[1:]
+        elif not arg.startswith(("--baseline-src=", "--work=", "--out=")):
+            shown.append(arg)
     result = {
+        "command": " ".join([".venv/bin/python", "benchmarks/bench_export_resnet50.py",
+                             *(["--baseline-src", "BASELINE_CHECKOUT"] if args.baseline_src else []),
+                             *shown]),
         "model": "ResNet50 224x224, weights=None, 3 classes",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": {**machine_info(), "cpu": _cpu_name(), "cores": len(os.sched_getaffinity(0)),
+                    "python": platform.python_version(), "loadavg_start": loadavg_start,
+                    "loadavg_end": [round(v, 2) for v in os.getloadavg()]},
         "calibration": {"size": args.calibration_size, "method": args.method},
         "setup_seconds": round(setup_s, 1),
-        "export_seconds": round(total_s, 1),
-        "stages": stages,
-        "peak_rss_mb": round(overall_peak / 2**20, 1),
-        "peak_rss_mb_getrusage": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "artifacts": [{k: a.get(k) for k in ("name", "file", "size_bytes", "parity", "excluded_nodes")}
-                      for a in manifest["artifacts"]],
-        "int8_fallback": next((a["quantization"]["fallback"] for a in manifest["artifacts"] if a["name"] == "int8"), None),
-        "versions": {k: manifest["versions"].get(k) for k in ("tensorflow", "tf2onnx", "onnx", "onnxruntime-gpu",
-                                                               "onnxconverter-common")},
+        "variants": variants,
+        "versions": library_versions(),
     }
-    (work / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nResNet50 @224 export, {os.cpu_count()} cores; work folder {work}")
-    print(f"{'stage':<28}{'seconds':>10}{'peak RSS MB':>14}")
-    for s in stages:
-        print(f"{s['stage']:<28}{s['seconds']:>10.1f}{(s['peak_rss_mb'] or 0):>14.0f}")
-    print(f"{'export total':<28}{total_s:>10.1f}{overall_peak / 2**20:>14.0f}")
-    for line in summary_lines(manifest, config.export_dir):
-        print(line)
-    print(f"results: {work / 'results.json'}")
+    current = variants[-1]
+    if len(variants) > 1:
+        base = variants[0]
+        result["targets"] = {"peak_rss_mb": current["peak_rss_mb"], "peak_met": current["peak_rss_mb"] <= TARGET_PEAK_MB,
+                             "export_seconds": current["export_seconds"], "baseline_seconds": base["export_seconds"],
+                             "wall_ratio": round(current["export_seconds"] / base["export_seconds"], 3),
+                             "wall_met": current["export_seconds"] <= base["export_seconds"] * TARGET_WALL_RATIO,
+                             "baseline_peak_rss_mb": base["peak_rss_mb"]}
+    from edgexfer.io import write_json, write_text
+
+    write_json(args.out.with_suffix(".json"), result)
+    write_text(args.out.with_suffix(".md"), markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

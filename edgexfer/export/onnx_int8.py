@@ -552,3 +552,38 @@ def _sqnr_db(signal: float, noise: float) -> float:
     if signal <= 0.0:
         return -_SQNR_CAP_DB
     return max(-_SQNR_CAP_DB, min(_SQNR_CAP_DB, 10.0 * math.log10(signal / noise)))
+
+
+#: INT8 must run at least this much faster than FP32 on the export machine's CPU to be recommended there
+INT8_PAYS_AT = 1.2
+SLOWER_ADVICE = "INT8 is slower than FP32 here: use FP32/FP16"
+BARELY_ADVICE = "INT8 is barely faster than FP32 here: FP32/FP16 keep full accuracy for little lost speed"
+
+
+def cpu_speed_check(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], image: np.ndarray, *,
+                    iterations: int = 15, warmup: int = 3, rounds: int = 2) -> dict[str, Any]:
+    """Time the INT8 and the FP32 model at batch 1 on this machine's CPU, each session alone (the way it
+    runs in deployment: an idle session's spinning threads would slow the other), rounds alternating.
+
+    Returns ``{"batch", "fp32_p50_ms", "int8_p50_ms", "speedup", "pays", "advice"}``: ``pays`` when
+    INT8 is at least `INT8_PAYS_AT` times faster; ``advice`` is None then, else the line for users.
+    """
+    from edgexfer.runtime.ort_runtime import OrtRuntime
+
+    batch = np.ascontiguousarray(image[:1], dtype=np.float32)
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(rounds):
+        for name, path in (("fp32", fp32_path), ("int8", int8_path)):
+            with OrtRuntime(path, threads=len(os.sched_getaffinity(0))) as runtime:
+                for _ in range(warmup):
+                    runtime.predict(batch)
+                for _ in range(iterations):
+                    runtime.predict(batch)
+                    times[name].append(runtime.last_latency_ms)
+    fp32_ms, int8_ms = float(np.median(times["fp32"])), float(np.median(times["int8"]))
+    speedup = fp32_ms / int8_ms if int8_ms > 0 else float("inf")
+    pays = speedup >= INT8_PAYS_AT
+    advice = None if pays else (SLOWER_ADVICE if speedup < 1.0 else BARELY_ADVICE)
+    return {"batch": 1, "threads": len(os.sched_getaffinity(0)), "fp32_p50_ms": round(fp32_ms, 3),
+            "int8_p50_ms": round(int8_ms, 3), "speedup": round(speedup, 3), "pays": pays, "advice": advice,
+            "measured": "ONNX Runtime CPU provider, each session alone, on the machine that exported"}
