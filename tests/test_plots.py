@@ -64,3 +64,18 @@ def test_training_curve_phase_labels_sit_above_the_frame():
         assert text.xy[1] == 1.0 and text.get_va() == "bottom"  # at the top edge, drawn upwards: outside the frame
         assert text.get_fontsize() >= 8
     assert [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [3.5]
+
+
+def test_a_far_slower_runtime_switches_latency_to_log_scale():
+    rows = ROWS + [_row("keras", "fp32", "keras", 0.8587, 160.0)]
+    ax = plots.accuracy_vs_latency_figure(rows, 1).axes[0]
+    assert ax.get_xscale() == "log" and "log scale" in ax.get_xlabel()
+    colors = {tuple(c.get_edgecolor()[0]) for c in ax.collections}
+    assert len(colors) == len(rows)  # every point its own colour, named in the legend
+
+
+def test_training_accuracy_axis_reads_in_percent():
+    history = [{"epoch_global": 1, "stage": "phase1", "accuracy": 0.5, "val_accuracy": 0.4}]
+    ax = plots.training_curves_figures(history)["accuracy"].axes[0]
+    assert ax.get_ylabel() == "accuracy (%)"
+    assert ax.yaxis.get_major_formatter()(1.0, 0) == "100%"

@@ -55,9 +55,12 @@ def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, A
             ax.annotate(stage, (epoch - (0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"),
                         xytext=(3, 3), textcoords="offset points", fontsize=8.5, color="0.15", va="bottom", ha="left")
         if metric == "accuracy":
+            from matplotlib.ticker import PercentFormatter
+
             ax.set_ylim(0, 1.0)
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{metric} (fraction)" if metric == "accuracy" else metric)
+        ax.set_ylabel("accuracy (%)" if metric == "accuracy" else metric)
         ax.set_title(f"Training {metric} per epoch: train and validation splits", pad=22 if starts else 6)
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -94,25 +97,36 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
     ax = fig.add_subplot(1, 1, 1)
     key = str(batch_size)
     points = [r for r in rows if key in r.get("latency_ms", {})]
-    runtimes = list(dict.fromkeys(str(r["runtime"]) for r in points))
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
-    colors = {name: cmap(i % 10) for i, name in enumerate(runtimes)}
+    colors = {id(r): cmap(i % 10) for i, r in enumerate(points)}  # one colour per point: the legend names it
     failed = [r for r in points if not (r.get("gate") or {}).get("passed", True)]
     order = sorted(points, key=lambda r: -_PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))[1])
     for r in order:
         marker, size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
         x, y = float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100
-        color = colors[str(r["runtime"])]
+        color = colors[id(r)]
         ax.scatter(x, y, s=size, marker=marker, facecolor="none" if hollow else color, edgecolor=color,
                    linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r))
         if any(r is f for f in failed):
             # behind the point and larger, so the precision's own marker stays visible on top
             ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False)
     ax.set_ylim(0, 100)
-    ax.set_xlim(left=0)
-    ax.set_xlabel(f"p50 latency of one batch of {batch_size} (ms) — lower is better")
+    latencies = [float(r["latency_ms"][key]["p50"]) for r in points]
+    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 5:
+        # a Keras point 10× slower would squeeze every ONNX point into one spot on a linear axis
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.set_xlim(min(latencies) / 1.6, max(latencies) * 1.6)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_xlim(left=0)
+    ax.set_xlabel(f"p50 latency of one batch of {batch_size} (ms"
+                  + (", log scale" if ax.get_xscale() == "log" else "") + ") — lower is better")
     ax.set_ylabel("test accuracy (%) — higher is better")
     ax.set_title(f"Accuracy versus latency at batch {batch_size}" + (" (red ×: gate failed)" if failed else ""))
     ax.grid(alpha=0.3)
