@@ -57,9 +57,6 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
     from edgexfer.logs import configure
 
     configure()  # quiet TensorFlow's load-time notices unless EDGEXFER_VERBOSE is set (edgexfer.logs)
-    from edgexfer.logs import configure
-
-    configure()  # quiet TensorFlow's load-time notices unless EDGEXFER_VERBOSE is set (edgexfer.logs)
     try:
         return importlib.import_module(module)
     except ImportError as exc:
