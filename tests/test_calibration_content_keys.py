@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgexfer.data.calibration import build_calibration_set, check_disjoint, find_or_build, load_calibration_set
+from edgexfer.data.calibration import (
+    build_calibration_set,
+    check_disjoint,
+    find_or_build,
+    load_calibration_set,
+)
 from edgexfer.errors import EdgexferError
 from edgexfer.export.run_record import load_run
 from edgexfer.io import sha256_file, write_json
@@ -21,7 +26,7 @@ SIZE = 16
 
 def _data(root: Path, per_class: int = 15) -> Path:
     rng = np.random.default_rng(0)
-    for k, name in enumerate(CLASSES):
+    for name in CLASSES:
         (root / name).mkdir(parents=True)
         for i in range(per_class):
             img = rng.integers(0, 255, size=(SIZE, SIZE, 3), dtype=np.uint8)

@@ -193,7 +193,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
 
     from edgexfer.evaluate.stats import resolution_warnings
 
-    sanity = read_sanity(export) if config.data is None else None
+    sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
     breaches, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data, sanity)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
                                    config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)

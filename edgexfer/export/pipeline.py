@@ -120,7 +120,7 @@ def check_export_dependencies() -> None:
 def sweep_stale(out: Path) -> list[Path]:
     """Remove ``.<name>.staging-*`` and ``.<name>.old-*`` folders beside ``out``: call only while holding
     ``out``'s lock, so that they can only be the leftovers of a process that was killed."""
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     for pattern in (f".{out.name}.staging-*", f".{out.name}.old-*"):
@@ -258,8 +258,8 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
 
 def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.ndarray, calset: Any,
            build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
-    from edgexfer.runtime.ort_runtime import predict_onnx
     from edgexfer.export.keras_onnx import convert_run_model, metadata_for
+    from edgexfer.runtime.ort_runtime import predict_onnx
 
     artifacts: list[dict[str, Any]] = []
     metadata = metadata_for(run)
@@ -272,6 +272,7 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         fixes = conversion.fixes
     with timeline.stage("fp32_parity"):
         fp32_probs = predict_onnx(fp32_path, val_images, config.batch_size)
+        assert conversion.keras_probs is not None  # parity images were given
         parity = _parity("keras", conversion.keras_probs, fp32_probs)
     if parity["max_abs_diff"] > config.parity_tolerance:
         raise EdgexferError(
@@ -330,10 +331,10 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
     """Quantize with the accuracy-driven fallback; returns the int8 artifact record."""
     import onnx
 
-    from edgexfer.runtime.ort_runtime import predict_onnx
     from edgexfer.export.keras_onnx import update_metadata
     from edgexfer.export.onnx_int8 import BatchReader, node_sensitivity, preprocess, quantize
     from edgexfer.io import atomic_path
+    from edgexfer.runtime.ort_runtime import predict_onnx
 
     target, threshold = config.resolved_target, config.int8_min_agreement
     batch = config.batch_size
