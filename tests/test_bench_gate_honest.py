@@ -242,3 +242,14 @@ def test_compare_thresholds_are_validated_the_same_way(tmp_path, value):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--max-recall-drop" in lines[0] and lines[0].startswith("edgexfer: error:")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_compare_latency_budget_must_be_finite_and_positive(tmp_path, value):
+    out = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "tinycnn", "--out", str(out),
+                                      "--latency-budget-ms", value])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--latency-budget-ms" in lines[0]
+    assert not out.exists()

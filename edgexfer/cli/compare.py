@@ -9,6 +9,17 @@ from edgexfer.cli._options import batch_sizes
 from edgexfer.cli.bench import _fraction as fraction_option
 
 
+def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A latency budget is a finite positive number of milliseconds (click's FloatRange lets nan and inf by)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        from edgexfer.errors import EdgexferError
+
+        raise EdgexferError(f"--latency-budget-ms {value} is not a positive number of milliseconds", "e.g. 10")
+    return value
+
+
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -22,7 +33,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="Comma-separated backbones, e.g. vgg16,resnet50,efficientnetb0 (see `edgexfer backbones`).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Study directory; running the same command again resumes it.")
-@click.option("--latency-budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--latency-budget-ms", type=float, default=None, callback=_budget,
               help="Recommend the most accurate model whose batch-1 p50 latency is within this budget.")
 # fine-tuning
 @click.option("--image-size", type=click.IntRange(min=8), default=None,
