@@ -1,5 +1,5 @@
 """No litter and normal modes: an export killed with SIGKILL leaves staging that the next export sweeps, SIGTERM
-cleans up at once, two exports of one folder never run together, the light install is refused before any work,
+(or SIGINT) cleans up at once, two exports of one folder never run together, the light install is refused before any work,
 and every file the tool writes is 0644 (folders 0755) under umask 022."""
 
 from __future__ import annotations
@@ -82,21 +82,22 @@ def test_kill_9_during_export_then_the_next_export_sweeps_the_litter(export_run_
 
 
 @pytest.mark.slow
-def test_sigterm_during_export_removes_staging_at_once(export_run_dir, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_during_export_removes_staging_at_once(export_run_dir, tmp_path, sig):
     out = tmp_path / "exported" / "tiny"
     env = _env(tmp_path / "systemtmp")
     proc = subprocess.Popen(_export_cmd(export_run_dir, out, tmp_path / "calibration"), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: _staging(out), proc), proc.stderr.read()[-2000:] if proc.poll() is not None else ""
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert "export interrupted by SIGTERM" in err and "Traceback" not in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert f"export interrupted by {signal.Signals(sig).name}" in err and "Traceback" not in err
     assert not out.exists() and sorted(p.name for p in out.parent.iterdir()) == []
     assert not _temp_folders(tmp_path / "systemtmp")
 
