@@ -113,3 +113,39 @@ def test_captured_normalization_statistics_are_frozen_into_the_graph(tmp_path):
     assert onnx_io(path) == (["image"], ["probabilities"])
     images = rng.uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(predict_onnx(path, images), keras_predict(model, images, 4), atol=1e-5)
+
+
+def test_conversion_in_a_child_process(tmp_path):
+    """convert_run_model converts in a child process (TensorFlow's memory leaves with it): the same ONNX and
+    Keras probabilities as in this process; a model it cannot load is one clear line, not a traceback."""
+    import keras
+
+    from edgexfer.errors import EdgexferError
+    from edgexfer.export.keras_onnx import convert_run_model
+    from edgexfer.runtime.ort_runtime import predict_onnx
+
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3)).astype(np.uint8)
+    child = convert_run_model(tmp_path / "model.keras", tmp_path / "child.onnx", image_size=(16, 16), opset=17,
+                              metadata={"k": "v"}, parity_images=images, batch_size=2)
+    here = convert_run_model(tmp_path / "model.keras", tmp_path / "here.onnx", image_size=(16, 16), opset=17,
+                             metadata={"k": "v"}, parity_images=images, batch_size=2, isolate=False)
+    np.testing.assert_allclose(child.keras_probs, here.keras_probs, atol=1e-6)
+    np.testing.assert_allclose(predict_onnx(tmp_path / "child.onnx", images), child.keras_probs, atol=1e-5)
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(EdgexferError, match="cannot load Keras model"):
+        convert_run_model(tmp_path / "broken.keras", tmp_path / "x.onnx", image_size=(16, 16), opset=17, metadata={})
+
+
+def test_lean_tf2onnx_restores_tf2onnx():
+    from tf2onnx.optimizer.optimizer_base import GraphOptimizerBase
+
+    from edgexfer.export.keras_onnx import _lean_tf2onnx
+
+    original = GraphOptimizerBase.optimize
+    with _lean_tf2onnx():
+        assert GraphOptimizerBase.optimize is not original
+    assert GraphOptimizerBase.optimize is original

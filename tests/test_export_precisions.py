@@ -204,3 +204,101 @@ def test_fallback_on_a_depthwise_swish_network(tmp_path, demo_split):
         assert len(rounds) > 1 and int8["excluded_nodes"]
         assert all(e["reason"] and e["op_type"] for e in int8["excluded_nodes"])
     assert int8["parity"]["agreement"] == max(r["agreement"] for r in rounds)
+
+
+def test_entropy_threshold_is_onnxruntimes_search():
+    """The vectorized KL search returns exactly what ONNX Runtime's per-bin Python loops return."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from edgexfer.export.onnx_int8 import entropy_threshold
+
+    rng = np.random.default_rng(0)
+    reference = HistogramCollector("entropy", False, 128, 128, 99.99, "same")
+    for bins in (128, 131, 256, 390):
+        hist = rng.poisson(rng.gamma(0.4, 40.0, bins)).astype(np.int64)
+        hist[bins // 2] += 5000  # a spike at zero, as after a ReLU
+        edges = np.linspace(-2.0, 2.0, bins + 1, dtype=np.float32)
+        lo, hi = np.float32(-1.7), np.float32(1.9)
+        expected = reference.get_entropy_threshold((hist, edges, lo, hi, np.float32(2.0)), 128)
+        got = entropy_threshold(hist, edges, lo, hi)
+        assert (float(got[0]), float(got[1])) == (float(expected[0]), float(expected[1]))
+
+
+def _chunks(cal, size):
+    return [x.astype(np.float32) for x, _ in cal.iter_batches(size)]
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_one_pass_calibration_gives_onnxruntimes_ranges(tiny_export, tmp_path, method):
+    """Our one-pass calibration against ONNX Runtime's calibrator fed the same chunks one collect_data call
+    each (what the export did before): same tensors, same min/max, entropy thresholds within one bin."""
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    from edgexfer.data.calibration import load_calibration_set
+    from edgexfer.export.onnx_int8 import CALIBRATION_CHUNK, calibrate, preprocess
+
+    cal = load_calibration_set(next((tiny_export.parent / "calibration").glob("*.npz")))
+    prep = tmp_path / "prep.onnx"
+    preprocess(tiny_export / "model_fp32.onnx", prep)
+    chunks = _chunks(cal, CALIBRATION_CHUNK)
+    ours = calibrate(prep, iter(chunks), method=method)
+
+    class OneChunk:
+        def __init__(self, x):
+            self.items = [{"image": x}]
+
+        def get_next(self):
+            return self.items.pop() if self.items else None
+
+    calibrator = create_calibrator(prep, list(set(QLinearOpsRegistry) | set(QDQRegistry)),
+                                   augmented_model_path=str(tmp_path / "augmented.onnx"),
+                                   calibrate_method=getattr(CalibrationMethod, "MinMax" if method == "minmax" else "Entropy"))
+    for x in chunks:
+        calibrator.collect_data(OneChunk(x))
+    reference = calibrator.compute_data()
+    assert set(ours.keys()) == set(reference.keys()) and len(ours.keys()) > 3
+    for name in reference.keys():
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in ours[name].range_value)
+        ref_lo, ref_hi = (float(np.asarray(v).reshape(-1)[0]) for v in reference[name].range_value)
+        if method == "minmax":
+            assert (lo, hi) == pytest.approx((ref_lo, ref_hi), rel=1e-6, abs=1e-7)
+        else:
+            edges = np.asarray(reference[name].bins)
+            width = float(edges[1] - edges[0]) if edges.size > 1 else 0.0
+            assert abs(lo - ref_lo) <= width + 1e-6 and abs(hi - ref_hi) <= width + 1e-6, name
+
+
+def test_int8_artifact_records_whether_it_pays_on_this_cpu(manifest):
+    from edgexfer.export.onnx_int8 import INT8_PAYS_AT, SLOWER_ADVICE
+
+    speed = _artifact(manifest, "int8")["cpu_speed"]
+    assert speed["fp32_p50_ms"] > 0 and speed["int8_p50_ms"] > 0 and speed["batch"] == 1
+    assert speed["speedup"] == pytest.approx(speed["fp32_p50_ms"] / speed["int8_p50_ms"], rel=1e-2)
+    assert speed["pays"] == (speed["speedup"] >= INT8_PAYS_AT)
+    assert (speed["advice"] is None) == speed["pays"]
+    if speed["speedup"] < 1.0:
+        assert speed["advice"] == SLOWER_ADVICE
+
+
+def test_quantize_levers_change_the_graph(tiny_export, tmp_path):
+    """QuantOptions: op types left in float stay float; QOperator writes QLinearConv instead of Q/DQ pairs."""
+    from edgexfer.data.calibration import load_calibration_set
+    from edgexfer.export.onnx_int8 import QuantOptions, preprocess, quantize
+
+    cal = load_calibration_set(next((tiny_export.parent / "calibration").glob("*.npz")))
+    prep = tmp_path / "prep.onnx"
+    preprocess(tiny_export / "model_fp32.onnx", prep)
+    cache = tmp_path / "ranges.json"
+    settings = quantize(prep, tmp_path / "qop.onnx", reader=iter(_chunks(cal, 16)), target="cpu", method="minmax",
+                        cache_path=cache, options=QuantOptions(fmt="QOperator"))
+    assert cache.is_file() and settings["format"] == "QOperator"
+    ops = {n.op_type for n in onnx.load(tmp_path / "qop.onnx").graph.node}
+    assert "QLinearConv" in ops
+    quantize(prep, tmp_path / "conv.onnx", reader=None, target="cpu", method="minmax", cache_path=cache,
+             options=QuantOptions(op_types=["Conv"]))
+    model = onnx.load(tmp_path / "conv.onnx")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.op_type == "MatMul":  # the classifier is not a Conv: its weight stays float
+            assert node.input[1] not in producers or producers[node.input[1]].op_type != "DequantizeLinear"

@@ -36,10 +36,9 @@ _WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 class BatchReader:
     """An ONNX Runtime CalibrationDataReader over batches from a factory.
 
-    It also implements ``__len__`` (batches) and ``set_range`` so that ORT's strided calibration
-    (``CalibStridedMinMax``) hands it to the calibrator one batch at a time: ORT's histogram
-    calibrators otherwise keep every intermediate tensor of every batch in memory before
-    histogramming. Sequential ranges continue the same pass over the file; no batch is read twice.
+    `quantize` reads it once, batch by batch (`calibrate`). It also implements ``__len__`` (batches)
+    and ``set_range``, so ORT's own strided calibration (``CalibStridedMinMax``) can use it too:
+    sequential ranges continue the same pass over the file; no batch is read twice.
     """
 
     def __init__(self, batches: Callable[[], Iterator[np.ndarray]], input_name: str, total_batches: int,
