@@ -290,3 +290,50 @@ def test_refused_options_raise_before_the_lock_and_folder(tmp_path):
     with pytest.raises(EdgexferError, match="does not exist"):
         finetune(tiny_run_config(tmp_path / "missing", tmp_path / "run"), log=None)
     assert not (tmp_path / "run").exists() and not (tmp_path / ".run.lock").exists()
+
+
+# ------------------------------------------------------------------------------ resume = uninterrupted
+
+
+def _weights(path):
+    import keras
+
+    return [np.asarray(w) for w in keras.saving.load_model(path).get_weights()]
+
+
+@pytest.mark.slow
+def test_kill_9_at_several_points_then_resume_gives_the_uninterrupted_model(tmp_path):
+    from edgexfer.data.synthetic import generate_demo
+
+    data = generate_demo(tmp_path / "data", per_class=12, size=32, seed=0)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def command(out):
+        return [sys.executable, "-m", "edgexfer", "finetune", "--data", str(data), "--backbone", "tinycnn",
+                "--out", str(out), "--image-size", "32", "--epochs", "3", "--fine-tune-epochs", "2",
+                "--batch-size", "8", "--patience", "2", "--quiet"]  # augmentation and dropout on: their RNG too
+
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), check=True, capture_output=True, env=env, timeout=300)
+
+    resumed = tmp_path / "resumed"
+    for rows in (1, 3, 4):  # mid phase 1, at the phase boundary, inside phase 2
+        proc = subprocess.Popen(command(resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        state = resumed / "checkpoints" / "state.json"
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if len(json.loads(state.read_text())["history"]) >= rows:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.02)
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        proc.wait()
+        assert not (resumed / "run.json").exists(), "killed before the end"
+    finished = subprocess.run(command(resumed), capture_output=True, text=True, env=env, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert (straight / "history.csv").read_text() == (resumed / "history.csv").read_text()
+    for a, b in zip(_weights(straight / "model.keras"), _weights(resumed / "model.keras"), strict=True):
+        assert np.array_equal(a, b)
+    assert not (resumed / "checkpoints" / "resume.npz").exists()

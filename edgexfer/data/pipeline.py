@@ -105,6 +105,7 @@ def make_dataset(
     seed: int = 0,
     cache: bool | str | os.PathLike[str] = True,
     drop_remainder: bool = False,
+    epochs: tuple[int, int] | None = None,
 ):
     """A `tf.data.Dataset` of ``(float32 images (B, H, W, 3) raw 0–255, int64 labels (B,))`` for one split part.
 
@@ -114,6 +115,11 @@ def make_dataset(
     - shuffle: seeded, reshuffled every epoch; by default only for ``train``;
     - augment: applied only when ``name == "train"`` (val and test are never augmented);
     - prefetch (AUTOTUNE).
+
+    ``epochs=(first, end)``: the train data of epochs ``first..end-1`` one after the other, each
+    shuffled and augmented by generators seeded from (``seed``, epoch) alone. Epoch k then sees the
+    same images in the same order with the same augmentation whether or not the run was stopped and
+    resumed before it (fit it with ``steps_per_epoch``; see :func:`steps_per_epoch`).
     """
     tf = _tensorflow()
     height, width = _image_size(image_size)
@@ -140,11 +146,36 @@ def make_dataset(
         ds = ds.cache()
     elif cache:
         ds = ds.cache(os.fspath(cache))
-    if shuffle if shuffle is not None else name == "train":
+    do_shuffle = shuffle if shuffle is not None else name == "train"
+    augment = augment if augment is not None and name == "train" and not augment.is_identity else None
+    if epochs is not None:
+        first, end = (int(v) for v in epochs)
+        if end <= first:
+            raise EdgexferError(f"epoch range {first}..{end} is empty", "pass end > first")
+        pieces = [_batches(tf, ds.shuffle(len(refs), seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
+                           if do_shuffle else ds, batch_size, drop_remainder, augment, _epoch_seed(seed, e))
+                  for e in range(first, end)]
+        out = pieces[0]
+        for piece in pieces[1:]:
+            out = out.concatenate(piece)
+        return out.prefetch(tf.data.AUTOTUNE)
+    if do_shuffle:
         ds = ds.shuffle(len(refs), seed=seed, reshuffle_each_iteration=True)
+    return _batches(tf, ds, batch_size, drop_remainder, augment, seed).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n_images: int, batch_size: int, drop_remainder: bool = False) -> int:
+    return n_images // batch_size if drop_remainder else -(-n_images // batch_size)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + 7_919 * (int(epoch) + 1)) % (2**31 - 1)
+
+
+def _batches(tf, ds, batch_size: int, drop_remainder: bool, augment: AugmentConfig | None, seed: int):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None and name == "train" and not augment.is_identity:
+    if augment is not None:
         layers = augment.layers(seed)
 
         def apply(x, y):
@@ -153,7 +184,7 @@ def make_dataset(
             return tf.clip_by_value(x, 0.0, 255.0), y
 
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds
 
 
 def _to_float(images, labels):

@@ -20,6 +20,7 @@ from edgexfer.io import atomic_path, write_json
 STATE_FILE = "state.json"
 BEST_WEIGHTS = "best.weights.npz"
 LAST_WEIGHTS = "last.weights.npz"
+RESUME_FILE = "resume.npz"  # the stage in progress: weights, optimizer, random-generator states, epochs done
 
 
 class RunState:
@@ -70,6 +71,68 @@ def load_weights(model, path: str | os.PathLike[str]) -> None:
         model.set_weights([data[f"w{i:04d}"] for i in range(len(data.files))])
 
 
+def _seed_states(model) -> list[Any]:
+    """The state variables of the model's random generators (Dropout…): not part of ``model.weights``."""
+    return [sg.state for layer in model._flatten_layers() for sg in getattr(layer, "_seed_generators", [])]
+
+
+def save_resume_point(model, path: str | os.PathLike[str], stage: str, epochs_done: int) -> None:
+    """Everything an epoch boundary needs to continue exactly: one file, written atomically."""
+    arrays: dict[str, Any] = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i:04d}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+    arrays.update({f"r{i:04d}": np.asarray(v) for i, v in enumerate(_seed_states(model))})
+    arrays["meta"] = np.asarray(json.dumps({"stage": stage, "epochs_done": int(epochs_done)}))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+
+
+def read_resume_point(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    if not Path(path).is_file():
+        return None
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        meta["arrays"] = {k: data[k] for k in data.files if k != "meta"}
+    return meta
+
+
+def restore_resume_point(model, point: dict[str, Any], *, weights: bool = True) -> None:
+    """Random-generator states, and with ``weights`` the weights and optimizer variables, from
+    :func:`read_resume_point` (after compile)."""
+    arrays = point["arrays"]
+    for variable, key in zip(_seed_states(model), sorted(k for k in arrays if k.startswith("r")), strict=True):
+        variable.assign(arrays[key])
+    if not weights:
+        return
+    model.set_weights([arrays[k] for k in sorted(arrays) if k.startswith("w")])
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    for variable, key in zip(model.optimizer.variables, sorted(k for k in arrays if k.startswith("o")), strict=True):
+        variable.assign(arrays[key])
+
+
+def make_resume_callback(point: dict[str, Any] | None, stage: Any, state: RunState, shared: list[Any]):
+    """On ``fit`` start, the first in this process: restore the random generators of the last finished
+    epoch; when that epoch belongs to this stage, also its weights and optimizer, and replay the stage's
+    earlier epochs through the shared callbacks (early stopping's best value and patience count)."""
+    import keras
+
+    class Resume(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            if point is None:
+                return
+            same_stage = point["stage"] == stage.key
+            restore_resume_point(self.model, point, weights=same_stage)
+            if not same_stage:
+                return
+            rows = [r for r in state.history if r["stage"] == stage.key and r["epoch"] <= point["epochs_done"]]
+            for row in rows:
+                for callback in shared:
+                    callback.on_epoch_end(row["epoch"] - 1, logs=row)
+
+    return Resume()
+
+
 def make_progress_callback(state: RunState, stage: Any, order: list[str]):
     """A Keras callback that, after every epoch, checkpoints the weights and records the history row."""
     import keras
@@ -94,6 +157,8 @@ def make_progress_callback(state: RunState, stage: Any, order: list[str]):
                 state.best = {"value": float(value), "stage": stage.key, "epoch": epoch + 1,
                               "epoch_global": row["epoch_global"], "monitor": state.monitor}
             state.save()
+            # last, so that a kill before it redoes this epoch (and rewrites the same row)
+            save_resume_point(self.model, state.dir / RESUME_FILE, stage.key, epoch + 1)
 
     return RunProgress()
 

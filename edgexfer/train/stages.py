@@ -199,13 +199,37 @@ def augment_config(config: FinetuneConfig):
     return AugmentConfig.from_dict(config.augment)
 
 
+@dataclass
+class TrainData:
+    """The train split by epoch range: ``data(first, end)`` is epochs first..end-1 (global epoch numbers), each
+    shuffled and augmented from (seed, epoch) alone, so a resumed run sees what an uninterrupted one saw."""
+
+    split: Any
+    image_size: tuple[int, int]
+    batch_size: int
+    augment: Any
+    seed: int
+    cache: Any
+
+    @property
+    def steps(self) -> int:
+        from edgexfer.data.pipeline import steps_per_epoch
+
+        return steps_per_epoch(len(self.split.samples("train")), self.batch_size)
+
+    def __call__(self, first: int, end: int) -> Any:
+        from edgexfer.data.pipeline import make_dataset
+
+        return make_dataset(self.split, "train", self.image_size, self.batch_size, augment=self.augment,
+                            seed=self.seed, cache=self.cache, epochs=(first, end))
+
+
 def training_datasets(split: Any, image_size: tuple[int, int], config: FinetuneConfig, batch_size: int | None = None):
-    """(train, val) datasets: train shuffled by the run's seed and augmented as configured."""
+    """(train, val): train a :class:`TrainData` shuffled by the run's seed and augmented as configured."""
     from edgexfer.data.pipeline import make_dataset
 
     batch = batch_size or config.batch_size
-    train = make_dataset(split, "train", image_size, batch, augment=augment_config(config), seed=config.seed,
-                         cache=config.cache)
+    train = TrainData(split, image_size, batch, augment_config(config), config.seed, config.cache)
     val = make_dataset(split, "val", image_size, batch, shuffle=False, cache=config.cache)
     return train, val
 
@@ -233,10 +257,13 @@ def training_callbacks(config: FinetuneConfig) -> list[Any]:
 
 def fit_stage(model: Any, stage: Stage, config: FinetuneConfig, train: Any, val: Any, *, bn_inference: bool,
               class_weight: dict[int, float] | None, callbacks: Sequence[Any] = (), verbose: int | str = 0,
-              first_epoch: int = 0, end_epoch: int | None = None, strategy: Any = None) -> Any:
+              first_epoch: int = 0, end_epoch: int | None = None, strategy: Any = None,
+              shared_callbacks: Sequence[Any] | None = None, epoch_offset: int = 0) -> Any:
     """Set trainability, compile with the run's optimizer at the stage's rate, and fit the stage.
 
-    Returns the Keras History. ``first_epoch``/``end_epoch`` fit part of the stage (Hyperband rounds).
+    Returns the Keras History. ``first_epoch``/``end_epoch`` fit part of the stage (Hyperband rounds,
+    a resumed run). ``shared_callbacks``: the :func:`training_callbacks` to use (made here when None).
+    ``train``: a :class:`TrainData`; ``epoch_offset``: the run's epochs before this stage (its data order).
     """
     import contextlib
 
@@ -245,9 +272,8 @@ def fit_stage(model: Any, stage: Stage, config: FinetuneConfig, train: Any, val:
         stage.trainable_params = set_trainable(model, stage.unfreeze, bn_inference)
         model.compile(optimizer=make_optimizer(config, stage.learning_rate), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], jit_compile=config.jit_compile)
-    # Keras's BackupAndRestore sets model._initial_epoch when it resumes and never clears it, so
-    # the next fit() on the same model would skip that many epochs: clear it before every stage
-    model._initial_epoch = None
-    return model.fit(train, validation_data=val, epochs=stage.epochs if end_epoch is None else end_epoch,
-                     initial_epoch=first_epoch, class_weight=class_weight, shuffle=False,
-                     callbacks=list(training_callbacks(config)) + list(callbacks), verbose=verbose)
+    shared = list(training_callbacks(config) if shared_callbacks is None else shared_callbacks)
+    end = stage.epochs if end_epoch is None else end_epoch
+    data = train(epoch_offset + first_epoch, epoch_offset + end)
+    return model.fit(data, steps_per_epoch=train.steps, validation_data=val, epochs=end, initial_epoch=first_epoch,
+                     class_weight=class_weight, shuffle=False, callbacks=shared + list(callbacks), verbose=verbose)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -435,8 +434,16 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
            resolved) -> list[dict[str, Any]]:
     import keras
 
-    from edgexfer.train.callbacks import BEST_WEIGHTS, RunState, load_weights, make_progress_callback
-    from edgexfer.train.stages import fit_stage, training_datasets
+    from edgexfer.train.callbacks import (
+        BEST_WEIGHTS,
+        RESUME_FILE,
+        RunState,
+        load_weights,
+        make_progress_callback,
+        make_resume_callback,
+        read_resume_point,
+    )
+    from edgexfer.train.stages import fit_stage, training_callbacks, training_datasets
 
     checkpoints = out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -449,6 +456,11 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
     if config.tensorboard:
         logging_callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard")))
 
+    # resume = uninterrupted: the stage in progress continues from its last finished epoch (weights,
+    # optimizer, random generators, early-stopping count); each epoch's data order and augmentation
+    # depend on (seed, epoch) alone (TrainData)
+    point = read_resume_point(checkpoints / RESUME_FILE)  # used by the first fit of this process only
+
     phase_started: dict[int, float] = {}
     for i, stage in enumerate(stages):
         last_of_phase = i + 1 == len(stages) or stages[i + 1].phase != stage.phase
@@ -459,17 +471,19 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
         if state.completed and (checkpoints / BEST_WEIGHTS).is_file():
             load_weights(model, checkpoints / BEST_WEIGHTS)  # each stage starts from the best model so far
         phase_started.setdefault(stage.phase, time.perf_counter())
+        first = point["epochs_done"] if point is not None and point["stage"] == stage.key else 0
         name = f"phase {stage.phase}" + (f" stage {stage.key.rsplit('stage', 1)[1]}" if stage.phase == 2 else "")
         say(f"{name}: {stage.label}, {stage.epochs} epoch(s) at learning rate {stage.learning_rate:.2g}, "
-            f"{stage.trainable_params:,} trainable parameters")
-        run_callbacks = [
-            keras.callbacks.BackupAndRestore(str(out / "backup" / stage.key), delete_checkpoint=True),
-            make_progress_callback(state, stage, order),
-        ]
+            f"{stage.trainable_params:,} trainable parameters" + (f"; resuming at epoch {first + 1}" if first else ""))
+        shared = training_callbacks(config)
+        run_callbacks = [make_resume_callback(point, stage, state, shared), make_progress_callback(state, stage, order)]
         try:
-            fit_stage(model, stage, config, train_ds, val_ds, bn_inference=resolved["bn_inference"],
-                      class_weight=class_weight, callbacks=run_callbacks + logging_callbacks + list(extra_callbacks),
-                      verbose=verbose, strategy=strategy)
+            if first < stage.epochs and not _stopped_early(state, stage, config, first):
+                point = None  # the resume callback restores it in this fit
+                fit_stage(model, stage, config, train_ds, val_ds, bn_inference=resolved["bn_inference"],
+                          class_weight=class_weight, callbacks=run_callbacks + logging_callbacks + list(extra_callbacks),
+                          verbose=verbose, strategy=strategy, first_epoch=first, shared_callbacks=shared,
+                          epoch_offset=state.epochs_before(stage.key, order))
         except KeyboardInterrupt:
             say(f"interrupted; run the same command again to resume from {out}")
             raise
@@ -480,8 +494,26 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
     if not (checkpoints / BEST_WEIGHTS).is_file():
         raise EdgexferError(f"no epoch produced a finite {config.monitor}", "lower the learning rate or check the data")
     load_weights(model, checkpoints / BEST_WEIGHTS)
-    shutil.rmtree(out / "backup", ignore_errors=True)
+    (checkpoints / RESUME_FILE).unlink(missing_ok=True)
     return state.history
+
+
+def _stopped_early(state, stage, config: FinetuneConfig, done: int) -> bool:
+    """True when early stopping had ended this stage at its last recorded epoch (killed just after)."""
+    patience = config.early_stopping_patience
+    if not patience or not done:
+        return False
+    rows = [r[config.monitor] for r in state.history if r["stage"] == stage.key and r["epoch"] <= done]
+    if len(rows) != done:
+        return False
+    better = (lambda a, b: a > b) if "acc" in config.monitor else (lambda a, b: a < b)
+    best, wait = None, 0
+    for value in rows:
+        if best is None or better(value, best):
+            best, wait = value, 0
+        else:
+            wait += 1
+    return wait >= patience
 
 
 def _verbose(verbose: int | str) -> int:
