@@ -94,6 +94,9 @@ def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float,
     total = sum(y.size for _, y in batches)
     # inference mode first: a training=True call updates the moving statistics
     inference = sum(int((np.asarray(model(x, training=False)).argmax(1) == y).sum()) for x, y in batches)
+    for layer in model._flatten_layers():  # batch statistics without dropout's noise (EfficientNet has some inside)
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
     batch_stats = sum(int((np.asarray(model(x, training=True)).argmax(1) == y).sum()) for x, y in batches)
     return inference / total, batch_stats / total
 

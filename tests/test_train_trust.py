@@ -218,27 +218,48 @@ def test_precise_batchnorm_gives_the_cumulative_batch_statistics():
     assert np.array_equal(model.get_layer("frozen").moving_mean.numpy(), np.zeros(4))
 
 
+def _colour_classes(folder, per_class=40, size=32):
+    """Three classes a from-scratch network learns in a few epochs: noisy images tinted red, green or blue."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("red", "green", "blue")):
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.normal(110, 40, (size, size, 3))
+            image[..., c] += 80
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / name / f"{i}.png")
+    return folder
+
+
 @pytest.mark.slow
 def test_from_scratch_mobilenetv2_inference_mode_matches_batch_statistics(tmp_path):
     import keras
 
     from edgexfer.data.pipeline import make_dataset
     from edgexfer.data.splits import Split
-    from edgexfer.data.synthetic import generate_demo
     from edgexfer.train import finetune
 
-    data = generate_demo(tmp_path / "data", per_class=60, size=32, seed=0)
+    data = _colour_classes(tmp_path / "data", per_class=60)
     config = tiny_run_config(data, tmp_path / "run", backbone="mobilenetv2", image_size=32, weights="none",
-                             epochs=6, fine_tune_epochs=0, learning_rate=2e-3, batch_size=16)
+                             epochs=12, fine_tune_epochs=0, learning_rate=3e-3, batch_size=16,
+                             split_fractions=[0.4, 0.15, 0.45])  # 81 test images: one is 1.2 points
     result = finetune(config, log=None)
     model = keras.saving.load_model(result.model_path)
     split = Split.load(result.run_dir / "split.json")
-    batches = [(x, np.asarray(y)) for x, y in make_dataset(split, "test", 32, 16, shuffle=True, seed=0)]
-    n = sum(y.size for _, y in batches)
-    inference = sum(int((np.asarray(model(x, training=False)).argmax(1) == y).sum()) for x, y in batches) / n
-    batch_stats = sum(int((np.asarray(model(x, training=True)).argmax(1) == y).sum()) for x, y in batches) / n
-    assert batch_stats > 0.5, "the backbone must learn something for the comparison to mean anything"
-    assert abs(inference - batch_stats) <= 0.02 + 1 / n, (inference, batch_stats)
+    # the whole test split as one batch: batch statistics of 81 images, not the noise of small batches
+    x, y = next(iter(make_dataset(split, "test", 32, 1000, shuffle=False)))
+    y = np.asarray(y)
+    # inference mode first: a training=True call moves the moving statistics; dropout off for both
+    inference = float(np.mean(np.asarray(model(x, training=False)).argmax(1) == y))
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    batch_stats = float(np.mean(np.asarray(model(x, training=True)).argmax(1) == y))
+    assert batch_stats > 0.6, "the backbone must learn for the comparison to mean anything"
+    # never more than 2 points below (before precise BatchNorm it sat at chance); it may be above: statistics
+    # of the whole train split describe the weights better than those of 81 test images
+    assert inference >= batch_stats - 0.02, (inference, batch_stats)
     assert result.metrics["batchnorm"]["method"] == "precise" and result.metrics["batchnorm"]["layers"] > 50
 
 
