@@ -76,6 +76,21 @@ class LimitedDataPoint:
         return self.weights != "none"
 
 
+def point_config(base: Any, point: LimitedDataPoint, split_file: Path, options: dict[str, Any] | None = None) -> Any:
+    """The FinetuneConfig of one learning-curve point: the study's fine-tune options (and tuned ones).
+
+    Both arms get the same epoch budget: ``fine_tune_epochs`` is made explicit (its default is 10
+    with pretrained weights and 0 from scratch), so the from-scratch arm trains every layer for
+    ``epochs + fine_tune_epochs`` epochs, as many as the transfer arm's two phases together.
+    """
+    from dataclasses import replace
+
+    fields = dict(options or {})
+    if base.fine_tune_epochs is None and "fine_tune_epochs" not in fields:
+        fields["fine_tune_epochs"] = 10
+    return replace(base, **fields, weights=point.weights, out=str(point.run_dir), split=str(split_file))
+
+
 def plan_points(backbones: Sequence[str], fractions: Sequence[float], transfer_weights: dict[str, str],
                 root: Path) -> list[LimitedDataPoint]:
     """Every (backbone, weights, fraction) run: with transfer (each backbone's weights) and from scratch."""
