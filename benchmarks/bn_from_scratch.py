@@ -2,8 +2,9 @@
 
 Trains Keras-applications backbones from scratch (``weights none``) on the synthetic demo data and
 scores the saved ``model.keras`` on the test split twice: in inference mode (BatchNorm moving
-statistics, what export and bench see) and with batch statistics (``model(x, training=True)``,
-batches of the run's batch size). A gap means the moving statistics do not describe the weights.
+statistics, what export and bench see) and with batch statistics (``model(x, training=True)`` with
+dropout off, shuffled test batches of the run's batch size). Inference mode far below batch
+statistics means the moving statistics do not describe the weights.
 
 Run it against the current code, and against an older checkout to compare::
 
@@ -11,7 +12,8 @@ Run it against the current code, and against an older checkout to compare::
     git archive 0ce3ebc | tar -x -C /tmp/edgexfer-0ce3ebc
     PYTHONPATH=/tmp/edgexfer-0ce3ebc python benchmarks/bn_from_scratch.py --label before
 
-Each call adds its rows to benchmarks/results/bn_from_scratch.json (rows of the same label and
+``--measure-only`` re-measures the finished runs in ``--work`` without training (so both code
+versions are measured by the same, current, measurement code). Each call adds its rows to benchmarks/results/bn_from_scratch.json (rows of the same label and
 backbone are replaced) and rewrites benchmarks/results/bn_from_scratch.md.
 """
 
@@ -39,6 +41,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="folder for data and runs [default: a temporary folder]")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure the finished runs already in --work (of any code version) without training")
     args = parser.parse_args()
 
 
@@ -56,7 +60,12 @@ def main() -> None:
                                 learning_rate=args.learning_rate, batch_size=args.batch_size,
                                 early_stopping_patience=0, seed=args.seed, verbose=0)
         started = time.perf_counter()
-        result = finetune(config, log=None)
+        if args.measure_only:
+            from edgexfer.train import load_run
+
+            result = load_run(out)
+        else:
+            result = finetune(config, log=None)
         seconds = time.perf_counter() - started
         inference, batch_stats = _accuracies(result.run_dir, args.image_size, args.batch_size)
         history = result.history
@@ -66,7 +75,7 @@ def main() -> None:
             "gap": batch_stats - inference, "metrics_accuracy": result.metrics["accuracy"],
             "final_train_accuracy": history[-1].get("accuracy") if history else None,
             "best_val_accuracy": max((r.get("val_accuracy", 0) for r in history), default=None),
-            "epochs_run": len(history), "train_seconds": round(seconds, 1),
+            "epochs_run": len(history), "train_seconds": None if args.measure_only else round(seconds, 1),
             "sanity": (result.metrics.get("sanity") or {}).get("verdict"),
             "batchnorm": result.metrics.get("batchnorm"),
         }
@@ -75,7 +84,7 @@ def main() -> None:
                                               "epochs_run", "train_seconds")}), flush=True)
     settings = {k: getattr(args, k) for k in ("per_class", "image_size", "epochs", "learning_rate", "batch_size",
                                               "seed")}
-    _save(rows, settings, " ".join([Path(sys.executable).name, *sys.argv]))
+    _save(rows, settings, " ".join(["python", *sys.argv]), args.label + (" (measured)" if args.measure_only else ""))
 
 
 def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float, float]:
@@ -101,13 +110,17 @@ def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float,
     return inference / total, batch_stats / total
 
 
-def _save(rows: list[dict], settings: dict, command: str) -> None:
+def _save(rows: list[dict], settings: dict, command: str, key: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "bn_from_scratch.json"
     old = json.loads(path.read_text()) if path.is_file() else {"rows": [], "commands": {}}
     keys = {(r["label"], r["backbone"]) for r in rows}
+    previous = {(r["label"], r["backbone"]): r for r in old["rows"]}
+    for r in rows:  # a re-measurement keeps the training time of the run it measured
+        if r["train_seconds"] is None and (r["label"], r["backbone"]) in previous:
+            r["train_seconds"] = previous[(r["label"], r["backbone"])].get("train_seconds")
     kept = [r for r in old["rows"] if (r["label"], r["backbone"]) not in keys]
-    data = {"settings": settings, "commands": {**old.get("commands", {}), rows[0]["label"]: command},
+    data = {"settings": settings, "commands": {**old.get("commands", {}), key: command},
             "rows": kept + rows}
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = ["# From-scratch BatchNorm: test accuracy in inference mode vs with batch statistics", "",
