@@ -28,6 +28,7 @@ _EXTRAS = {
     "tf2onnx": "train",
     "onnxconverter_common": "train",
     "keras_tuner": "tune",
+    "ray": "distributed",
     "pydicom": "dicom",
     "tensorrt": "tensorrt",
     "cuda": "tensorrt",
