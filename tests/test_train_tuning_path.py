@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
-RUN_ONLY = {"BackupAndRestore", "RunProgress"}  # the run folder's bookkeeping (resume), not training
+RUN_ONLY = {"Resume", "RunProgress"}  # the run folder's bookkeeping (resume), not training
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_a_tuning_trial_and_finetune_train_the_same_way(tmp_path, monkeypatch):
 
     def watched_make_dataset(split, name, image_size, batch_size, **kwargs):
         if name == "train" and kwargs.get("augment") is not None:
-            pipelines.append({"batch_size": batch_size, "augment": kwargs["augment"].to_dict(),
+            pipelines.append({"batch_size": batch_size, "augment": kwargs["augment"].to_dict(), "epochs": kwargs.get("epochs"),
                               "seed": kwargs.get("seed"), "cache": kwargs.get("cache")})
         return real_make_dataset(split, name, image_size, batch_size, **kwargs)
 
