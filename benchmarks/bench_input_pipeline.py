@@ -64,7 +64,7 @@ def main() -> None:
     from edgexfer.data.sources import discover
     from edgexfer.data.splits import make_split
     from edgexfer.data.synthetic import generate_demo
-    from edgexfer.train.trainer import _set_trainable
+    from edgexfer.train.stages import set_trainable
     from edgexfer.versions import library_versions, machine_info
 
     spec = get_backbone(args.backbone)
@@ -91,15 +91,15 @@ def main() -> None:
         batch = tf.constant(np.random.default_rng(0).uniform(0, 255, (bs, *size, 3)).astype(np.float32))
         labels = tf.constant(np.arange(bs) % n_classes)
         step = {}
-        _set_trainable(model, {"unfreeze": None}, bn_inference=True)
+        set_trainable(model, None, bn_inference=True)
         step["phase1_frozen_backbone"] = train_step_rate(model, keras, batch, labels, 1e-3, args.steps)
-        _set_trainable(model, {"unfreeze": spec.unfreeze_points[0]}, bn_inference=True)
+        set_trainable(model, spec.unfreeze_points[0], bn_inference=True)
         step["phase2_top_block"] = train_step_rate(model, keras, batch, labels, 1e-4, args.steps)
-        _set_trainable(model, {"unfreeze": "all"}, bn_inference=True)
+        set_trainable(model, "all", bn_inference=True)
         step["all_layers"] = train_step_rate(model, keras, batch, labels, 1e-4, args.steps)
 
         # what training really gets: fit over the real (cached, augmented) pipeline, after a warm-up epoch
-        _set_trainable(model, {"unfreeze": None}, bn_inference=True)
+        set_trainable(model, None, bn_inference=True)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
         ds = make_dataset(split, "train", size, bs, augment=AugmentConfig(), cache=True)
         model.fit(ds, epochs=1, verbose=0, shuffle=False)

@@ -58,8 +58,11 @@ def check_run(y_test: Sequence[int], test_accuracy: float, train_labels: Sequenc
     baseline = float(np.mean(y == majority)) if n else 0.0
     correct = int(round(test_accuracy * n))
     p = float(binomtest(correct, n, min(max(baseline, 1e-9), 1 - 1e-9), alternative="greater").pvalue) if n else 1.0
-    common = dict(baseline_accuracy=baseline, majority_class=str(classes[majority]), test_accuracy=float(test_accuracy),
-                  val_accuracy=val_accuracy, train_accuracy=train_accuracy, p_value=p, n_test=n)
+    def make(verdict: str, reason: str, fix: str) -> SanityCheck:
+        return SanityCheck(verdict, reason, fix, baseline_accuracy=baseline, majority_class=str(classes[majority]),
+                           test_accuracy=float(test_accuracy), val_accuracy=val_accuracy,
+                           train_accuracy=train_accuracy, p_value=p, n_test=n)
+
     if p > ALPHA:
         if train_accuracy is not None and val_accuracy is not None and train_accuracy - val_accuracy > OVERFIT_GAP:
             fix = ("the model fits the train split but not held-out images: with --weights none check that "
@@ -71,11 +74,11 @@ def check_run(y_test: Sequence[int], test_accuracy: float, train_labels: Sequenc
         reason = (f"test accuracy {test_accuracy:.3f} is no better than always answering the majority class "
                   f"'{classes[majority]}' ({baseline:.3f}; p={p:.2f}, {n} test images)"
                   + (f"; train accuracy {train_accuracy:.3f}" if train_accuracy is not None else ""))
-        return SanityCheck("no_better_than_baseline", reason, fix, **common)
+        return make("no_better_than_baseline", reason, fix)
     if train_accuracy is not None and val_accuracy is not None and train_accuracy - val_accuracy > OVERFIT_GAP:
         reason = (f"train accuracy {train_accuracy:.3f} is far above validation accuracy {val_accuracy:.3f} "
                   f"(gap > {OVERFIT_GAP})")
         fix = "overfitting: more images, stronger augmentation, fewer epochs, more dropout or pretrained weights"
-        return SanityCheck("overfit", reason, fix, **common)
+        return make("overfit", reason, fix)
     reason = f"test accuracy {test_accuracy:.3f} above the majority-class baseline {baseline:.3f} (p={p:.2g})"
-    return SanityCheck("ok", reason, "", **common)
+    return make("ok", reason, "")
