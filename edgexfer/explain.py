@@ -306,7 +306,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
     from edgexfer.evaluate.exported import load_export
     from edgexfer.io import FolderLock, fix_modes, make_temp_dir
     from edgexfer.report.bench_report import write_bench_report
-    from edgexfer.report.results import load_results
+    from edgexfer.contracts.bench import load_results
 
     if limit < 1:
         raise EdgexferError(f"--limit {limit} must be at least 1", "e.g. --limit 6")

@@ -68,11 +68,11 @@ class BenchEvidence:
 
     @classmethod
     def load(cls, location: str | os.PathLike[str], export: ExportDir | None = None) -> BenchEvidence:
-        """Read a BENCH_DIR or its results.json (through ``edgexfer.report.results.load_results``).
+        """Read a BENCH_DIR or its results.json (through ``edgexfer.contracts.bench.load_results``).
 
         With ``export``, a results file of another model is refused.
         """
-        from edgexfer.report.results import load_results
+        from edgexfer.contracts.bench import load_results
 
         path = Path(location)
         path = path / "results.json" if path.is_dir() else path

@@ -173,7 +173,7 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
 
     from edgexfer.cli import cli
     from edgexfer.evaluate.metrics import classification_metrics
-    from edgexfer.report.results import load_results
+    from edgexfer.contracts.bench import load_results
 
     out = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST, "--json"])

@@ -17,7 +17,7 @@ from edgexfer.data.calibration import (
     load_calibration_set,
 )
 from edgexfer.errors import EdgexferError
-from edgexfer.export.run_record import load_run
+from edgexfer.contracts.run import load_run
 from edgexfer.io import sha256_file, write_json
 
 CLASSES = ["normal", "pneumonia"]

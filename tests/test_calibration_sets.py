@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import zipfile
@@ -119,7 +120,7 @@ def test_refuses_another_image_size_class_list_or_too_few_images(calset):
     with pytest.raises(EdgexferError, match="drawn for classes"):
         calset.check_compatible(calset.image_size, ["cat", "dog", "bird"])
     with pytest.raises(EdgexferError, match="fewer than the"):
-        fake = type(calset)(calset.npz_path, calset.json_path, {**calset.manifest, "size": 2})
+        fake = type(calset)(calset.npz_path, calset.json_path, dataclasses.replace(calset.record, size=2))
         fake.check_compatible(calset.image_size, calset.classes)
 
 

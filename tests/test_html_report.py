@@ -17,7 +17,7 @@ from test_report_study import bench_results, study_results
 from edgexfer.io import write_json
 from edgexfer.report import html as html_report
 from edgexfer.report.bench_report import write_bench_report
-from edgexfer.report.study_report import render_report
+from edgexfer.studies.render import render_report
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "check_html_width.py"
 

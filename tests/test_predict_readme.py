@@ -41,7 +41,7 @@ def test_readme_use_the_model_example_runs(handmade_export, tmp_path):
 
     # after a bench beside the export, auto takes the fastest artifact that passed the gate
     from edgexfer.cli import cli
-    from edgexfer.report.results import load_results
+    from edgexfer.contracts.bench import load_results
 
     bench = CliRunner().invoke(cli, ["bench", str(demo / "exported"), "--out", str(demo / "bench"), *FAST])
     assert bench.exit_code == 0, bench.output

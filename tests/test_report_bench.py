@@ -10,7 +10,7 @@ from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtu
 
 from edgexfer.errors import EdgexferError
 from edgexfer.report.bench_report import write_bench_report
-from edgexfer.report.results import load_results, validate_results
+from edgexfer.contracts.bench import load_results, validate_results
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,12 @@ from html.parser import HTMLParser
 
 import pytest
 
+from edgexfer.contracts.study import SCHEMA as STUDY_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.io import write_json
 from edgexfer.report.html import markdown_to_html
-from edgexfer.report.study_report import (
-    STUDY_SCHEMA,
-    mark_pareto,
-    pareto_front,
-    recommend,
-    refresh_decisions,
-    render_report,
-)
+from edgexfer.studies.recommend import mark_pareto, pareto_front, recommend, refresh_decisions
+from edgexfer.studies.render import render_report
 
 CLASSES = ["normal", "pneumonia", "nodule"]
 

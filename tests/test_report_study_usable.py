@@ -6,12 +6,9 @@ from __future__ import annotations
 import pytest
 from test_report_study import bench_row, study_results
 
-from edgexfer.report.study_report import (
-    _recommendation_text,
-    baseline_accuracy,
-    flatten_bench_rows,
-    recommend,
-)
+from edgexfer.contracts.study import study_rows as flatten_bench_rows
+from edgexfer.report.study_report import _recommendation_text
+from edgexfer.studies.recommend import baseline_accuracy, recommend
 
 
 def _one_class_row(backbone, precision, k, p50):

@@ -94,7 +94,7 @@ def test_two_backbone_compare_report_and_resume(tmp_path, second_backbone):
     rec = results["recommendation"]
     # one epoch on 12 images per class may not learn: a model that does not beat the majority-class baseline
     # is never recommended (the bench fails its gate with "the model itself is not usable")
-    from edgexfer.report.study_report import is_deployable
+    from edgexfer.studies.recommend import is_deployable
 
     passing = [r for r in results["results"] if r["gate_passed"] and r["runtime"] != "keras"]
     if any(is_deployable(r) for r in results["results"]):

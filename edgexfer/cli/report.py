@@ -12,7 +12,7 @@ import click
 def report(directory: str, latency_budget_ms: float | None) -> None:
     """Re-render report.md, report.html and the plots of a STUDY_DIR (edgexfer compare) or a
     BENCH_DIR (edgexfer bench) from its results.json, without re-running anything."""
-    from edgexfer.report.study_report import render_report
+    from edgexfer.studies.render import render_report
 
     paths = render_report(directory, latency_budget_ms=latency_budget_ms)
     click.echo(f"report: {paths['markdown']}")

@@ -23,10 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.calibration import (
+    CalibrationRecord,
+    read_calibration_record,
+    write_calibration_record,
+)
+from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.errors import EdgexferError
-from edgexfer.io import atomic_path, read_json, sha256_file, write_json
+from edgexfer.io import atomic_path, sha256_file
 
-SCHEMA = "edgexfer.calibration/1"
 DEFAULT_SIZE = 500
 DEFAULT_DIR = Path("calibration")
 
@@ -37,9 +42,9 @@ def calibration_id(split_fingerprint: str, image_size: Sequence[int], size: int,
     return f"cal-{split_fingerprint[:16]}-{h}x{w}-{int(size)}-seed{int(seed)}"
 
 
-def split_fingerprint(run: Any) -> str:
+def split_fingerprint(run: RunRecord) -> str:
     """The run's split fingerprint: the sha256 of its split.json (what run.json records, else computed)."""
-    return str(run.record.get("split_sha256") or sha256_file(run.split_path))
+    return run.split_fingerprint
 
 
 def pixel_hash(image: np.ndarray) -> str:
@@ -91,7 +96,6 @@ def build_calibration_set(
     Draws from ``train`` only: validation images judge the export and test images judge the bench.
     """
     from edgexfer.data.splits import Split
-    from edgexfer.export.run_record import load_run
 
     run = load_run(run_dir)
     classes = run.classes
@@ -140,25 +144,24 @@ def build_calibration_set(
         digest = sha256_file(tmp)
     bar.close()
     class_counts = np.bincount([s.label for s in chosen], minlength=len(classes))
-    write_json(json_path, {
-        "schema": SCHEMA,
-        "id": set_id,
-        "file": npz_path.name,
-        "source_run": {"path": str(run.path.resolve()), "name": run.name, "backbone": run.backbone},
-        "model_sha256": run.model_sha256,
-        "split": "train",
-        "split_sha256": fingerprint,
-        "classes": classes,
-        "class_counts": {c: int(n) for c, n in zip(classes, class_counts, strict=True)},
-        "image_size": [h, w],
-        "seed": int(seed),
-        "requested_size": int(size),
-        "size": len(chosen),
-        "sha256": digest,
-        "refs": [s.ref for s in chosen],
-        "pixel_sha1": hashes,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    write_calibration_record(json_path, CalibrationRecord(
+        id=set_id,
+        file=npz_path.name,
+        source_run={"path": str(run.path.resolve()), "name": run.name, "backbone": run.backbone},
+        model_sha256=run.model_sha256,
+        split="train",
+        split_sha256=fingerprint,
+        classes=classes,
+        class_counts={c: int(n) for c, n in zip(classes, class_counts, strict=True)},
+        image_size=(h, w),
+        seed=int(seed),
+        requested_size=int(size),
+        size=len(chosen),
+        sha256=digest,
+        refs=[s.ref for s in chosen],
+        pixel_sha1=hashes,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    ))
     return npz_path
 
 
@@ -168,24 +171,28 @@ class CalibrationSet:
 
     npz_path: Path
     json_path: Path
-    manifest: dict[str, Any]
+    record: CalibrationRecord
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The set's .json as written."""
+        return self.record.to_dict()
 
     @property
     def id(self) -> str:
-        return str(self.manifest["id"])
+        return self.record.id
 
     @property
     def size(self) -> int:
-        return int(self.manifest["size"])
+        return self.record.size
 
     @property
     def image_size(self) -> tuple[int, int]:
-        h, w = self.manifest["image_size"]
-        return int(h), int(w)
+        return self.record.image_size
 
     @property
     def classes(self) -> list[str]:
-        return list(self.manifest["classes"])
+        return list(self.record.classes)
 
     def labels(self) -> np.ndarray:
         with zipfile.ZipFile(self.npz_path) as zf, zf.open("labels.npy") as member:
@@ -238,13 +245,10 @@ def load_calibration_set(path: str | os.PathLike[str], *, verify_hash: bool = Tr
         raise EdgexferError(f"calibration set {npz_path} does not exist", "build one with: edgexfer calibration build RUN_DIR")
     if not json_path.is_file():
         raise EdgexferError(f"calibration set {npz_path} has no record {json_path.name} beside it", "copy the .json with the .npz, or rebuild the set")
-    manifest = read_json(json_path, "calibration record")
-    keys = ("id", "classes", "image_size", "size", "sha256")
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA or any(k not in manifest for k in keys):
-        raise EdgexferError(f"{json_path} is not an edgexfer calibration record (schema {SCHEMA})", "rebuild the set")
-    if verify_hash and sha256_file(npz_path) != manifest["sha256"]:
+    record = read_calibration_record(json_path)
+    if verify_hash and sha256_file(npz_path) != record.sha256:
         raise EdgexferError(f"calibration set {npz_path} does not match the sha256 in {json_path.name} (changed or corrupt)", "rebuild the set")
-    cal = CalibrationSet(npz_path, json_path, manifest)
+    cal = CalibrationSet(npz_path, json_path, record)
     try:
         with zipfile.ZipFile(npz_path) as zf:
             with zf.open("images.npy") as member:
@@ -275,7 +279,6 @@ def find_or_build(
     present and built otherwise. Either way the set is checked against the run's image size and classes, and
     against its validation and test images (`check_disjoint`), before it is returned. Returns (set, built)."""
     from edgexfer.data.splits import Split
-    from edgexfer.export.run_record import load_run
 
     run = load_run(run_dir)
     loc = Path(location)
@@ -295,7 +298,7 @@ def find_or_build(
     return calset, built
 
 
-def check_disjoint(calset: CalibrationSet, run: Any, *, data_root: str | os.PathLike[str] | None = None) -> None:
+def check_disjoint(calset: CalibrationSet, run: RunRecord, *, data_root: str | os.PathLike[str] | None = None) -> None:
     """Refuse (exit 2) a set holding any image of the run's validation or test split.
 
     A set drawn from the train part of this very split (same fingerprint) is disjoint by construction.
@@ -303,10 +306,10 @@ def check_disjoint(calset: CalibrationSet, run: Any, *, data_root: str | os.Path
     and hashed like the set's images (`pixel_hash`), so a copy of a test image under another name or folder
     is found too. A foreign set that records no pixel hashes cannot be checked and is refused.
     """
-    m = calset.manifest
-    if m.get("split_sha256") == split_fingerprint(run) and m.get("split", "train") == "train":
+    m = calset.record
+    if m.split_sha256 == split_fingerprint(run) and m.split == "train":
         return
-    hashes = m.get("pixel_sha1")
+    hashes = m.pixel_sha1
     if not isinstance(hashes, list) or len(hashes) != calset.size:
         raise EdgexferError(
             f"calibration set {calset.npz_path} was drawn from another split than run {run.name}'s and records no "
@@ -314,7 +317,7 @@ def check_disjoint(calset: CalibrationSet, run: Any, *, data_root: str | os.Path
             f"build a set for this run: edgexfer calibration build {run.path}")
     index = {h: i for i, h in enumerate(hashes)}
     split = run.load_split(data_root)
-    refs = m.get("refs") or []
+    refs = m.refs
     for part in ("val", "test"):
         if part not in split.splits:
             continue

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
+from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed
 from edgexfer.evaluate.bench_data import BenchData, load_bench_data
 from edgexfer.evaluate.exported import ExportDir, load_export
@@ -35,10 +37,9 @@ from edgexfer.evaluate.gate import (
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
-from edgexfer.io import lock_folder, read_json, write_json
+from edgexfer.io import lock_folder
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
-RESULTS_SCHEMA = "edgexfer.bench/1"
 #: how latency is measured, recorded in results.json and said in report.md
 LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
                   "and closed before the next is built, so no idle thread pool of another session competes "
@@ -111,15 +112,6 @@ def default_bench_dir(export: ExportDir) -> Path:
     return Path("benchmarks") / export.name
 
 
-def is_bench_dir(path: Path) -> bool:
-    """A folder an earlier bench wrote: its results.json carries the bench schema."""
-    try:
-        results = read_json(path / "results.json", "bench results")
-    except EdgexferError:
-        return False
-    return isinstance(results, dict) and results.get("schema") == RESULTS_SCHEMA
-
-
 def check_bench_out(out: Path) -> None:
     """--out may be new, empty, or an earlier bench folder (its files are replaced); anything else is refused,
     so that results.json, report.md and plots/ never land in a data folder (where plots/ would become a class)."""
@@ -133,19 +125,11 @@ def check_bench_out(out: Path) -> None:
 def read_sanity(export: ExportDir) -> dict[str, Any] | None:
     """The run's sanity record (metrics.json ``sanity``): the export's copy, else the source run's; None for
     runs that predate it."""
-    candidates = [export.path / "metrics.json"]
-    run_path = export.manifest.get("source_run", {}).get("path")
+    candidates = [export.path]
+    run_path = export.source_run.path
     if run_path:
-        candidates.append(Path(run_path) / "metrics.json")
-    for path in candidates:
-        if path.is_file():
-            try:
-                metrics = read_json(path, "run metrics")
-            except EdgexferError:
-                continue
-            sanity = metrics.get("sanity") if isinstance(metrics, dict) else None
-            return sanity if isinstance(sanity, dict) else None
-    return None
+        candidates.append(Path(run_path))
+    return read_run_sanity(*candidates)
 
 
 def run_bench(config: BenchConfig) -> BenchOutcome:
@@ -178,7 +162,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         log(f"skipped {entry['runtime']}{' / ' + entry['artifact'] if entry.get('artifact') else ''}: {entry['reason']}")
     data = load_bench_data(export, config.data, progress=config.progress)
 
-    rows: list[dict[str, Any]] = []
+    rows: list[BenchRow] = []
     probabilities: dict[tuple[str, str], np.ndarray] = {}
     reference_key: tuple[str, str] | None = None
     for job in jobs:
@@ -200,7 +184,6 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     for line in warnings:
         log(f"warning: {line}")
     results = {
-        "schema": RESULTS_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "export": {"path": str(export.path), "name": export.name, "source_run": export.manifest["source_run"]},
         "reference": "fp32",
@@ -221,10 +204,9 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "results": rows,
     }
     from edgexfer.report.bench_report import write_bench_report
-    from edgexfer.report.results import validate_results
 
-    validate_results(results)
-    write_json(out_dir / "results.json", results)
+    write_results(out_dir, results)
+    results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
     write_bench_report(results, out_dir)
     outcome = BenchOutcome(results, out_dir, breaches, model)
     if breaches:
@@ -268,7 +250,7 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
     return jobs, skipped
 
 
-def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig) -> tuple[dict[str, Any], np.ndarray]:
+def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig) -> tuple[BenchRow, np.ndarray]:
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
@@ -299,35 +281,35 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             raw[str(batch_size)] = times
         e2e = end_to_end_ms(runtime, data.load, data.refs[: config.end_to_end_images])
         provider = runtime.provider
-    row = {
-        "artifact": job.artifact.name,
-        "precision": job.artifact.precision,
-        "target": job.artifact.target,
-        "format": job.artifact.format,
-        "file": job.artifact.path.name,
-        "runtime": job.kind.name,
-        "provider": provider,
-        "accuracy": metrics["accuracy"],
-        "precision_macro": metrics["precision"],
-        "recall_macro": metrics["recall"],
-        "f1": metrics["f1"],
-        "auc": metrics["auc"],
-        "loss": metrics["loss"],
-        "per_class": metrics["per_class"],
-        "confusion_matrix": metrics["confusion_matrix"],
-        "n": metrics["n"],
-        "latency_ms": latency,
-        "throughput_ips": throughput,
-        "latency_samples_ms": raw,
-        "end_to_end_ms": e2e.get("p50"),
-        "size_bytes": job.artifact.path.stat().st_size,
-        "peak_rss_mb": peak_rss_mb(),
-        "threads": config.threads,
-    }
+    row = BenchRow(
+        artifact=job.artifact.name,
+        precision=job.artifact.precision,
+        target=job.artifact.target,
+        format=job.artifact.format,
+        file=job.artifact.path.name,
+        runtime=job.kind.name,
+        provider=provider,
+        accuracy=metrics["accuracy"],
+        precision_macro=metrics["precision_macro"],
+        recall_macro=metrics["recall_macro"],
+        f1=metrics["f1"],
+        auc=metrics["auc"],
+        loss=metrics["loss"],
+        per_class=metrics["per_class"],
+        confusion_matrix=metrics["confusion_matrix"],
+        n=metrics["n"],
+        latency_ms=latency,
+        throughput_ips=throughput,
+        latency_samples_ms=raw,
+        end_to_end_ms=e2e.get("p50"),
+        size_bytes=job.artifact.path.stat().st_size,
+        peak_rss_mb=peak_rss_mb(),
+        threads=config.threads,
+    )
     return row, probs
 
 
-def _compare_and_gate(rows: list[dict[str, Any]], probabilities: dict[tuple[str, str], np.ndarray],
+def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str], np.ndarray],
                       reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
                       sanity: dict[str, Any] | None) -> tuple[list[Breach], ModelCheck]:
     """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
@@ -335,42 +317,39 @@ def _compare_and_gate(rows: list[dict[str, Any]], probabilities: dict[tuple[str,
     default); absolute floors for every row; and every row fails when the FP32 model itself is not usable."""
     from edgexfer.evaluate.stats import confidence_intervals, flips_by_metric, mcnemar_exact
 
-    by_key = {(r["artifact"], r["runtime"]): r for r in rows}
+    by_key = {r.key: r for r in rows}
     labels = data.labels
-    model = check_model(by_key[reference_key], sanity)
+    model = check_model(by_key[reference_key].metrics(), sanity)
     breaches: list[Breach] = []
     for row in rows:
-        key = (row["artifact"], row["runtime"])
-        ref_key = ("fp32", row["runtime"]) if ("fp32", row["runtime"]) in by_key else reference_key
-        ref_row = by_key[ref_key]
-        row.update(agreement(probabilities[ref_key], probabilities[key]))
-        row["reference"] = {"artifact": ref_key[0], "runtime": ref_key[1]}
+        key = row.key
+        ref_key = ("fp32", row.runtime) if ("fp32", row.runtime) in by_key else reference_key
+        ref_metrics = by_key[ref_key].metrics()
+        parity = agreement(probabilities[ref_key], probabilities[key])
+        row.agreement, row.max_abs_diff = parity["agreement"], parity["max_abs_diff"]
+        row.reference = {"artifact": ref_key[0], "runtime": ref_key[1]}
         pred = probabilities[key].argmax(1)
         ref_pred = probabilities[ref_key].argmax(1)
-        row["ci95"] = confidence_intervals(labels, pred, data.classes)
+        row.ci95 = confidence_intervals(labels, pred, data.classes)
         is_reference = key == ref_key
-        row["vs_reference"] = None if is_reference else mcnemar_exact(ref_pred == labels, pred == labels).as_dict()
+        row.vs_reference = None if is_reference else mcnemar_exact(ref_pred == labels, pred == labels).as_dict()
         flips = flips_by_metric(labels, ref_pred, pred, data.classes)
         found: list[Breach] = []
         if not is_reference:
-            found += check_gate(ref_row, _as_metrics(row), thresholds, artifact=row["artifact"],
-                                precision=row["precision"], runtime=row["runtime"], flips=flips)
-        found += check_floors(_as_metrics(row), thresholds, reference=ref_row, artifact=row["artifact"],
-                              precision=row["precision"], runtime=row["runtime"],
+            found += check_gate(ref_metrics, row.metrics(), thresholds, artifact=row.artifact,
+                                precision=row.precision, runtime=row.runtime, flips=flips)
+        found += check_floors(row.metrics(), thresholds, reference=ref_metrics, artifact=row.artifact,
+                              precision=row.precision, runtime=row.runtime,
                               flips=None if is_reference else flips)
         if not model.usable:
-            found.insert(0, model_breach(model, artifact=row["artifact"], precision=row["precision"],
-                                         runtime=row["runtime"]))
-        row["gate"] = {"passed": not found, "reasons": [b.reason() for b in found],
-                       "breaches": [b.__dict__ for b in found]}
+            found.insert(0, model_breach(model, artifact=row.artifact, precision=row.precision,
+                                         runtime=row.runtime))
+        row.gate = {"passed": not found, "reasons": [b.reason() for b in found],
+                    "breaches": [b.__dict__ for b in found]}
         if is_reference:
-            row["gate"]["reference"] = True
+            row.gate["reference"] = True
         breaches += found
     return breaches, model
-
-
-def _as_metrics(row: dict[str, Any]) -> dict[str, Any]:
-    return {"accuracy": row["accuracy"], "f1": row["f1"], "per_class": row["per_class"], "n": row["n"]}
 
 
 def peak_rss_mb() -> float:

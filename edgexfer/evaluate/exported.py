@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgexfer.contracts.manifest import MANIFEST_FILE as MANIFEST
+from edgexfer.contracts.manifest import SourceRun, read_manifest_record
 from edgexfer.errors import EdgexferError
-from edgexfer.io import read_json, sha256_file
+from edgexfer.io import sha256_file
 from edgexfer.runtime.base import Artifact
-
-MANIFEST = "manifest.json"
-SCHEMA = "edgexfer.export/1"
 
 
 @dataclass
@@ -31,17 +30,20 @@ class ExportDir:
         return str(self.manifest.get("name") or self.path.name)
 
     @property
+    def source_run(self) -> SourceRun:
+        return SourceRun.from_dict(self.manifest["source_run"])
+
+    @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.manifest["source_run"]["classes"]]
+        return self.source_run.classes
 
     @property
     def image_size(self) -> tuple[int, int]:
-        h, w = self.manifest["source_run"]["image_size"]
-        return int(h), int(w)
+        return self.source_run.image_size
 
     @property
     def split_path(self) -> Path:
-        return self.path / self.manifest["source_run"].get("split_file", "split.json")
+        return self.path / self.source_run.split_file
 
     def artifact(self, name: str) -> Artifact:
         for a in self.artifacts:
@@ -68,27 +70,11 @@ class ExportDir:
 def load_export(path: str | os.PathLike[str], verify_hashes: bool = True) -> ExportDir:
     """Open an export directory, checking the manifest and (by default) every file's sha256."""
     root = Path(path)
-    if not root.is_dir():
-        raise EdgexferError(f"export directory {root} does not exist", "pass the folder written by edgexfer export")
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
-        raise EdgexferError(f"{root} has no {MANIFEST}, so it is not a finished export",
-                            "pass a folder written by edgexfer export (or re-run the export)")
-    manifest = read_json(manifest_path, "export manifest")
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise EdgexferError(f"{manifest_path} has schema {found!r}, expected {SCHEMA!r}",
-                            "re-export with this version of edgexfer")
-    for key in ("source_run", "input", "artifacts"):
-        if key not in manifest:
-            raise EdgexferError(f"{manifest_path} has no '{key}' entry", "re-export the model")
+    manifest = read_manifest_record(root)
     source = manifest["source_run"]
-    for key in ("classes", "image_size"):
-        if key not in source:
-            raise EdgexferError(f"{manifest_path} source_run has no '{key}'", "re-export the model")
     artifacts = [Artifact.from_manifest(entry, root) for entry in manifest["artifacts"]]
     if not artifacts:
-        raise EdgexferError(f"{manifest_path} lists no artifacts", "re-export the model")
+        raise EdgexferError(f"{root / MANIFEST} lists no artifacts", "re-export the model")
     export = ExportDir(root, manifest, artifacts)
     for artifact in artifacts:
         if not artifact.path.is_file():

@@ -20,7 +20,7 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """Metrics of predicted class probabilities against integer labels.
 
-    Keys: accuracy, loss (cross-entropy), precision, recall, f1 (all macro), auc (macro
+    Keys: accuracy, loss (cross-entropy), precision_macro, recall_macro, f1 (all macro), auc (macro
     one-vs-rest; plain AUC for two classes; None when a class is absent from y_true),
     confusion_matrix (rows = true class), per_class {name: precision, recall, specificity, f1,
     support}, n.
@@ -51,8 +51,8 @@ def classification_metrics(
     return {
         "accuracy": float(skm.accuracy_score(y, pred)),
         "loss": float(skm.log_loss(y, _clip_rows(p), labels=labels)),
-        "precision": float(skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "precision_macro": float(skm.precision_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "recall_macro": float(skm.recall_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "f1": float(skm.f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
         "auc": roc_auc(y, p),
         "confusion_matrix": cm.astype(int).tolist(),

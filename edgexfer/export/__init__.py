@@ -11,7 +11,7 @@ from typing import Any
 
 from edgexfer.api import CallablePackage as _CallablePackage
 from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
-from edgexfer.export.manifest import load_manifest
+from edgexfer.contracts.manifest import read_manifest_record as load_manifest
 
 
 def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:

@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts import manifest as contract
+from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import ExportConfig
-from edgexfer.export.run_record import RunRecord, load_run
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
 TIMING_CACHE_FILE = "trt_timing.cache"
@@ -221,14 +222,15 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
                                say, timeline)
         shutil.rmtree(work, ignore_errors=True)
         with timeline.stage("finalize"):
-            for name in mf.RUN_FILES:
+            for name in contract.RUN_FILES:
                 _copy(run.path / name, staging / name)
-            for name in mf.OPTIONAL_RUN_FILES:
+            for name in contract.OPTIONAL_RUN_FILES:
                 if (run.path / name).is_file():
                     _copy(run.path / name, staging / name)
-            manifest = mf.build_manifest(out.name, run, artifacts, config.to_record())
-            manifest["timings"] = timeline.stages
-            write_json(staging / mf.MANIFEST_FILE, manifest)
+            record = contract.new_manifest(out.name, run, artifacts, config.to_record())
+            record.extra["timings"] = timeline.stages
+            contract.write_manifest(staging, record)
+            manifest = record.to_dict()
             fix_modes(staging)
             _swap_in(staging, out)
     finally:
@@ -434,7 +436,7 @@ def _check_out(out: Path) -> None:
     """EXPORT_DIR may be new, empty, or an earlier export (replaced whole); anything else is refused."""
     if out.exists() and not out.is_dir():
         raise EdgexferError(f"export path {out} is a file", "pass a folder to --out")
-    if out.is_dir() and any(out.iterdir()) and not mf.is_export_dir(out):
+    if out.is_dir() and any(out.iterdir()) and not contract.is_export_dir(out):
         raise EdgexferError(f"{out} is not empty and holds no edgexfer export manifest", "choose another --out or empty the folder")
 
 

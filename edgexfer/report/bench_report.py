@@ -1,7 +1,7 @@
 """report.md and plots/ of a bench directory, from results.json alone (so it can be redrawn later).
 
-Plots: accuracy versus latency (batch 1), latency by batch size, one confusion matrix per precision.
-matplotlib with the Agg backend: no display needed.
+Plots: accuracy versus latency (batch 1), latency by batch size, one confusion matrix per precision, drawn
+by ``edgexfer.report.plots``; numbers formatted by ``edgexfer.report.formats`` like the study report's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edgexfer.io import atomic_path, write_text
+from edgexfer.io import write_text
+from edgexfer.report.formats import DASH, fmt, fmt_ms, fmt_size
 from edgexfer.report.plots import confusion_matrix
 from edgexfer.report.summary import bench_title
 
@@ -31,24 +32,6 @@ def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str])
 
 
 # ---------------------------------------------------------------------------------------------- markdown
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _ms(value: float | None) -> str:
-    return "–" if value is None else (f"{value:.2f}" if value < 100 else f"{value:.0f}")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "–"
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def _row_label(row: dict[str, Any]) -> str:
@@ -98,8 +81,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         lines += [f"**The model itself is not usable: {model.get('reason')}.** Every precision fails the gate "
                   "whatever it does against FP32.", ""]
     elif model:
-        lines += [f"- Baseline: FP32 accuracy {_fmt(model.get('accuracy'))} beats the majority-class baseline "
-                  f"{_fmt(model.get('baseline_accuracy'))} (always '{model.get('majority_class')}').", ""]
+        lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the majority-class baseline "
+                  f"{fmt(model.get('baseline_accuracy'))} (always '{model.get('majority_class')}').", ""]
     warnings = (results.get("statistics") or {}).get("resolution_warnings") or []
     if warnings:
         lines += ["**The test split is too small for the thresholds:**", ""]
@@ -118,12 +101,12 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         ref = r.get("reference") or {}
         ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
         delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
-        cells = [f"`{r['artifact']}`", r["precision"], f"{r['runtime']}", _size(r["size_bytes"]),
-                 _fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else ("–" if delta is None else f"{delta:+.2f}"), _fmt(r["f1"]),
-                 _fmt(r["auc"]), _fmt(r["agreement"]), _fmt(r["max_abs_diff"])]
-        cells += [_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
+        cells = [f"`{r['artifact']}`", r["precision"], f"{r['runtime']}", fmt_size(r["size_bytes"]),
+                 fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else (DASH if delta is None else f"{delta:+.2f}"), fmt(r["f1"]),
+                 fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
+        cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
-        cells += [_fmt(last, 1), _ms(r.get("end_to_end_ms")), _fmt(r.get("peak_rss_mb"), 0),
+        cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("peak_rss_mb"), 0),
                   "ref" if r["gate"].get("reference") else ("pass" if r["gate"]["passed"] else "**FAIL**")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
@@ -145,8 +128,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         for b in batch_sizes:
             s = r["latency_ms"].get(str(b))
             if s:
-                lines.append(f"| `{r['artifact']}` | {r['runtime']} | {b} | {_ms(s['p50'])} | {_ms(s['p90'])} | "
-                             f"{_ms(s['p99'])} | {_ms(s['mean'])} | {_fmt(r['throughput_ips'][str(b)], 1)} |")
+                lines.append(f"| `{r['artifact']}` | {r['runtime']} | {b} | {fmt_ms(s['p50'])} | {fmt_ms(s['p90'])} | "
+                             f"{fmt_ms(s['p99'])} | {fmt_ms(s['mean'])} | {fmt(r['throughput_ips'][str(b)], 1)} |")
     lines.append("")
 
     if failed:
@@ -156,11 +139,11 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                   "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in failed:
             for b in r["gate"].get("breaches", []):
-                images = f"{b['images']} of {b['out_of']}" if b.get("images") is not None else "–"
+                images = f"{b['images']} of {b['out_of']}" if b.get("images") is not None else DASH
                 kind = {"floor": "below floor", "model": "model not usable"}.get(b.get("kind", "drop"), "drop vs FP32")
                 lines.append(f"| `{b['artifact']}` | {b['precision']} | {b['runtime']} | {b['metric']} | {kind} | "
                              f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} | "
-                             f"{_fmt(b.get('lost'))} | {_fmt(b.get('gained'))} |")
+                             f"{fmt(b.get('lost'))} | {fmt(b.get('gained'))} |")
         lines.append("")
     if results.get("skipped"):
         lines += ["## Skipped", ""]
@@ -190,12 +173,12 @@ def _floors_text(thresholds: dict[str, Any]) -> str:
 
 
 def _interval(ci: Any) -> str:
-    return "–" if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
+    return DASH if not ci else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
 def _p(value: Any) -> str:
     if value is None:
-        return "–"
+        return DASH
     return f"{value:.3g}" if value >= 1e-3 else f"{value:.1e}"
 
 
@@ -215,12 +198,12 @@ def _statistics_section(rows: list[dict[str, Any]]) -> list[str]:
         ci = r.get("ci95") or {}
         paired = r.get("vs_reference") or {}
         recall = ci.get("recall") or {}
-        cells = [f"`{r['artifact']}`", r["runtime"], _fmt(r["accuracy"]), _interval(ci.get("accuracy"))]
+        cells = [f"`{r['artifact']}`", r["runtime"], fmt(r["accuracy"]), _interval(ci.get("accuracy"))]
         cells += [_interval(recall.get(c)) for c in classes]
         if paired:
             cells += [str(paired.get("lost")), str(paired.get("gained")), _p(paired.get("p_value"))]
         else:
-            cells += ["ref", "ref", "–"]
+            cells += ["ref", "ref", DASH]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     return lines
@@ -231,15 +214,6 @@ def _statistics_section(rows: list[dict[str, Any]]) -> list[str]:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:

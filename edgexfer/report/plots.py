@@ -13,22 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer.io import atomic_path
-
-
-def _figure(width: float = 6.0, height: float = 4.5):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: str | os.PathLike[str]) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(path)
+from edgexfer.report.formats import figure, save_figure
 
 
 def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -40,7 +25,7 @@ def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, A
     epochs = [int(r["epoch_global"]) for r in history]
     figures = {}
     for metric in ("accuracy", "loss"):
-        fig = _figure()
+        fig = figure()
         ax = fig.add_subplot(1, 1, 1)
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = [_float(r.get(key)) for r in history]
@@ -75,7 +60,7 @@ def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.Path
     ``history`` rows hold ``epoch_global``, ``stage`` and metrics such as ``accuracy`` and ``val_accuracy``.
     """
     out = Path(out_dir)
-    return [_save(fig, out / f"{metric}.png") for metric, fig in training_curves_figures(history).items()]
+    return [save_figure(fig, out / f"{metric}.png") for metric, fig in training_curves_figures(history).items()]
 
 
 # bench plots: one marker per precision, drawn largest first and hollow where they could hide another
@@ -93,7 +78,7 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
     so only when one broke."""
     from matplotlib.lines import Line2D
 
-    fig = _figure(7.5, 4.8)
+    fig = figure(7.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     key = str(batch_size)
     points = [r for r in rows if key in r.get("latency_ms", {})]
@@ -141,7 +126,7 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
 def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
     """p50 latency per image (one batch's p50 divided by its size) against batch size, one line per
     artifact × runtime: how much batching buys. The report's table gives the same figures per batch."""
-    fig = _figure(7.5, 4.8)
+    fig = figure(7.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     for r in rows:
         sizes = sorted(int(b) for b in r.get("latency_ms", {}))
@@ -166,11 +151,11 @@ def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
 
 
 def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], batch_size: int, path: str | os.PathLike[str]) -> Path:
-    return _save(accuracy_vs_latency_figure(rows, batch_size), path)
+    return save_figure(accuracy_vs_latency_figure(rows, batch_size), path)
 
 
 def latency_by_batch(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    return _save(latency_by_batch_figure(rows), path)
+    return save_figure(latency_by_batch_figure(rows), path)
 
 
 def confusion_matrix(
@@ -187,7 +172,7 @@ def confusion_matrix(
         totals = cm.sum(axis=1, keepdims=True)
         cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
     k = len(class_names)
-    fig = _figure(1.2 + 0.9 * k + 1.5, 1.2 + 0.9 * k)
+    fig = figure(1.2 + 0.9 * k + 1.5, 1.2 + 0.9 * k)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else max(cm.max(), 1))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -201,7 +186,7 @@ def confusion_matrix(
             text = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             ax.text(j, i, text, ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
     ax.set_title(title or ("confusion matrix (normalized by true class)" if normalize else "confusion matrix"))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_curves(
@@ -218,7 +203,7 @@ def roc_curves(
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
     k = len(class_names)
-    fig = _figure(5.5, 5.0)
+    fig = figure(5.5, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     for c in ([1] if k == 2 else range(k)):
         positives = y == c
@@ -235,7 +220,7 @@ def roc_curves(
     ax.grid(alpha=0.3)
     if ax.lines[:-1]:
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def classification_plots(

@@ -1,205 +1,47 @@
 """The study report: results.json of a study → plots, report.md and a self-contained report.html.
 
-TensorFlow-free, so ``edgexfer report`` re-renders a study (or a bench directory) on any machine
-from its ``results.json`` alone, without re-running anything. The choices a report makes from
-the figures (the Pareto front, the recommendation under a latency budget) are computed here so a
-report can be re-rendered with another budget.
+TensorFlow-free, so a study is re-rendered on any machine from its ``results.json`` alone. This module
+only renders: the Pareto marks, the recommendation and which rows are deployable are decided in
+``edgexfer.studies.recommend`` and handed in (``edgexfer.studies.render.render_report`` routes a folder).
 
-Study ``results.json`` (schema ``edgexfer.study/1``) is described in docs/contracts.md section 7.
+Study ``results.json`` is described in docs/contracts.md section 7 (``edgexfer.contracts.study``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgexfer.errors import EdgexferError
-from edgexfer.io import atomic_path, read_json, write_json, write_text
+from edgexfer.contracts.study import REFERENCE_RUNTIMES, row_key
+from edgexfer.contracts.study import row_label as _label
+from edgexfer.io import write_text
+from edgexfer.report.formats import DASH, fmt, fmt_duration, fmt_ms, fmt_size, save_figure
+from edgexfer.report.formats import figure as _new_figure
+from edgexfer.report.formats import finite as _finite
+from edgexfer.report.formats import num as _num
 from edgexfer.report.html import write_html_report
 
-STUDY_SCHEMA = "edgexfer.study/1"
-BENCH_SCHEMA = "edgexfer.bench/1"
-
-# Runtimes that ship to a device. Keras is the training-side reference: it is shown in the
-# tables but neither on the Pareto front nor recommended.
-REFERENCE_RUNTIMES = frozenset({"keras"})
 _PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 _MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures the report decides from
-
-
-def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
-    return (str(row.get("backbone")), str(row.get("artifact")), str(row.get("runtime")))
-
-
-def baseline_accuracy(row: dict[str, Any]) -> float | None:
-    """The majority-class baseline of the images a row was measured on (from its confusion matrix: rows are
-    true classes), or the figure the bench recorded; None when neither is there."""
-    if _finite(row.get("baseline_accuracy")):
-        return float(row["baseline_accuracy"])
-    cm = row.get("confusion_matrix")
-    try:
-        support = [sum(int(v) for v in true_row) for true_row in cm]  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return None
-    total = sum(support)
-    return max(support) / total if total else None
-
-
-def beats_baseline(row: dict[str, Any]) -> bool:
-    """The row's model is usable: the bench did not find the FP32 model unusable, and the row's accuracy beats
-    always answering the most frequent class (a model at chance level is never recommended)."""
-    if row.get("model_usable") is False:
-        return False
-    baseline = baseline_accuracy(row)
-    return baseline is None or (_finite(row.get("accuracy")) and float(row["accuracy"]) > baseline + 1e-9)
-
-
-def is_deployable(row: dict[str, Any]) -> bool:
-    """An artifact that passed the gate and beats the majority-class baseline, measured on a device runtime
-    at batch 1."""
-    return (
-        row.get("runtime") not in REFERENCE_RUNTIMES
-        and bool(row.get("gate_passed"))
-        and _finite(row.get("latency_p50_ms"))
-        and _finite(row.get("accuracy"))
-        and beats_baseline(row)
-    )
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: latency (x) lower-or-equal and accuracy (y)
-    higher-or-equal with one strictly better. Sorted by latency; exact duplicates all stay."""
-    front = []
-    for i, (xi, yi) in enumerate(points):
-        dominated = any(
-            (xj <= xi and yj >= yi) and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
-
-
-def mark_pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Set ``row["pareto"]`` over the deployable rows (accuracy against batch-1 p50 latency)."""
-    candidates = [r for r in rows if is_deployable(r)]
-    front = set(pareto_front([(float(r["latency_p50_ms"]), float(r["accuracy"])) for r in candidates]))
-    front_keys = {row_key(candidates[i]) for i in front}
-    for r in rows:
-        r["pareto"] = row_key(r) in front_keys
-    return rows
-
-
-def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[str, Any]:
-    """The most accurate deployable model within the latency budget; among equally accurate ones, the fastest
-    (and the reason then says the pick came down to speed).
-
-    Never a model that fails the gate or does not beat the majority-class baseline. Returns
-    ``{"status": "ok", ...the row's figures..., "reason"}`` or ``{"status": "none", "reason"}`` saying why
-    nothing qualifies and what came closest.
-    """
-    rows = list(rows)
-    passed = [r for r in rows if is_deployable(r)]
-    within = [r for r in passed if budget_ms is None or float(r["latency_p50_ms"]) <= budget_ms]
-    budget_text = f"within the {budget_ms:g} ms batch-1 latency budget" if budget_ms is not None else "(no latency budget)"
-    if not within:
-        device_rows = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES]
-        if not rows:
-            reason = "the study has no benchmark results"
-        elif not passed and device_rows and not any(beats_baseline(r) for r in device_rows):
-            best = max(device_rows, key=lambda r: _num(r.get("accuracy")))
-            reason = (f"no model is usable: none beats the majority-class baseline (the best, {_label(best)}, "
-                      f"scores {fmt(best.get('accuracy'))} against a baseline of {fmt(baseline_accuracy(best))}), "
-                      "so the models did not learn the task")
-        elif not passed:
-            reason = ("no model is usable: no artifact passed the accuracy gate and the majority-class baseline "
-                      "check on a device runtime")
-        else:
-            fastest = min(passed, key=lambda r: float(r["latency_p50_ms"]))
-            reason = (
-                f"no artifact that passes the gate runs within {budget_ms:g} ms at batch 1; the fastest that passes "
-                f"is {_label(fastest)} at {float(fastest['latency_p50_ms']):.3g} ms"
-            )
-        return {"status": "none", "budget_ms": budget_ms, "reason": reason}
-    top = max(float(r["accuracy"]) for r in within)
-    tied = [r for r in within if abs(float(r["accuracy"]) - top) <= 1e-12]
-    best = min(tied, key=lambda r: float(r["latency_p50_ms"]))
-    reason = f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}"
-    if len(tied) > 1:
-        reason += (f"; {len(tied)} artifacts tie at accuracy {fmt(top)}, so the pick came down to speed: "
-                   f"the fastest of them at {float(best['latency_p50_ms']):.3g} ms at batch 1")
-    return {
-        "status": "ok",
-        "budget_ms": budget_ms,
-        "backbone": best["backbone"],
-        "artifact": best["artifact"],
-        "precision": best.get("precision"),
-        "runtime": best["runtime"],
-        "provider": best.get("provider"),
-        "accuracy": best["accuracy"],
-        "f1": best.get("f1"),
-        "latency_p50_ms": best["latency_p50_ms"],
-        "size_bytes": best.get("size_bytes"),
-        "tied": len(tied),
-        "reason": reason,
-    }
-
-
-def flatten_bench_rows(backbone: str, bench: dict[str, Any]) -> list[dict[str, Any]]:
-    """Study rows from one bench ``results.json`` (contract section 6)."""
-    rows = []
-    model_check = bench.get("model_check") or {}
-    for r in bench.get("results", []):
-        latency = (r.get("latency_ms") or {}).get("1") or {}
-        gate = r.get("gate") or {}
-        rows.append({
-            "backbone": backbone,
-            "artifact": r.get("artifact"),
-            "precision": r.get("precision"),
-            "runtime": r.get("runtime"),
-            "provider": r.get("provider"),
-            "accuracy": r.get("accuracy"),
-            "loss": r.get("loss"),
-            "precision_macro": r.get("precision_macro"),
-            "recall_macro": r.get("recall_macro"),
-            "f1": r.get("f1"),
-            "auc": r.get("auc"),
-            "agreement": r.get("agreement"),
-            "latency_p50_ms": latency.get("p50"),
-            "latency_p90_ms": latency.get("p90"),
-            "throughput_ips": (r.get("throughput_ips") or {}).get("1"),
-            "size_bytes": r.get("size_bytes"),
-            "threads": r.get("threads"),
-            "gate_passed": gate.get("passed"),
-            "gate_reasons": list(gate.get("reasons") or []),
-            "confusion_matrix": r.get("confusion_matrix"),
-            "model_usable": model_check.get("usable"),
-            "baseline_accuracy": baseline_accuracy({"confusion_matrix": r.get("confusion_matrix")}),
-        })
-    return rows
+#: a row's test: does it count as deployable (passed the gate, beats the baseline, device runtime)? The studies
+#: side decides (``edgexfer.studies.recommend.is_deployable``); the report only draws the answer
+Deployable = Callable[[Mapping[str, Any]], bool]
 
 
 # ---------------------------------------------------------------------------------------------
 # Plots (matplotlib's object API with the Agg canvas: no pyplot state, no display needed)
 
 
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+def _figure(width: float, height: float) -> Any:
+    return _new_figure(width, height, dpi=110, layout="constrained")
 
 
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+def _save(fig: Any, path: Path) -> Path:
+    return save_figure(fig, path, tight=False)
 
 
 def _colors(names: Sequence[str]) -> dict[str, Any]:
@@ -210,7 +52,7 @@ def _colors(names: Sequence[str]) -> dict[str, Any]:
 
 
 def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | None, budget_ms: float | None,
-                path: Path) -> Path | None:
+                path: Path, deployable: Deployable) -> Path | None:
     """Accuracy against batch-1 p50 latency, every backbone and precision, with the front drawn."""
     measured = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES
                 and _finite(r.get("latency_p50_ms")) and _finite(r.get("accuracy"))]
@@ -223,7 +65,7 @@ def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | Non
     for r in measured:
         x, y = float(r["latency_p50_ms"]), float(r["accuracy"])
         marker = _MARKERS.get(str(r.get("precision")), "D")
-        if is_deployable(r):
+        if deployable(r):
             ax.scatter(x, y, s=60, marker=marker, color=colors[r["backbone"]], edgecolor="black", linewidth=0.6, zorder=3)
         else:  # broke the gate: shown hollow, never on the front
             ax.scatter(x, y, s=60, marker=marker, facecolor="none", edgecolor=colors[r["backbone"]], linewidth=1.2, zorder=3)
@@ -269,7 +111,7 @@ def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | Non
     precisions = sorted({str(r.get("precision")) for r in measured}, key=lambda p: _PRECISION_ORDER.get(p, 9))
     handles += [Line2D([], [], marker=_MARKERS.get(p, "D"), linestyle="", color="0.6", markeredgecolor="black", label=p)
                 for p in precisions]
-    if any(not is_deployable(r) for r in measured):
+    if any(not deployable(r) for r in measured):
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3",
                               label="broke the gate"))
     extra_handles, _ = ax.get_legend_handles_labels()
@@ -392,43 +234,6 @@ def plot_learning_curves(limited: dict[str, Any], path: Path) -> Path | None:
 # Markdown
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _num(value: Any) -> float:
-    return float(value) if _finite(value) else float("nan")
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A figure for a table: fixed decimals, '—' when missing."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if _finite(value):
-        return f"{float(value):.{digits}f}"
-    return str(value)
-
-
-def fmt_ms(value: Any) -> str:
-    if not _finite(value):
-        return "—"
-    v = float(value)
-    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
-
-
-def fmt_size(size_bytes: Any) -> str:
-    if not _finite(size_bytes):
-        return "—"
-    return f"{float(size_bytes) / 1e6:.2f} MB" if float(size_bytes) >= 1e5 else f"{float(size_bytes) / 1e3:.1f} kB"
-
-
 def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -443,8 +248,6 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str |
     return "\n".join(lines) + "\n"
 
 
-def _label(row: dict[str, Any]) -> str:
-    return f"{row['backbone']} {row.get('artifact')} on {row.get('runtime')}"
 
 
 def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -464,7 +267,7 @@ def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any]) -
             notes.append("**recommended**")
         if r.get("pareto"):
             notes.append("Pareto")
-        gate = "—" if r.get("gate_passed") is None else ("pass" if r["gate_passed"] else "**FAIL**")
+        gate = DASH if r.get("gate_passed") is None else ("pass" if r["gate_passed"] else "**FAIL**")
         model = _model_name(r)
         body.append([
             r["backbone"], model, r.get("runtime"), gate, ", ".join(notes), fmt(r.get("accuracy")),
@@ -527,7 +330,7 @@ def _tuning_section(tuning: dict[str, Any]) -> list[str]:
 def _hp(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
-    return "—" if value is None else str(value)
+    return DASH if value is None else str(value)
 
 
 def _weights_name(weights: Any) -> str:
@@ -559,9 +362,9 @@ def _limited_data_section(limited: dict[str, Any], plot: Path | None, study_dir:
         gain = (_num(with_t.get("accuracy")) - _num(without.get("accuracy"))) if with_t and without else None
         n_train = (with_t or without or {}).get("n_train")
         body.append([key[0], f"{key[1]:g}", n_train,
-                     fmt(with_t.get("accuracy")) if with_t else "—", fmt(with_t.get("f1")) if with_t else "—",
-                     fmt(without.get("accuracy")) if without else "—", fmt(without.get("f1")) if without else "—",
-                     f"{gain:+.3f}" if gain is not None and math.isfinite(gain) else "—"])
+                     fmt(with_t.get("accuracy")) if with_t else DASH, fmt(with_t.get("f1")) if with_t else DASH,
+                     fmt(without.get("accuracy")) if without else DASH, fmt(without.get("f1")) if without else DASH,
+                     f"{gain:+.3f}" if gain is not None and math.isfinite(gain) else DASH])
     out.append(md_table(["backbone", "fraction", "training images", "accuracy (transfer)", "F1 (transfer)",
                          "accuracy (scratch)", "F1 (scratch)", "accuracy gain from transfer"], body, "lrrrrrrr"))
     return out
@@ -579,7 +382,7 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Pa
     budget = results.get("latency_budget_ms")
     out = [f"# {results.get('title') or 'Backbone comparison'}\n"]
     source = data.get("source") or {}
-    where = source.get("root") or source.get("path") or data.get("path") or "—"
+    where = source.get("root") or source.get("path") or data.get("path") or DASH
     out.append(
         f"{len(backbones)} backbone(s) ({', '.join(b['name'] for b in backbones)}) fine-tuned, exported and benchmarked "
         f"on the same split of `{where}`: {len(classes)} classes ({', '.join(classes)}); "
@@ -638,9 +441,9 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Pa
         body = []
         for b in backbones:
             m = b.get("test_metrics") or {}
-            body.append([b["name"], _weights_name(b.get("weights", "—")), "×".join(map(str, b.get("image_size") or [])) or "—",
+            body.append([b["name"], _weights_name(b.get("weights", DASH)), "×".join(map(str, b.get("image_size") or [])) or DASH,
                          len(b.get("history") or []), fmt(m.get("accuracy")), fmt(m.get("loss")), fmt(m.get("f1")),
-                         fmt(m.get("auc")), _duration(b.get("durations_s", {}).get("finetune"))])
+                         fmt(m.get("auc")), fmt_duration(b.get("durations_s", {}).get("finetune"))])
         out.append("Keras model on the test split, before export:\n")
         out.append(md_table(["backbone", "weights", "input", "epochs", "accuracy", "loss", "F1", "AUC",
                              "fine-tune time"], body, "lllrrrrrr"))
@@ -657,9 +460,9 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Pa
     body = []
     for b in backbones:
         d = b.get("durations_s") or {}
-        body.append([b["name"], b.get("status", "—"), _path(b.get("run_dir")), _path(b.get("export_dir")),
-                     _path(b.get("bench_dir")), _duration(d.get("finetune")), _duration(d.get("export")),
-                     _duration(d.get("bench"))])
+        body.append([b["name"], b.get("status", DASH), _path(b.get("run_dir")), _path(b.get("export_dir")),
+                     _path(b.get("bench_dir")), fmt_duration(d.get("finetune")), fmt_duration(d.get("export")),
+                     fmt_duration(d.get("bench"))])
     out.append(md_table(["backbone", "status", "run", "export", "bench", "fine-tune", "export", "bench"], body,
                         "lllllrrr"))
     skipped = [(b["name"], s) for b in backbones for s in b.get("skipped_runtimes") or []]
@@ -681,51 +484,21 @@ def _gpu_text(gpu: Any) -> str:
 
 
 def _path(value: Any) -> str:
-    return f"`{value}`" if value else "—"
-
-
-def _duration(seconds: Any) -> str:
-    if not _finite(seconds):
-        return "—"
-    s = float(seconds)
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+    return f"`{value}`" if value else DASH
 
 
 # ---------------------------------------------------------------------------------------------
 # Entry points
 
 
-def refresh_decisions(results: dict[str, Any], latency_budget_ms: float | None = None) -> dict[str, Any]:
-    """Recompute the Pareto marks and the recommendation (optionally under a new budget)."""
-    if latency_budget_ms is not None:
-        results["latency_budget_ms"] = float(latency_budget_ms)
-    rows = mark_pareto(results.get("results", []))
-    results["recommendation"] = recommend(rows, results.get("latency_budget_ms"))
-    return results
-
-
-def render_study_report(study_dir: str | Path, results: dict[str, Any] | None = None,
-                        latency_budget_ms: float | None = None) -> dict[str, Path]:
-    """Draw the plots and write report.md and report.html for a study directory.
-
-    ``results`` defaults to the directory's results.json; when a new budget is given the
-    recommendation is recomputed and results.json updated, so report and results agree.
-    """
+def render_study_report(study_dir: str | Path, results: dict[str, Any], deployable: Deployable) -> dict[str, Path]:
+    """Draw the plots and write report.md and report.html of a study from its results (decisions made)."""
     study = Path(study_dir)
-    results_path = study / "results.json"
-    if results is None:
-        results = read_json(results_path, "study results")
-        if results.get("schema") != STUDY_SCHEMA:
-            raise EdgexferError(f"{results_path} is not a study results file (schema {results.get('schema')!r})",
-                                f"expected {STUDY_SCHEMA}; for a bench directory use edgexfer report BENCH_DIR")
-    if latency_budget_ms is not None:
-        refresh_decisions(results, latency_budget_ms)
-        write_json(results_path, results)
     plots_dir = study / "plots"
     rows = results.get("results", [])
     plots = {
         "pareto": plot_pareto(rows, results.get("recommendation"), results.get("latency_budget_ms"),
-                              plots_dir / "accuracy_vs_latency.png"),
+                              plots_dir / "accuracy_vs_latency.png", deployable),
         "training": plot_training_curves(results.get("backbones", []), plots_dir / "training_curves.png"),
         "confusion": plot_confusion_matrices(rows, results.get("data", {}).get("classes", []),
                                              plots_dir / "confusion_matrices.png"),
@@ -734,37 +507,16 @@ def render_study_report(study_dir: str | Path, results: dict[str, Any] | None = 
     }
     md_path = write_text(study / "report.md", study_markdown(results, study, plots))
     html_path = write_html_report(md_path, study / "report.html")
-    out = {"markdown": md_path, "html": html_path, "results": results_path}
+    out = {"markdown": md_path, "html": html_path, "results": study / "results.json"}
     out.update({f"plot_{k}": p for k, p in plots.items() if p is not None})
     return out
 
 
-def render_bench_dir(bench_dir: str | Path) -> dict[str, Path]:
-    """Re-render a bench directory with the bench's own renderer (issue 4), then add the HTML."""
+def render_bench_dir(bench_dir: str | Path, results: dict[str, Any]) -> dict[str, Path]:
+    """Re-render a bench directory with the bench's own renderer, then add the HTML."""
     bench = Path(bench_dir)
     from edgexfer.report.bench_report import write_bench_report
-    from edgexfer.report.results import load_results
 
-    md_path = write_bench_report(load_results(bench), bench)
+    md_path = write_bench_report(results, bench)
     html_path = write_html_report(md_path, bench / "report.html")
     return {"markdown": md_path, "html": html_path, "results": bench / "results.json"}
-
-
-def render_report(directory: str | Path, latency_budget_ms: float | None = None) -> dict[str, Path]:
-    """Re-render the report of a study or bench directory from its results.json; runs nothing."""
-    path = Path(directory)
-    results_path = path / "results.json"
-    if not path.is_dir():
-        raise EdgexferError(f"{path} is not a directory", "give a study directory (edgexfer compare --out) "
-                                                          "or a bench directory (edgexfer bench --out)")
-    results = read_json(results_path, "results file")
-    schema = results.get("schema") if isinstance(results, dict) else None
-    if schema == STUDY_SCHEMA:
-        return render_study_report(path, latency_budget_ms=latency_budget_ms)
-    if schema == BENCH_SCHEMA or (isinstance(results, dict) and "results" in results and "reference" in results):
-        if latency_budget_ms is not None:
-            raise EdgexferError("--latency-budget-ms applies to a study directory, not to a bench directory",
-                                "drop the option, or point edgexfer report at the study directory")
-        return render_bench_dir(path)
-    raise EdgexferError(f"{results_path} has an unknown schema {schema!r}",
-                        f"edgexfer report reads {STUDY_SCHEMA} (edgexfer compare) or {BENCH_SCHEMA} (edgexfer bench)")

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgexfer.report.formats import fmt_ms
+
 
 @dataclass(frozen=True)
 class SummaryRow:
@@ -47,12 +49,6 @@ def summary_rows(results: Mapping[str, Any]) -> list[SummaryRow]:
     return out
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
 def summary_table(results: Mapping[str, Any]) -> str:
     """The table as aligned plain text (accuracy, F1 and recall in %)."""
     rows = summary_rows(results)
@@ -60,7 +56,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
     header = ["artifact", "precision", "runtime", "accuracy %", "F1 %", "worst-class recall %",
               f"p50 ms @{batch}" if batch else "p50 ms", "gate"]
     body = [[r.artifact, r.precision, r.runtime, f"{r.accuracy * 100:.2f}", f"{r.f1 * 100:.2f}",
-             f"{r.worst_recall * 100:.2f} ({r.worst_class})", _ms(r.p50_ms), r.gate] for r in rows]
+             f"{r.worst_recall * 100:.2f} ({r.worst_class})", fmt_ms(r.p50_ms), r.gate] for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
     numeric = {3, 4, 5, 6}
 
@@ -87,7 +83,7 @@ def verdict(results: Mapping[str, Any]) -> str:
         ratio = (f", {ref.p50_ms / fastest.p50_ms:.1f}× FP32 on {ref.runtime}"
                  if ref is not None and ref.p50_ms and fastest.p50_ms and ref is not fastest else "")
         batch = _smallest_batch(results["results"])
-        speed = f"; fastest that passes: {fastest.artifact} on {fastest.runtime}, {_ms(fastest.p50_ms)} ms at batch {batch}{ratio}"
+        speed = f"; fastest that passes: {fastest.artifact} on {fastest.runtime}, {fmt_ms(fastest.p50_ms)} ms at batch {batch}{ratio}"
     if failed:
         # the first reason of each, without its figures in parentheses: the table and report.md have them
         broken = ", ".join(f"{r.artifact} on {r.runtime}" + (f" ({r.reasons[0].split(' (')[0]})" if r.reasons else "")

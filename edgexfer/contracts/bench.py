@@ -1,0 +1,177 @@
+"""A bench directory's results.json (docs/contracts.md section 6) and its typed rows.
+
+``BenchRow`` is one artifact on one runtime: ``precision`` is the artifact's numeric format (fp32, fp16,
+int8); the macro-averaged precision metric is ``precision_macro`` (as in metrics.json). ``load_results`` is
+the one reader (report, predict, explain and studies use it), ``write_results`` the one writer; both run
+``validate_results``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgexfer.errors import EdgexferError
+from edgexfer.io import read_json, write_json
+
+SCHEMA = "edgexfer.bench/1"
+RESULTS_FILE = "results.json"
+TOP_KEYS = ("schema", "reference", "thresholds", "machine", "data", "skipped", "results")
+ROW_KEYS = ("artifact", "precision", "runtime", "provider", "accuracy", "precision_macro", "recall_macro", "f1",
+            "auc", "per_class", "confusion_matrix", "agreement", "max_abs_diff", "latency_ms", "throughput_ips",
+            "end_to_end_ms", "size_bytes", "peak_rss_mb", "threads", "gate")
+LATENCY_KEYS = ("p50", "p90", "p99", "mean")
+THRESHOLD_KEYS = ("max_accuracy_drop", "max_f1_drop", "max_recall_drop")
+
+
+@dataclass
+class BenchRow:
+    """One row of ``results``: what was run, its metrics, its latency, and (set by the gate) how it compares
+    with FP32. Latency dicts are keyed by batch size as a string."""
+
+    artifact: str
+    precision: str  # the artifact's numeric format: fp32 | fp16 | int8
+    target: str
+    format: str
+    file: str
+    runtime: str
+    provider: str
+    accuracy: float
+    precision_macro: float
+    recall_macro: float
+    f1: float
+    auc: float | None
+    loss: float | None
+    per_class: dict[str, dict[str, float | int]]
+    confusion_matrix: list[list[int]]
+    n: int
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    throughput_ips: dict[str, float] = field(default_factory=dict)
+    latency_samples_ms: dict[str, list[float]] = field(default_factory=dict)
+    end_to_end_ms: float | None = None
+    size_bytes: int | None = None
+    peak_rss_mb: float | None = None
+    threads: int | None = None
+    agreement: float | None = None
+    max_abs_diff: float | None = None
+    reference: dict[str, str] | None = None
+    ci95: dict[str, Any] | None = None
+    vs_reference: dict[str, Any] | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.artifact, self.runtime)
+
+    def metrics(self) -> dict[str, Any]:
+        """What the gate compares (the ``classification_metrics`` keys it reads)."""
+        return {"accuracy": self.accuracy, "f1": self.f1, "per_class": self.per_class, "n": self.n}
+
+    def latency(self, batch: int = 1) -> dict[str, float]:
+        return (self.latency_ms or {}).get(str(batch)) or {}
+
+    @property
+    def baseline_accuracy(self) -> float | None:
+        """Majority-class baseline of the images this row was measured on (confusion matrix rows are true
+        classes); None without a matrix."""
+        return majority_baseline(self.confusion_matrix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchRow:
+        """From a results.json row; a key an older file lacks reads as None (or empty)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                values[f.name] = d[f.name]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                values[f.name] = {"per_class": {}, "confusion_matrix": [], "n": 0}.get(f.name)
+        return cls(**values)
+
+
+def majority_baseline(confusion_matrix: Any) -> float | None:
+    try:
+        support = [sum(int(v) for v in true_row) for true_row in confusion_matrix]
+    except (TypeError, ValueError):
+        return None
+    total = sum(support)
+    return max(support) / total if total else None
+
+
+def validate_results(results: Any) -> None:
+    """Raise ValueError naming the first missing or mistyped key."""
+    if not isinstance(results, dict):
+        raise ValueError(f"results must be an object, not {type(results).__name__}")
+    for key in TOP_KEYS:
+        if key not in results:
+            raise ValueError(f"results has no '{key}'")
+    if results["schema"] != SCHEMA:
+        raise ValueError(f"results schema is {results['schema']!r}, expected {SCHEMA!r}")
+    for key in THRESHOLD_KEYS:
+        if not isinstance(results["thresholds"].get(key), (int, float)):
+            raise ValueError(f"thresholds.{key} is missing or not a number")
+    if not isinstance(results["results"], list) or not results["results"]:
+        raise ValueError("results.results must be a non-empty list")
+    for i, row in enumerate(results["results"]):
+        where = f"results[{i}] ({row.get('artifact')} on {row.get('runtime')})"
+        for key in ROW_KEYS:
+            if key not in row:
+                raise ValueError(f"{where} has no '{key}'")
+        for key in ("accuracy", "f1", "agreement"):
+            value = row[key]
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{where}.{key} = {value!r} is not a fraction in [0, 1]")
+        for batch, stats in row["latency_ms"].items():
+            if not str(batch).isdigit():
+                raise ValueError(f"{where}.latency_ms key {batch!r} is not a batch size")
+            for key in LATENCY_KEYS:
+                if not isinstance(stats.get(key), (int, float)):
+                    raise ValueError(f"{where}.latency_ms[{batch}].{key} is missing")
+            if batch not in row["throughput_ips"]:
+                raise ValueError(f"{where}.throughput_ips has no batch {batch}")
+        gate = row["gate"]
+        if not isinstance(gate, dict) or not isinstance(gate.get("passed"), bool) or not isinstance(gate.get("reasons"), list):
+            raise ValueError(f"{where}.gate must be {{'passed': bool, 'reasons': [...]}}")
+
+
+def results_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p / RESULTS_FILE if p.is_dir() else p
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a results.json (a BENCH_DIR or the file itself)."""
+    p = results_path(path)
+    results = read_json(p, "bench results")
+    try:
+        validate_results(results)
+    except ValueError as exc:
+        raise EdgexferError(f"{p} is not a bench results file: {exc}", "re-run edgexfer bench") from exc
+    return results
+
+
+def bench_rows(results: dict[str, Any]) -> list[BenchRow]:
+    """The typed rows of a results.json read by ``load_results``."""
+    return [BenchRow.from_dict(r) for r in results.get("results", [])]
+
+
+def is_bench_dir(path: str | os.PathLike[str]) -> bool:
+    """A folder an earlier bench wrote: its results.json carries the bench schema."""
+    try:
+        results = read_json(Path(path) / RESULTS_FILE, "bench results")
+    except EdgexferError:
+        return False
+    return isinstance(results, dict) and results.get("schema") == SCHEMA
+
+
+def write_results(out_dir: str | os.PathLike[str], results: dict[str, Any]) -> Path:
+    """Validate and write ``results.json`` (rows may be ``BenchRow`` objects or their dicts)."""
+    record = {"schema": SCHEMA, **{k: v for k, v in results.items() if k != "schema"},
+              "results": [r.to_dict() if isinstance(r, BenchRow) else r for r in results.get("results", [])]}
+    validate_results(record)
+    return write_json(Path(out_dir) / RESULTS_FILE, record)
