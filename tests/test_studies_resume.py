@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -33,11 +32,12 @@ class FakeStages:
         out.mkdir(parents=True, exist_ok=True)
         (out / "split.json").write_bytes(Path(cfg.split).read_bytes())
         (out / "model.keras").write_bytes(f"{cfg.backbone}-{cfg.weights}-{cfg.split}".encode())
-        write_json(out / "metrics.json", {"accuracy": 0.8, "loss": 0.5, "f1": 0.78, "auc": 0.9, "n": 30,
-                                          "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]]})
+        write_json(out / "metrics.json", {"accuracy": 0.8, "loss": 0.5, "precision_macro": 0.8, "recall_macro": 0.8,
+                                          "f1": 0.78, "auc": 0.9, "n": 30, "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]]})
         (out / "history.csv").write_text("epoch,phase,accuracy,loss,val_accuracy,val_loss\n"
                                          "0,frozen,0.5,1.0,0.5,1.1\n1,finetune,0.7,0.8,0.6,0.9\n")
         write_json(out / "run.json", {"schema": "edgexfer.run/1", "backbone": cfg.backbone, "image_size": [32, 32],
+                                      "classes": ["normal", "pneumonia", "covid"],
                                       "weights": cfg.weights, "model_file": "model.keras",
                                       "model_sha256": sha256_file(out / "model.keras")})
 
@@ -54,8 +54,9 @@ class FakeStages:
             f.write_bytes(precision.encode() * 10)
             artifacts.append({"name": precision, "file": f.name, "precision": precision, "sha256": sha256_file(f),
                               "size_bytes": f.stat().st_size})
-        write_json(out / "manifest.json", {"schema": "edgexfer.export/1", "artifacts": artifacts,
-                                           "source_run": {"model_sha256": run["model_sha256"]}})
+        write_json(out / "manifest.json", {"schema": "edgexfer.export/1", "artifacts": artifacts, "input": {},
+                                           "source_run": {"model_sha256": run["model_sha256"], "classes": run["classes"],
+                                                          "image_size": run["image_size"]}})
 
     def bench(self, cfg):
         name = Path(cfg.export_dir).name
@@ -64,12 +65,18 @@ class FakeStages:
         rows = []
         for precision, speed in (("fp32", 1.0), ("fp16", 0.9), ("int8", 0.5)):
             broken = precision == "int8" and name == self.break_gate_for
-            rows.append({"artifact": precision, "precision": precision, "runtime": "ort-cpu",
+            p50 = fast * speed
+            rows.append({"artifact": precision, "precision": precision, "runtime": "ort-cpu", "provider": "cpu",
                          "accuracy": 0.7 if broken else 0.8 + (0.05 if name == "beta" else 0.0),
-                         "f1": 0.8, "latency_ms": {"1": {"p50": fast * speed}}, "throughput_ips": {"1": 100.0},
-                         "size_bytes": 1000, "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]],
+                         "precision_macro": 0.8, "recall_macro": 0.8, "f1": 0.8, "auc": 0.9, "per_class": {},
+                         "agreement": 1.0, "max_abs_diff": 0.0,
+                         "latency_ms": {"1": {"p50": p50, "p90": p50, "p99": p50, "mean": p50}},
+                         "throughput_ips": {"1": 100.0}, "end_to_end_ms": None, "size_bytes": 1000,
+                         "peak_rss_mb": None, "threads": None, "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]],
                          "gate": {"passed": not broken, "reasons": ["accuracy dropped"] if broken else []}})
-        write_json(Path(cfg.out) / "results.json", {"schema": "edgexfer.bench/1", "results": rows, "skipped": []})
+        write_json(Path(cfg.out) / "results.json", {
+            "schema": "edgexfer.bench/1", "reference": "fp32", "machine": {}, "data": {}, "skipped": [],
+            "thresholds": {"max_accuracy_drop": 0.01, "max_f1_drop": 0.01, "max_recall_drop": 0.02}, "results": rows})
         if name == self.break_gate_for:
             raise GateFailed("accuracy gate failed for int8", "see the table")
 
@@ -78,9 +85,6 @@ class FakeStages:
 
     def stages(self) -> Stages:
         return Stages(finetune=self.finetune, export=self.export, bench=self.bench, tune=self.tune,
-                      finetune_config=lambda **kw: SimpleNamespace(**kw),
-                      export_config=lambda **kw: SimpleNamespace(**kw),
-                      bench_config=lambda **kw: SimpleNamespace(**kw),
                       check_backbones=lambda names, image_size=None: None,
                       resolve_weights=lambda name, weights: str(weights or "none"))
 
@@ -156,7 +160,7 @@ def test_interrupted_finetune_is_resumed(tmp_path):
 def test_a_failed_backbone_does_not_stop_the_others_and_gate_failures_are_reported(tmp_path):
     study = tmp_path / "study"
     fake = FakeStages(fail_export_for="alpha", break_gate_for="beta")
-    with pytest.raises(EdgexferError, match="1 of 2 backbone"):
+    with pytest.raises(EdgexferError, match="1 of 2 job"):
         run_compare(config(study, latency_budget_ms=None), fake.stages())
     results = json.loads((study / "results.json").read_text())
     status = {b["name"]: b["status"] for b in results["backbones"]}

@@ -81,17 +81,29 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--data-fractions", default=None,
               help="Learning curves: train on these fractions of the train split, e.g. 0.1,0.25,0.5,1.0, "
                    "with --weights and with none.")
+# who runs the jobs (one per backbone, one per learning-curve point)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: one job after another in this process. ray: each job a Ray task (needs the distributed "
+                   "extra), on a local Ray instance or the cluster at --ray-address.")
+@click.option("--ray-address", default=None,
+              help="With --executor ray: a running Ray cluster, auto or HOST:PORT (default: start a local instance). "
+                   "--out must then be an absolute path every node mounts.")
+@click.option("--cpus-per-job", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="With --executor ray: CPUs each job asks Ray for.")
+@click.option("--gpus-per-job", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --executor ray: GPUs each job asks Ray for (e.g. 1; fractions share a GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tune_epochs, batch_size, weights, seed,
             config_file, demo_per_class, demo_size, target, engine, calibration_size, calibration_method, runtimes, batch_sizes,
             warmup, iterations, threads, max_accuracy_drop, max_f1_drop, max_recall_drop, tune, tuner, max_trials,
-            tune_epochs, data_fractions, quiet) -> None:
+            tune_epochs, data_fractions, executor, ray_address, cpus_per_job, gpus_per_job, quiet) -> None:
     """Fine-tune, export (FP32, FP16, INT8) and bench each backbone on the same split, then write
     results.json, report.md and a self-contained report.html to OUT, with a recommendation under
     --latency-budget-ms. Finished backbones are kept when the command is run again."""
     from edgexfer.evaluate.gate import Thresholds
     from edgexfer.export.pipeline import check_export_dependencies
     from edgexfer.studies.compare import CompareConfig, TuneOptions, run_compare
+    from edgexfer.studies.executors import ExecutorConfig
     from edgexfer.studies.limited_data import parse_fractions
 
     check_export_dependencies()  # every backbone is fine-tuned and exported: refuse before the study folder exists
@@ -126,6 +138,8 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
         tune=TuneOptions(tuner=tuner, max_trials=max_trials, epochs=tune_epochs) if tune else None,
         data_fractions=parse_fractions(data_fractions) if data_fractions else None,
         seed=seed, demo_per_class=demo_per_class, demo_size=demo_size,
+        executor=ExecutorConfig(kind=executor, ray_address=ray_address, cpus_per_job=cpus_per_job,
+                                gpus_per_job=gpus_per_job),
         log=lambda line: click.echo(line, err=True),
     )
     outcome = run_compare(config)
