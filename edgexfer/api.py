@@ -14,7 +14,6 @@ from the CLI), as a config file's unknown keys are.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -59,13 +58,10 @@ def make_config(config_class: type[C], config: C | None, options: dict[str, Any]
     if config is not None and not isinstance(config, config_class):
         raise EdgexferError(f"{stage} takes a {config_class.__name__}, got {type(config).__name__}",
                             f"pass {config_class.__name__}(...) or its fields as keyword arguments")
+    from edgexfer.contracts import check_known_keys
+
     fields = {f.name: f for f in dataclasses.fields(config_class)}  # type: ignore[arg-type]
-    for name in options:
-        if name not in fields:
-            close = difflib.get_close_matches(name, list(fields), n=2)
-            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-            raise EdgexferError(f"unknown {stage} option '{name}'{hint}",
-                                f"use fields of {config_class.__name__}: {', '.join(fields)}")
+    check_known_keys(config_class, options, stage)
     if config is not None:
         return dataclasses.replace(config, **options) if options else config  # type: ignore[type-var]
     required = [n for n, f in fields.items() if f.init and f.default is dataclasses.MISSING

@@ -7,7 +7,6 @@ A run's own ``config.json`` is a valid config file, so ``--config RUN/config.jso
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -147,17 +146,10 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> FinetuneConfig:
         """Build from a mapping of option names (``-`` or ``_``); unknown names are refused."""
-        options = {}
-        known = cls.option_names()
-        for key, value in values.items():
-            if key in _RECORD_KEYS:
-                continue
-            name = str(key).replace("-", "_")
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=2)
-                hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-                raise EdgexferError(f"{where} has an unknown option '{key}'{hint}", f"use options of: {', '.join(known)}")
-            options[name] = value
+        from edgexfer.contracts import check_known_keys
+
+        options = {str(key).replace("-", "_"): value for key, value in values.items() if key not in _RECORD_KEYS}
+        check_known_keys(cls, options, "fine-tune", source=where)
         missing = [n for n in ("data", "backbone", "out") if n not in options]
         if missing:
             raise EdgexferError(f"{where} lacks {', '.join(missing)}", "give them in the file or on the command line")

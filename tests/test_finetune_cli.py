@@ -68,7 +68,7 @@ def test_unreadable_config(tmp_path):
     _assert_one_line_error(_run("finetune", "--config", tmp_path / "absent.toml"), "does not exist")
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"data": "demo", "backbone": "tinycnn", "out": "x", "epoch": 3}')
-    _assert_one_line_error(_run("finetune", "--config", unknown), "unknown option 'epoch'", "epochs")
+    _assert_one_line_error(_run("finetune", "--config", unknown), "unknown fine-tune option 'epoch'", "epochs")
 
 
 def test_weights_file_that_does_not_fit(demo_data_dir, tmp_path):

@@ -9,7 +9,7 @@ stays free of random layers. TensorFlow is imported inside the functions, never 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -51,10 +51,9 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise EdgexferError(f"unknown augmentation option(s): {', '.join(unknown)}", f"use {', '.join(sorted(known))}")
+        from edgexfer.contracts import check_known_keys
+
+        check_known_keys(cls, values, "augmentation")
         return cls(**values)
 
     @classmethod

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +62,10 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
     written first, then `EngineUnavailable` is raised (CLI: one line, exit 2).
     """
     if isinstance(config, dict):
-        known = {f.name for f in fields(ExportConfig)}
-        config = ExportConfig(**{k: v for k, v in config.items() if k in known})
+        from edgexfer.contracts import check_known_keys
+
+        check_known_keys(ExportConfig, config, "export")  # one line, exit 2, like every config
+        config = ExportConfig(**config)
     config.validate()
     check_export_dependencies()
     say = _printer(config.progress)

@@ -16,7 +16,7 @@ def metrics_table(metrics: dict[str, Any], classes: Sequence[str]) -> str:
         lines.append(f"{name:<{width}}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['specificity']:>10.3f}"
                      f"{m['f1']:>10.3f}{m['support']:>9d}")
     auc = "n/a" if metrics.get("auc") is None else f"{metrics['auc']:.3f}"
-    lines.append(f"{'macro':<{width}}{metrics['precision']:>10.3f}{metrics['recall']:>10.3f}{'':>10}"
+    lines.append(f"{'macro':<{width}}{metrics['precision_macro']:>10.3f}{metrics['recall_macro']:>10.3f}{'':>10}"
                  f"{metrics['f1']:>10.3f}{metrics['n']:>9d}")
     lines.append(f"accuracy {metrics['accuracy']:.3f}   AUC {auc}   loss {metrics['loss']:.4f}")
     return "\n".join(lines)

@@ -7,8 +7,6 @@ continues from its last epoch through Keras ``BackupAndRestore``); a finished ru
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 import time
@@ -19,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.config import RESUME_FREE, FinetuneConfig
+from edgexfer.contracts import run as run_contract
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
 
-RUN_SCHEMA = "edgexfer.run/1"
 CONFIG_SCHEMA = "edgexfer.finetune-config/1"
-MODEL_FILE = "model.keras"
+MODEL_FILE = run_contract.MODEL_FILE
 # what may sit in a run directory before config.json does: the demo data made for it
 _PRE_RUN_ENTRIES = {"data"}
 
@@ -45,15 +43,11 @@ class RunResult:
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RunResult:
-    """Read a finished run directory (run.json present) without TensorFlow."""
-    d = Path(run_dir)
-    run = read_json(d / "run.json", "run record")
-    metrics = read_json(d / "metrics.json", "metrics file")
-    history = []
-    if (d / "history.csv").is_file():
-        with open(d / "history.csv", newline="") as f:
-            history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return RunResult(d, metrics, run, history)
+    """Read a finished run directory (run.json present) without TensorFlow, through the run contract
+    (``edgexfer.contracts.run``: run.json checked, metrics.json of any version, history.csv parsed)."""
+    record = run_contract.load_run(run_dir, require_files=False)
+    metrics = run_contract.read_metrics(record.path).to_dict()
+    return RunResult(record.path, metrics, record.record, run_contract.read_history(record.path))
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -178,27 +172,26 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
     metrics["val_accuracy"] = val_accuracy
     metrics["batchnorm"] = {**bn_record.to_dict(), "training_momentum": training_momentum}
     metrics["sanity"] = sanity.to_dict()
-    write_json(out / "metrics.json", metrics)
-    _write_history(out / "history.csv", history)
+    run_contract.write_metrics(out, run_contract.RunMetrics.from_dict(metrics))
+    run_contract.write_history(out, history)
     _plots(out, history, y_true, probabilities, classes)
-    run = {
-        "schema": RUN_SCHEMA,
-        "backbone": spec.name,
-        "image_size": list(image_size),
-        "classes": classes,
-        "head": config.head,
-        "weights": weights,
-        "preprocessing": spec.preprocessing,
-        "model_file": MODEL_FILE,
-        "model_sha256": sha256_file(out / MODEL_FILE),
-        "split_sha256": sha256_file(out / "split.json"),
-        "plan": [s.to_dict() for s in stages],
-        "batchnorm": metrics["batchnorm"],
-        "sanity": sanity.verdict,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-    }
-    write_json(out / "run.json", run)  # last: marks the run finished
+    record = run_contract.RunRecord(
+        path=out,
+        backbone=spec.name,
+        image_size=(int(image_size[0]), int(image_size[1])),
+        classes=list(classes),
+        head=config.head,
+        weights=weights,
+        preprocessing=spec.preprocessing,
+        model_file=MODEL_FILE,
+        model_sha256=sha256_file(out / MODEL_FILE),
+        split_sha256=sha256_file(out / "split.json"),
+        sanity=sanity.verdict,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"plan": [s.to_dict() for s in stages], "batchnorm": metrics["batchnorm"], "versions": _versions()},
+    )
+    record.write()  # last: marks the run finished
+    run = record.record
     say(f"test: accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['f1']:.3f}, "
         f"AUC {_fmt(metrics['auc'])} on {metrics['n']} images; run written to {out}")
     if not sanity.ok:
@@ -357,17 +350,6 @@ def _save_model(model, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in history:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(path, buffer.getvalue())
 
 
 def _plots(out: Path, history, y_true, probabilities, classes) -> None:
@@ -567,16 +549,6 @@ def _versions() -> dict[str, Any]:
     from edgexfer.versions import library_versions
 
     return library_versions()
-
-
-def _number(text: str) -> Any:
-    """A history.csv cell back as int or float where it is one."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except (TypeError, ValueError):
-            pass
-    return text
 
 
 def _fmt(value) -> str:
