@@ -29,6 +29,7 @@ def _snapshot(folder):
 # ------------------------------------------------------------------------------ gradual unfreezing
 
 
+@pytest.mark.slow
 def test_gradual_unfreezing_really_unfreezes_a_pretrained_mobilenetv2(tmp_path):
     import keras
 
