@@ -38,6 +38,7 @@ TARGET_WALL_RATIO = 1 / 3
 
 def make_resnet50_run(work: Path, per_class: int, size: int = SIZE) -> Path:
     from edgexfer.backbones import build_model
+    from edgexfer.contracts.run import RunRecord
     from edgexfer.data.sources import discover
     from edgexfer.data.splits import make_split
     from edgexfer.data.synthetic import generate_demo
@@ -53,12 +54,10 @@ def make_resnet50_run(work: Path, per_class: int, size: int = SIZE) -> Path:
     model.save(run_dir / "model.keras")
     split.save(run_dir / "split.json")
     write_json(run_dir / "labels.json", split.classes)
-    write_json(run_dir / "run.json", {
-        "schema": "edgexfer.run/1", "backbone": "resnet50", "image_size": [size, size], "classes": split.classes,
-        "head": "gap", "weights": "none", "model_file": "model.keras",
-        "model_sha256": sha256_file(run_dir / "model.keras"), "split_sha256": sha256_file(run_dir / "split.json"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": {},
-    })
+    RunRecord(path=run_dir, backbone="resnet50", image_size=(size, size), classes=list(split.classes), head="gap",
+              weights="none", model_file="model.keras", model_sha256=sha256_file(run_dir / "model.keras"),
+              split_sha256=sha256_file(run_dir / "split.json"),
+              created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), extra={"versions": {}}).write()
     return run_dir
 
 

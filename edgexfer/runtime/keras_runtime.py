@@ -1,11 +1,12 @@
 """The source run's Keras model as a runtime (only where TensorFlow is installed).
 
-TensorFlow is imported inside ``KerasRuntime.__init__`` so importing this module stays light.
+TensorFlow is imported inside ``KerasRuntime.__init__`` so importing this module stays light. A run's
+model.keras holds stock Keras layers only (docs/contracts.md section 2), so loading it needs nothing of
+``edgexfer.backbones``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -40,10 +41,6 @@ class KerasRuntime(Runtime):
                 tf.config.threading.set_inter_op_parallelism_threads(1)
             except RuntimeError:
                 pass
-        try:  # custom layers (preprocessing, attention heads) register themselves on import
-            importlib.import_module("edgexfer.backbones")
-        except ImportError:
-            pass
         self.path = Path(artifact.path)
         self.provider = "tensorflow-gpu" if tf.config.list_physical_devices("GPU") else "tensorflow-cpu"
         try:
