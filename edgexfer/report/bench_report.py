@@ -132,6 +132,20 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                              f"{fmt_ms(s['p99'])} | {fmt_ms(s['mean'])} | {fmt(r['throughput_ips'][str(b)], 1)} |")
     lines.append("")
 
+    # INT8 where it pays, and only there: say so when an INT8 artifact is not faster than FP32 on a runtime
+    slow_int8 = []
+    for r in rows:
+        fp32_row = by_key.get(("fp32", r["runtime"]))
+        if r["precision"] != "int8" or fp32_row is None or not batch_sizes:
+            continue
+        b = str(batch_sizes[0])
+        mine, ref = r["latency_ms"].get(b, {}).get("p50"), fp32_row["latency_ms"].get(b, {}).get("p50")
+        if mine and ref and mine >= ref:
+            slow_int8.append(f"- `{r['artifact']}` on {r['runtime']}: {mine:.2f} ms vs FP32 {ref:.2f} ms at batch {b}. "
+                             "INT8 is slower than FP32 here: use FP32/FP16.")
+    if slow_int8:
+        lines += ["## INT8 that does not pay", "", *slow_int8, ""]
+
     if failed:
         lines += ["## What broke the gate", "",
                   "Lost: images FP32 classified right that this artifact gets wrong; gained: the other way round.", "",
