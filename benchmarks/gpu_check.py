@@ -16,7 +16,6 @@ Exit status: 0 when every test passed (or was skipped) and the pipeline ran, 1 o
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import subprocess
@@ -97,6 +96,8 @@ def run_gpu_tests(work: Path) -> dict[str, Any]:
 
 def run_demo(work: Path) -> dict[str, Any]:
     """`edgexfer demo` (bench on every usable runtime), then the run's engines where TensorRT builds them."""
+    from edgexfer.contracts.bench import load_results
+
     demo_dir = work / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     steps = [_step("demo", ["demo", "--out", str(demo_dir)])]
@@ -114,7 +115,7 @@ def run_demo(work: Path) -> dict[str, Any]:
     for step, folder in (("demo", demo_dir / "bench"), ("bench engines", work / "engines-bench")):
         results = folder / "results.json"
         if results.is_file():
-            rows += [_row(step, r) for r in json.loads(results.read_text()).get("results", [])]
+            rows += [_row(step, r) for r in load_results(results)["results"]]
     return {"ok": all(s["exit_code"] == 0 for s in steps), "steps": steps, "engines": engines_ok,
             "engines_reason": None if engines_ok else engines_reason, "rows": rows}
 

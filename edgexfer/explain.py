@@ -75,29 +75,18 @@ class RunModel:
 def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     """Load ``model.keras`` of a finished run after checking its sha256 against run.json."""
     from edgexfer._lazy import require
-    from edgexfer.io import read_json, sha256_file
+    from edgexfer.contracts.run import load_run
 
-    root = Path(run_dir)
-    record_path = root / "run.json"
-    if not record_path.is_file():
-        raise EdgexferError(f"{root} has no run.json, so it is not a finished run",
-                            "pass a run directory written by edgexfer finetune")
-    record = read_json(record_path, "run record")
-    model_path = root / str(record.get("model_file") or "model.keras")
-    if not model_path.is_file():
-        raise EdgexferError(f"the run's model {model_path} is missing", "re-run edgexfer finetune")
-    expected = record.get("model_sha256")
-    if expected and sha256_file(model_path) != expected:
-        raise EdgexferError(f"{model_path} does not match run.json (sha256 differs): the model changed after training",
-                            "restore the original model.keras or re-run edgexfer finetune")
+    record = load_run(run_dir, require_files=False)  # run.json checked by the run contract
+    record.verify_model()  # present, and the one the run recorded
+    root, model_path, expected = record.path, record.model_path, record.model_sha256
     keras = require("keras", "Grad-CAM explanations")
     require("tensorflow", "Grad-CAM explanations")
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
         raise EdgexferError(f"Keras cannot load {model_path}: {exc}", "check the run directory") from exc
-    h, w = (int(v) for v in record.get("image_size") or model.inputs[0].shape[1:3])
-    return RunModel(model, [str(c) for c in record.get("classes") or []], (h, w), expected, root)
+    return RunModel(model, list(record.classes), record.image_size, expected, root)
 
 
 def _feature_and_head_inputs(model: Any) -> tuple[Any, Any]:
@@ -302,11 +291,11 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
     """Grad-CAM for up to ``limit`` test images of a bench that the run's model gets wrong (most confident
     mistakes first), written to ``<bench>/gradcam/``; then the bench report is redrawn to show them."""
     from edgexfer._folders import swap_in
+    from edgexfer.contracts.bench import load_results
     from edgexfer.evaluate.bench_data import load_bench_data
     from edgexfer.evaluate.exported import load_export
     from edgexfer.io import FolderLock, fix_modes, make_temp_dir
     from edgexfer.report.bench_report import write_bench_report
-    from edgexfer.contracts.bench import load_results
 
     if limit < 1:
         raise EdgexferError(f"--limit {limit} must be at least 1", "e.g. --limit 6")

@@ -111,7 +111,8 @@ def test_explain_cli_writes_overlays_and_refuses_bad_input(lesion_run, tmp_path)
         r = CliRunner().invoke(cli, ["explain", *args])
         assert r.exit_code == 2 and expected in r.stderr, r.output
 
-    fails([str(tmp_path / "no-run"), str(images), "--out", str(out)], "no run.json")
+    fails([str(tmp_path / "no-run"), str(images), "--out", str(out)], "no-run does not exist")
+    fails([str(images), str(images), "--out", str(out)], "has no run.json, so it is not a finished run")
     fails([str(lesion_run), "--out", str(out)], "no images to explain")
     fails([str(lesion_run), str(images)], "--out is required")
     fails([str(lesion_run), str(images), "--misclassified", str(tmp_path)], "--misclassified takes no IMAGES")

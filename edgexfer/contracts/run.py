@@ -106,8 +106,8 @@ class RunRecord:
         actual = sha256_file(self.model_path)
         if actual != self.model_sha256:
             raise EdgexferError(
-                f"{self.model_path} has sha256 {actual[:12]}…, but {self.run_json_path} recorded {self.model_sha256[:12]}…"
-                " (the model was changed or replaced after training)",
+                f"{self.model_path} does not match run.json: sha256 {actual[:12]}…, but {self.run_json_path} recorded "
+                f"{self.model_sha256[:12]}… (the model was changed or replaced after training)",
                 "restore the run's own model.keras or fine-tune again",
             )
 
