@@ -393,7 +393,8 @@ class Study:
             from edgexfer.studies.tuning import is_tuning_worker
 
             worker = is_tuning_worker()
-        executor = make_executor(c.executor)
+        # a KerasTuner worker runs its trials here, for the chief; only the chief hands jobs to an executor
+        executor = make_executor(ExecutorConfig() if worker else c.executor)
         executor.start(c.out)  # Ray imported and reached before anything is written
         try:
             # one study writes a folder at a time; KerasTuner workers share the chief's folder by design
