@@ -25,37 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
+from edgexfer.contracts.predictions import read_gradcam_index as _read_index
 from edgexfer.errors import EdgexferError
 
-GRADCAM_DIR = "gradcam"
-INDEX = "index.json"
-INDEX_SCHEMA = "edgexfer.gradcam/1"
 BACKBONE_LAYER = "backbone"  # the nested feature extractor in every edgexfer classifier
 LOGITS_LAYER = "probabilities"  # the Dense(softmax) classifier layer of every edgexfer head
 DISPLAY_MIN = 256  # overlays are drawn at least this many pixels on the short side
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """One overlay: which image, what the model said, which class the heat map explains."""
-
-    source: str
-    file: str  # overlay PNG, relative to the folder holding index.json
-    predicted_class: str
-    probability: float
-    explained_class: str
-    true_class: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "file": self.file, "predicted_class": self.predicted_class,
-                "probability": self.probability, "explained_class": self.explained_class,
-                "true_class": self.true_class}
-
-    @classmethod
-    def from_dict(cls, entry: dict[str, Any]) -> Explanation:
-        return cls(str(entry["source"]), str(entry["file"]), str(entry["predicted_class"]),
-                   float(entry["probability"]), str(entry["explained_class"]),
-                   None if entry.get("true_class") is None else str(entry["true_class"]))
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -235,11 +211,8 @@ def _explain_into(run: RunModel, folder: Path, sources: Sequence[str], labels: S
 
 
 def _write_index(folder: Path, run: RunModel, explanations: list[Explanation], **extra: Any) -> Path:
-    from edgexfer.io import write_json
-
-    return write_json(folder / INDEX, {"schema": INDEX_SCHEMA, "run": str(run.run_dir), "model_sha256": run.model_sha256,
-                                       "classes": run.classes, "method": "grad-cam", "layer": BACKBONE_LAYER, **extra,
-                                       "images": [e.to_dict() for e in explanations]})
+    return write_gradcam_index(folder, GradcamIndex(str(run.run_dir), run.model_sha256, list(run.classes),
+                                                    list(explanations), layer=BACKBONE_LAYER, extra=extra))
 
 
 def explain_images(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
@@ -349,15 +322,8 @@ def _paths_of(data: Any, export: Any, record: dict[str, Any], indices: Sequence[
 
 def read_gradcam_index(bench_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Explanation]] | None:
     """``<bench>/gradcam/index.json`` (the record and its overlays), or None when there is none."""
-    from edgexfer.io import read_json
-
-    path = Path(bench_dir) / GRADCAM_DIR / INDEX
-    if not path.is_file():
-        return None
-    record = read_json(path, "Grad-CAM index")
-    if not isinstance(record, dict) or record.get("schema") != INDEX_SCHEMA:
-        return None
-    return record, [Explanation.from_dict(e) for e in record.get("images", [])]
+    index = _read_index(Path(bench_dir) / GRADCAM_DIR)
+    return None if index is None else (index.to_dict(), index.images)
 
 
 def gradcam_markdown(bench_dir: str | os.PathLike[str]) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
@@ -34,7 +35,6 @@ from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runti
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 #: runtimes a Predictor may use, in the order ``runtime="auto"`` prefers them (Keras needs TensorFlow)
 PREDICT_RUNTIMES = ("trt", "ort-trt", "ort-cuda", "ort-cpu")
-PREDICTIONS_SCHEMA = "edgexfer.predictions/1"
 DEFAULT_BATCH_SIZE = 32  # the batch bench measures accuracy with (BenchConfig.eval_batch_size)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgexfer.contracts import bench, calibration, check_known_keys, manifest, run, study
+from edgexfer.contracts import bench, calibration, check_known_keys, manifest, predictions, run, study
 from edgexfer.errors import EdgexferError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,8 @@ def test_each_schema_string_is_written_once_in_the_code():
     assert not repeated, f"schema strings defined more than once: {repeated}"
     for module in CONTRACT_MODULES:  # and the contract formats are among them, in their contract module
         assert seen[module.SCHEMA] == [f"edgexfer/contracts/{module.__name__.rsplit('.', 1)[1]}.py"]
+    for schema in (predictions.PREDICTIONS_SCHEMA, predictions.GRADCAM_SCHEMA):
+        assert seen[schema] == ["edgexfer/contracts/predictions.py"]
 
 
 def test_docs_name_every_schema_of_the_code_and_no_other():
@@ -102,6 +104,17 @@ def test_metrics_of_an_older_run_read_under_todays_names(tmp_path):
     assert run.read_sanity(tmp_path / "absent", tmp_path) == {"verdict": "ok"}
     with pytest.raises(EdgexferError, match="not an edgexfer metrics file"):
         run.read_metrics(_record(tmp_path, "bad.json", {"accuracy": 1.0}))
+
+
+def test_gradcam_index_round_trip_and_quiet_absence(tmp_path):
+    index = predictions.GradcamIndex("runs/a", "abc", ["x", "y"], [predictions.Explanation("i.png", "i.png", "x", 0.9, "x")],
+                                     extra={"selection": "misclassified", "n": 10})
+    predictions.write_gradcam_index(tmp_path, index)
+    assert predictions.read_gradcam_index(tmp_path) == index
+    assert json.loads((tmp_path / "index.json").read_text())["schema"] == predictions.GRADCAM_SCHEMA
+    assert predictions.read_gradcam_index(tmp_path / "none") is None
+    _record(tmp_path, "index.json", {"schema": "edgexfer.bench/1"})
+    assert predictions.read_gradcam_index(tmp_path) is None  # another file: the report shows no overlays
 
 
 def test_history_round_trip_keeps_numbers(tmp_path):

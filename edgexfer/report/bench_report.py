@@ -138,10 +138,10 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         fp32_row = by_key.get(("fp32", r["runtime"]))
         if r["precision"] != "int8" or fp32_row is None or not batch_sizes:
             continue
-        b = str(batch_sizes[0])
-        mine, ref = r["latency_ms"].get(b, {}).get("p50"), fp32_row["latency_ms"].get(b, {}).get("p50")
+        first = str(batch_sizes[0])
+        mine, ref = r["latency_ms"].get(first, {}).get("p50"), fp32_row["latency_ms"].get(first, {}).get("p50")
         if mine and ref and mine >= ref:
-            slow_int8.append(f"- `{r['artifact']}` on {r['runtime']}: {mine:.2f} ms vs FP32 {ref:.2f} ms at batch {b}. "
+            slow_int8.append(f"- `{r['artifact']}` on {r['runtime']}: {fmt_ms(mine)} ms vs FP32 {fmt_ms(ref)} ms at batch {first}. "
                              "INT8 is slower than FP32 here: use FP32/FP16.")
     if slow_int8:
         lines += ["## INT8 that does not pay", "", *slow_int8, ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgexfer.io import atomic_path
 
@@ -75,7 +75,8 @@ def fmt_duration(seconds: Any) -> str:
 # ---------------------------------------------------------------------------------------------- figures
 
 
-def figure(width: float = 6.0, height: float = 4.5, *, dpi: int = 100, layout: str | None = None) -> Any:
+def figure(width: float = 6.0, height: float = 4.5, *, dpi: int = 100,
+           layout: Literal["constrained", "compressed", "tight"] | None = None) -> Any:
     """A matplotlib Figure on the Agg canvas (no pyplot, no display, nothing global changed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

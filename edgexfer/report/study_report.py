@@ -10,7 +10,7 @@ Study ``results.json`` is described in docs/contracts.md section 7 (``edgexfer.c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ _PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 _MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
 #: a row's test: does it count as deployable (passed the gate, beats the baseline, device runtime)? The studies
 #: side decides (``edgexfer.studies.recommend.is_deployable``); the report only draws the answer
-Deployable = Callable[[Mapping[str, Any]], bool]
+Deployable = Callable[[dict[str, Any]], bool]
 
 
 # ---------------------------------------------------------------------------------------------
