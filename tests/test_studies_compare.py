@@ -179,7 +179,7 @@ def test_limited_data_study_draws_learning_curves(tmp_path):
     fake = FakeStages()
     stages = fake.stages()
     real = default_stages(lambda line: None)
-    stages.finetune, stages.finetune_config = real.finetune, real.finetune_config  # real training
+    stages.finetune = real.finetune  # real training
     config = study_config(tmp_path / "study", backbones=["tinycnn"], demo_per_class=16,
                           finetune={**FAST_TRAINING, "weights": str(weights)}, data_fractions=[0.25, 1.0])
     outcome = run_compare(config, stages)
