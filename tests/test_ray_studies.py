@@ -49,10 +49,10 @@ def studycnn(monkeypatch):
     return register_studycnn()
 
 
-def fake_config(out: Path, executor: ExecutorConfig) -> CompareConfig:
+def fake_config(out: Path, executor: ExecutorConfig, **options) -> CompareConfig:
     return CompareConfig(data="demo", backbones=["alpha", "beta"], out=out, demo_per_class=6, demo_size=32,
                          finetune={"epochs": 1, "weights": "none"}, bench={"iterations": 5}, executor=executor,
-                         log=lambda line: None)
+                         log=lambda line: None, **options)
 
 
 # what differs between two runs whoever runs them: clocks, the machine's load, the study's own folder (the
@@ -112,9 +112,14 @@ def test_a_failed_ray_job_is_reported_while_the_other_finishes_then_resumes(tmp_
     assert {r["backbone"] for r in results["results"]} == {"beta"}
     assert "alpha: export failed on purpose" in (study / "report.md").read_text()
 
-    # fixed: the next run does only what alpha lacks (its fine-tune is kept) and nothing of beta
+    # fixed: the next run does only what alpha lacks (its fine-tune is kept) and nothing of beta; the
+    # learning-curve points added now are Ray jobs too (at fraction 1 the comparison run is reused)
     beta = {k: v for k, v in stage_files(study).items() if "beta" in k}
-    outcome = run_compare(fake_config(study, RAY), FakeStages().stages())
+    outcome = run_compare(fake_config(study, RAY, data_fractions=[0.5, 1.0]), FakeStages().stages())
     assert outcome.ran["finetune"] == [] and outcome.ran["export"] == ["alpha"] and outcome.ran["bench"] == ["alpha"]
     assert {k: v for k, v in stage_files(study).items() if "beta" in k} == beta
     assert [b["status"] for b in outcome.results["backbones"]] == ["done", "done"]
+    assert sorted(outcome.ran["limited_data"]) == ["alpha/none/0.5", "beta/none/0.5"]
+    points = outcome.results["limited_data"]["points"]
+    assert {(p["backbone"], p["fraction"], p["run_dir"] == "comparison run") for p in points} == {
+        (b, f, f == 1.0) for b in ("alpha", "beta") for f in (0.5, 1.0)}
