@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,11 @@ def studycnn(monkeypatch):
     return register_studycnn()
 
 
-def fake_config(out: Path, executor: ExecutorConfig, **options) -> CompareConfig:
-    return CompareConfig(data="demo", backbones=["alpha", "beta"], out=out, demo_per_class=6, demo_size=32,
-                         finetune={"epochs": 1, "weights": "none"}, bench={"iterations": 5}, executor=executor,
-                         log=lambda line: None, **options)
+def fake_config(out: Path, executor: ExecutorConfig, **overrides) -> CompareConfig:
+    options = dict(data="demo", backbones=["alpha", "beta"], out=out, demo_per_class=6, demo_size=32,
+                   finetune={"epochs": 1, "weights": "none"}, bench={"iterations": 5}, executor=executor,
+                   log=lambda line: None)
+    return CompareConfig(**(options | overrides))
 
 
 # what differs between two runs whoever runs them: clocks, the machine's load, the study's own folder (the
@@ -123,3 +125,33 @@ def test_a_failed_ray_job_is_reported_while_the_other_finishes_then_resumes(tmp_
     points = outcome.results["limited_data"]["points"]
     assert {(p["backbone"], p["fraction"], p["run_dir"] == "comparison run") for p in points} == {
         (b, f, f == 1.0) for b in ("alpha", "beta") for f in (0.5, 1.0)}
+
+
+class SlowBeta(FakeStages):
+    """beta's fine-tune takes two minutes: long enough to interrupt the driver while it runs."""
+
+    def finetune(self, cfg):
+        if cfg.backbone == "beta":
+            time.sleep(120)
+        super().finetune(cfg)
+
+
+@pytest.mark.slow  # about 25 s
+def test_interrupting_the_driver_cancels_its_jobs_and_the_next_run_resumes(tmp_path, ray_instance):
+    study = tmp_path / "study"
+
+    def interrupt_when_alpha_is_done(line: str) -> None:
+        if "alpha done" in line:
+            raise KeyboardInterrupt  # as Ctrl-C in the driver while beta still trains
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(fake_config(study, RAY, log=interrupt_when_alpha_is_done), SlowBeta().stages())
+    assert time.perf_counter() - start < 60  # beta's task was cancelled, not waited for
+    assert not (study / "results.json").exists() and not (study / "runs" / "beta" / "run.json").exists()
+    alpha = {k: v for k, v in stage_files(study).items() if "alpha" in k}
+
+    outcome = run_compare(fake_config(study, RAY), FakeStages().stages())
+    assert outcome.ran["finetune"] == ["beta"] and outcome.ran["bench"] == ["beta"]  # alpha's job was done
+    assert {k: v for k, v in stage_files(study).items() if "alpha" in k} == alpha
+    assert [b["status"] for b in outcome.results["backbones"]] == ["done", "done"]

@@ -183,17 +183,18 @@ class RayExecutor:
         task = ray.remote(max_calls=1)(_ray_job)  # a fresh worker per job: TensorFlow's memory goes with it
         pending = {task.options(num_cpus=c.cpus_per_job, num_gpus=c.gpus_per_job, max_retries=1,
                                 name=f"edgexfer {job.key}").remote(job, stages): job for job in jobs}
-        log(f"{len(pending)} job(s) submitted to Ray ({c.cpus_per_job:g} CPU, {c.gpus_per_job:g} GPU each)")
+        total = len(pending)
         try:
+            log(f"{total} job(s) submitted to Ray ({c.cpus_per_job:g} CPU, {c.gpus_per_job:g} GPU each)")
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     job = pending.pop(ref)
                     try:
                         result = ray.get(ref)
-                    except ray.exceptions.RayError as error:
+                    except ray.exceptions.RayError as error:  # the task raised, or its worker died
                         result = JobResult(job.key, error=_task_error(error))
-                        log(f"{job.key}: failed: {result.error}")
+                    log(f"[{total - len(pending)}/{total}] {job.key} " + ("done" if result.ok else f"failed: {result.error}"))
                     yield result
         except BaseException:
             for ref in pending:  # the driver stops: so do its jobs (finished ones are recorded and kept)
