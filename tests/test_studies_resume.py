@@ -243,3 +243,39 @@ def test_a_bad_stage_option_fails_before_any_work(tmp_path):
     with pytest.raises(EdgexferError, match="dropout"):
         run_compare(config(tmp_path / "c", backbones=["tinycnn"], finetune={"dropout": 1.5}), stages)
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
+
+
+def test_a_study_config_holds_the_stage_configs(tmp_path):
+    from edgexfer.config import FinetuneConfig
+    from edgexfer.evaluate.bench import BenchConfig
+    from edgexfer.export.config import ExportConfig
+
+    c = config(tmp_path / "s", finetune={"epochs": 2}, export={"calibration_size": 10}, seed=3)
+    assert isinstance(c.finetune, FinetuneConfig) and (c.finetune.epochs, c.finetune.seed) == (2, 3)
+    assert isinstance(c.export, ExportConfig) and c.export.fp16 and c.export.int8 and c.export.calibration_size == 10
+    assert isinstance(c.bench, BenchConfig) and c.bench.iterations == 5
+    given = config(tmp_path / "s", finetune=FinetuneConfig(data="demo", backbone="alpha", out="elsewhere", epochs=4))
+    assert given.finetune.epochs == 4 and given.finetune.out == str(tmp_path / "s" / "runs" / "alpha")
+    with pytest.raises(EdgexferError, match=r"the study sets the fine-tune option\(s\) out for each backbone"):
+        config(tmp_path / "s", finetune={"out": "elsewhere"})
+    with pytest.raises(EdgexferError, match="are a ExportConfig, not a FinetuneConfig"):
+        config(tmp_path / "s", finetune=ExportConfig(run_dir="r"))
+    with pytest.raises(EdgexferError, match="unknown export option 'calibraton_size' .did you mean calibration_size"):
+        config(tmp_path / "s", export={"calibraton_size": 10})
+    with pytest.raises(EdgexferError, match="unknown bench option 'iteration'"):
+        config(tmp_path / "s", bench={"iteration": 10})
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_unknown_option_in_the_config_file_is_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    (tmp_path / "study.toml").write_text("epoch = 2\nhead = 'gap'\n")
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "tinycnn", "--out",
+                                      str(tmp_path / "study"), "--config", str(tmp_path / "study.toml")])
+    lines = [line for line in result.output.splitlines() if line.startswith("edgexfer: error:")]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "unknown fine-tune option 'epoch' (did you mean epochs?)" in lines[0]
+    assert not (tmp_path / "study").exists()
