@@ -135,18 +135,14 @@ def _display_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def write_overlay(path: Path, source: str, heatmap: np.ndarray, model_size: tuple[int, int], title: str) -> Path:
     """Two panels, the image and the image under the heat map (jet, alpha 0.45), as a PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from edgexfer.data.images import load_image
-    from edgexfer.io import atomic_path
+    from edgexfer.report.formats import figure, save_figure
 
     display = _display_size(model_size)
     image = load_image(source, display)
     heat = _upsample(heatmap, display)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.9))
+    fig = figure(7.2, 3.9)  # the Agg canvas, no pyplot: nothing global changes
+    axes = fig.subplots(1, 2)
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=9)
     axes[1].imshow(image)
@@ -156,10 +152,7 @@ def write_overlay(path: Path, source: str, heatmap: np.ndarray, model_size: tupl
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def _title(predicted: str, probability: float, explained: str, true: str | None) -> str:
