@@ -279,3 +279,26 @@ def test_an_unknown_option_in_the_config_file_is_one_line_exit_2(tmp_path):
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "unknown fine-tune option 'epoch' (did you mean epochs?)" in lines[0]
     assert not (tmp_path / "study").exists()
+
+
+def test_a_finetune_recorded_by_the_first_state_format_is_kept_or_refused(tmp_path):
+    """Studies begun before study-state/2: a finished fine-tune with the same options is not retrained."""
+    study = tmp_path / "study"
+    run_compare(config(study), FakeStages().stages())
+    model_sha = read_json(study / "runs" / "alpha" / "run.json")["model_sha256"]
+
+    def legacy(options):
+        write_json(study / "state" / "alpha.json", {
+            "schema": "edgexfer.study-state/1", "finetune": {"fingerprint": "0123", "options": options,
+                                                             "model_sha256": model_sha, "finished": "earlier"}})
+
+    legacy({"epochs": 1, "weights": "none", "data": "/elsewhere", "backbone": "alpha", "seed": 0})
+    fake = FakeStages()
+    run_compare(config(study), fake.stages())
+    assert fake.calls == {"finetune": [], "export": ["alpha"], "bench": ["alpha"]}
+    assert read_json(study / "state" / "alpha.json")["schema"] == "edgexfer.study-state/2"
+
+    legacy({"epochs": 7, "weights": "none", "data": "/elsewhere", "backbone": "alpha", "seed": 0})
+    with pytest.raises(EdgexferError, match="trained with other options"):
+        run_compare(config(study), FakeStages().stages())
+    assert (study / "runs" / "alpha" / "model.keras").is_file()

@@ -106,6 +106,8 @@ class BackboneJob:
                 raise EdgexferError(f"the run {run_dir} did not use the study's split {self.split_file}",
                                     f"delete {run_dir} and {self.state_path}, then run the command again")
 
+        if state.legacy is not None and not state.stage("finetune"):
+            adopt_legacy_run(state, finetune, self.split_file, run_output(), log)
         recorded = state.stage("finetune").get("options")
         trained = run_stage(Stage(
             "finetune", f"{name}: fine-tune", ft_print, ft_options | {"backbone": name}, run_output, train,
@@ -185,6 +187,36 @@ class BackboneJob:
             "tune", f"{self.name}: tuning with KerasTuner {tune.tuner}, up to {tune.max_trials} trial(s)",
             fingerprint(options | {"finetune": ft_print}), options, output, search, resumes=True,
         ), state, self.study_dir, log)
+
+
+def adopt_legacy_run(state: StateFile, config: FinetuneConfig, split_file: Path,
+                     found: tuple[dict[str, Any], str] | None, log: Callable[[str], None]) -> None:
+    """A fine-tune an earlier version of the study finished (``edgexfer.study-state/1``) is kept, not retrained,
+    when its recorded options give this command's fingerprint and its model is the one it recorded; a run
+    recorded with other options is refused like any other (the refusal names them).
+
+    The earlier state recorded the options given (plus data, backbone and seed); rebuilt on the defaults
+    they make the config that run was trained with. Export and bench, minutes rather than hours, are redone.
+    """
+    from edgexfer.config import FinetuneConfig
+
+    old = (state.legacy or {}).get("finetune") or {}
+    options = old.get("options")
+    if found is None or not isinstance(options, dict):
+        return  # no finished run to keep
+    known = set(FinetuneConfig.option_names()) - set(FINETUNE_PATHS)
+    wanted, recorded = finetune_fingerprint(config, split_file)
+    try:
+        then = FinetuneConfig(**{k: v for k, v in options.items() if k in known},
+                              data=config.data, out=config.out, split=config.split)
+        same = finetune_fingerprint(then, split_file)[0] == wanted
+    except (EdgexferError, TypeError):
+        same = False
+    if same and old.get("finished") and old.get("model_sha256") == found[1]:
+        state.adopt("finetune", wanted, recorded | {"backbone": config.backbone}, found[1], old.get("finished"))
+        log(f"{config.backbone}: fine-tune recorded by an earlier version of edgexfer, kept")
+    else:  # trained otherwise: the stage refuses to discard it
+        state.data["finetune"] = {"fingerprint": f"study-state/1 {old.get('fingerprint')}", "options": options}
 
 
 def backbone_entry(job: BackboneJob, tuning: dict[str, Any] | None) -> dict[str, Any]:

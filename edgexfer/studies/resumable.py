@@ -30,6 +30,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, write_json
 
 STATE_SCHEMA = "edgexfer.study-state/2"
+LEGACY_STATE_SCHEMA = "edgexfer.study-state/1"  # fine-tunes recorded in it are adopted (their options rechecked)
 
 T = TypeVar("T")
 
@@ -80,16 +81,25 @@ class StateFile:
 
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
+    legacy: dict[str, Any] | None = None  # a state file of the first format (edgexfer.study-state/1), as read
 
     @classmethod
     def load(cls, path: Path) -> StateFile:
         data: dict[str, Any] = {}
+        legacy = None
         if path.is_file():
             loaded = read_json(path, "study state")
             if isinstance(loaded, dict) and loaded.get("schema") == STATE_SCHEMA:
                 data = loaded
+            elif isinstance(loaded, dict) and loaded.get("schema") == LEGACY_STATE_SCHEMA:
+                legacy = loaded
         data["schema"] = STATE_SCHEMA
-        return cls(path, data)
+        return cls(path, data, legacy)
+
+    def adopt(self, stage: str, fingerprint: str, options: Any, output_sha256: str, finished: str | None) -> None:
+        """Record a stage found finished under an older state format, so it is skipped like any other."""
+        self.data[stage] = {"fingerprint": fingerprint, "options": options, "started": finished,
+                            "finished": finished or now(), "output_sha256": output_sha256}
 
     def stage(self, name: str) -> dict[str, Any]:
         record = self.data.get(name)
