@@ -53,3 +53,17 @@ def test_ray_missing_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     assert code == 2 and len(lines) == 1, output
     assert "needs the Python module 'ray'" in lines[0] and "pip install 'edgexfer[distributed]'" in lines[0]
     assert not (tmp_path / "study").exists()
+
+
+def test_executor_options_from_python_are_checked_like_the_command_line(tmp_path):
+    from edgexfer.errors import EdgexferError
+    from edgexfer.studies.compare import CompareConfig
+    from edgexfer.studies.executors import ExecutorConfig
+
+    config = CompareConfig(data="demo", backbones=["tinycnn"], out=tmp_path / "s",
+                           executor={"kind": "ray", "cpus_per_job": 2, "gpus_per_job": 0.5})
+    assert config.executor == ExecutorConfig(kind="ray", cpus_per_job=2, gpus_per_job=0.5)
+    with pytest.raises(EdgexferError, match="unknown executor 'dask'"):
+        ExecutorConfig(kind="dask")
+    with pytest.raises(EdgexferError, match="--gpus-per-job -1 out of range"):
+        ExecutorConfig(kind="ray", gpus_per_job=-1)
