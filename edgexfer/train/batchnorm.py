@@ -47,7 +47,8 @@ def precise_batchnorm(model: Any, dataset: Any, layer_names: Sequence[str], max_
 
     Batch k updates the statistics with momentum (k-1)/k, so after n batches they are the plain mean
     of the n batch statistics. Other BatchNorm layers run in inference mode meanwhile and keep theirs.
-    The model's trainability is restored afterwards. Runs eagerly: the momentum is read at each call.
+    Dropout is off during the pass. The model's trainability is restored afterwards. Runs eagerly: the
+    momentum and the dropout rate are read at each call.
     """
     all_bn = _batchnorm_layers(model)
     wanted = set(layer_names)
@@ -58,8 +59,16 @@ def precise_batchnorm(model: Any, dataset: Any, layer_names: Sequence[str], max_
         if max_batches <= 0 and chosen:
             record.method = "off"
         return record
+    import keras
+
+    # dropout off: inference sees no dropout, so the statistics must not include its noise (EfficientNet's
+    # stochastic depth sits between its BatchNorm layers)
+    dropouts = [(layer, layer.rate) for layer in model._flatten_layers(include_self=False, recursive=True)
+                if isinstance(layer, keras.layers.Dropout)]
     saved = [(layer, layer.trainable, layer.momentum) for layer in all_bn]
     try:
+        for layer, _rate in dropouts:
+            layer.rate = 0.0
         for layer in all_bn:
             layer.trainable = layer.name in wanted  # a non-trainable BatchNorm runs in inference mode
         for layer in chosen:
@@ -75,4 +84,6 @@ def precise_batchnorm(model: Any, dataset: Any, layer_names: Sequence[str], max_
         for layer, trainable, momentum in saved:
             layer.trainable = trainable
             layer.momentum = momentum
+        for layer, rate in dropouts:
+            layer.rate = rate
     return record
