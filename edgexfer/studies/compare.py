@@ -345,7 +345,12 @@ class Study:
                      failures: dict[str, str]) -> dict[str, Any]:
         """Learning-curve points as jobs: planned once, run through the executor, then assembled."""
         from edgexfer.studies.jobs import PointJob
-        from edgexfer.studies.limited_data import LimitedDataPoint, point_config, run_limited_data
+        from edgexfer.studies.limited_data import (
+            LimitedDataPoint,
+            limited_data_record,
+            plan_limited_data,
+            point_config,
+        )
 
         c = self.config
         backbones = [b for b in c.backbones if b in entries]
@@ -360,28 +365,32 @@ class Study:
             metrics_path = self.dir / "runs" / point.backbone / "metrics.json"
             return read_metrics(metrics_path).to_dict() if metrics_path.is_file() else None
 
+        plan = plan_limited_data(backbones, c.data_fractions or [], transfer, split, root, c.seed)
+        reused: dict[str, dict[str, Any]] = {}
         jobs: list[PointJob] = []
-
-        def plan(point: LimitedDataPoint, split_file: Path) -> dict[str, Any]:
+        for point in plan.points:
+            metrics = reuse(point)
+            if metrics is not None:
+                self.log(f"{plan.label(point)}: same as the full comparison run, reused")
+                reused[_point_key(point)] = metrics
+                continue
             tuned = (entries.get(point.backbone) or {}).get("tuning")
-            job = self.backbone_job(point.backbone, data_path)
-            config = point_config(job.finetune, point, split_file, dict(tuned["best"]["options"]) if tuned else None)
-            jobs.append(PointJob(point, self.dir, split_file, config))
-            return {}
-
-        quiet: Callable[[str], None] = lambda line: None  # noqa: E731
-        run_limited_data(backbones, c.data_fractions or [], transfer, split, root, c.seed, plan, reuse=reuse, log=quiet)
+            base = self.backbone_job(point.backbone, data_path).finetune
+            config = point_config(base, point, plan.split_file(point), dict(tuned["best"]["options"]) if tuned else None)
+            jobs.append(PointJob(point, self.dir, plan.split_file(point), config))
         done = self.run_jobs(jobs, executor)
         for key, result in done.items():
             if not result.ok:
                 failures[f"learning-curve point {key}"] = str(result.error)
-        record = run_limited_data(backbones, c.data_fractions or [], transfer, split, root, c.seed,
-                                  lambda point, split_file: done[_point_key(point)].value or {}, reuse=reuse,
-                                  log=self.log)
-        record["points"] = [p for p in record["points"]
-                            if f"{p['backbone']}/{p['weights']}/{p['fraction']:g}" not in done
-                            or done[f"{p['backbone']}/{p['weights']}/{p['fraction']:g}"].ok]
-        return record
+
+        def measured(point: LimitedDataPoint) -> tuple[dict[str, Any], str] | None:
+            key = _point_key(point)
+            if key in reused:
+                return reused[key], "comparison run"
+            result = done.get(key)
+            return (result.value, _rel(point.run_dir, self.dir)) if result is not None and result.ok else None
+
+        return limited_data_record(plan, measured)
 
     # ----------------------------------------------------------------- everything
 
@@ -474,6 +483,12 @@ class Study:
                 f"({'; '.join(f'{k}: {v}' for k, v in failures.items())})",
                 f"the report in {self.dir} shows the others; fix the cause and run the same command again to resume")
         return outcome
+
+
+def _rel(path: Path, root: Path) -> str:
+    from edgexfer.studies.jobs import rel
+
+    return rel(path, root)
 
 
 def _point_key(point: Any) -> str:

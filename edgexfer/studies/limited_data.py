@@ -102,6 +102,74 @@ def plan_points(backbones: Sequence[str], fractions: Sequence[float], transfer_w
     return points
 
 
+@dataclass
+class LimitedDataPlan:
+    """Every learning-curve point of a study and the subset split each trains on."""
+
+    backbones: list[str]
+    fractions: list[float]
+    transfer_weights: dict[str, str]
+    seed: int
+    root: Path
+    points: list[LimitedDataPoint]
+    split_files: dict[float, tuple[Path, int]]  # fraction -> (its split.json, training images)
+
+    def split_file(self, point: LimitedDataPoint) -> Path:
+        return self.split_files[point.fraction][0]
+
+    def label(self, point: LimitedDataPoint) -> str:
+        i = self.points.index(point) + 1
+        return (f"[limited data {i}/{len(self.points)}] {point.backbone} weights={point.weights} "
+                f"fraction={point.fraction:g}")
+
+
+def plan_limited_data(backbones: Sequence[str], fractions: Sequence[float], transfer_weights: dict[str, str],
+                      study_split: Split, root: Path, seed: int) -> LimitedDataPlan:
+    """Write each fraction's subset split (once: finished points were trained on it) and list the points.
+
+    ``transfer_weights`` maps each backbone to its pretrained weights ("imagenet" or a file), or
+    "none" when it has none (then only its from-scratch curve is drawn).
+    """
+    splits_dir = root / "splits"
+    split_files: dict[float, tuple[Path, int]] = {}
+    for f in fractions:
+        subset = subsample_train(study_split, f, seed)
+        path = splits_dir / f"split-{f:g}.json"
+        if not path.is_file():  # a saved subset is never rewritten: finished points were trained on it
+            subset.save(path)
+        split_files[f] = (path, len(subset.samples("train")))
+    return LimitedDataPlan(list(backbones), list(fractions), dict(transfer_weights), seed, root,
+                           plan_points(backbones, fractions, transfer_weights, root), split_files)
+
+
+def limited_data_record(plan: LimitedDataPlan,
+                        measured: Callable[[LimitedDataPoint], tuple[dict[str, Any], str] | None]) -> dict[str, Any]:
+    """The study's ``limited_data`` record. ``measured(point)`` gives a point's test metrics (metrics.json)
+    and where they come from (its run folder, or "comparison run"), or None for a point that failed (left out)."""
+    points = []
+    for point in plan.points:
+        found = measured(point)
+        if found is None:
+            continue
+        metrics, source = found
+        points.append({
+            "backbone": point.backbone, "weights": point.weights, "transfer": point.transfer,
+            "fraction": point.fraction, "n_train": plan.split_files[point.fraction][1],
+            "accuracy": metrics.get("accuracy"), "f1": metrics.get("f1"), "auc": metrics.get("auc"),
+            "loss": metrics.get("loss"), "n_test": metrics.get("n"), "run_dir": source,
+        })
+    note = None
+    scratch_only = [b for b in plan.backbones if plan.transfer_weights[b] == "none"]
+    if scratch_only:
+        note = (f"{', '.join(scratch_only)} had no pretrained weights in this study (`--weights none`, or a backbone "
+                "without ImageNet weights), so only its from-scratch curve is drawn; pass `--weights imagenet` or "
+                "`--weights PATH` to draw both.")
+    shown = sorted({w for b, w in plan.transfer_weights.items() if w != "none"})
+    return {"fractions": list(plan.fractions), "transfer_weights": ", ".join(shown) if shown else "none",
+            "transfer_weights_by_backbone": dict(plan.transfer_weights), "seed": plan.seed, "points": points,
+            "note": note}
+
+
 def run_limited_data(
     backbones: Sequence[str],
     fractions: Sequence[float],
@@ -113,48 +181,21 @@ def run_limited_data(
     reuse: Callable[[LimitedDataPoint], dict[str, Any] | None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train every point (skipping those already finished) and return the study's ``limited_data`` record.
-
-    ``transfer_weights`` maps each backbone to its pretrained weights ("imagenet" or a file), or
-    "none" when it has none (then only its from-scratch curve is drawn).
+    """Train every point, one after another, and return the study's ``limited_data`` record (a study runs
+    the points as jobs instead: ``plan_limited_data``, its executor, ``limited_data_record``).
 
     ``train_point(point, split_file)`` fine-tunes one point and returns its test metrics
     (metrics.json); ``reuse(point)`` may return the metrics of an equivalent finished run (the main
     comparison's full-data run) so it is not trained twice.
     """
-    splits_dir = root / "splits"
-    split_files: dict[float, tuple[Path, int]] = {}
-    for f in fractions:
-        subset = subsample_train(study_split, f, seed)
-        path = splits_dir / f"split-{f:g}.json"
-        if not path.is_file():  # a saved subset is never rewritten: finished points were trained on it
-            subset.save(path)
-        split_files[f] = (path, len(subset.samples("train")))
-    points = []
-    plan = plan_points(backbones, fractions, transfer_weights, root)
-    for i, point in enumerate(plan, 1):
-        split_file, n_train = split_files[point.fraction]
-        label = f"[limited data {i}/{len(plan)}] {point.backbone} weights={point.weights} fraction={point.fraction:g}"
+    plan = plan_limited_data(backbones, fractions, transfer_weights, study_split, root, seed)
+
+    def measured(point: LimitedDataPoint) -> tuple[dict[str, Any], str]:
         metrics = reuse(point) if reuse is not None else None
         if metrics is not None:
-            log(f"{label}: same as the full comparison run, reused")
-            source = "comparison run"
-        else:
-            log(f"{label}: {n_train} training images")
-            metrics = train_point(point, split_file)
-            source = str(point.run_dir.relative_to(root.parent))
-        points.append({
-            "backbone": point.backbone, "weights": point.weights, "transfer": point.transfer,
-            "fraction": point.fraction, "n_train": n_train, "accuracy": metrics.get("accuracy"),
-            "f1": metrics.get("f1"), "auc": metrics.get("auc"), "loss": metrics.get("loss"),
-            "n_test": metrics.get("n"), "run_dir": source,
-        })
-    note = None
-    scratch_only = [b for b in backbones if transfer_weights[b] == "none"]
-    if scratch_only:
-        note = (f"{', '.join(scratch_only)} had no pretrained weights in this study (`--weights none`, or a backbone "
-                "without ImageNet weights), so only its from-scratch curve is drawn; pass `--weights imagenet` or "
-                "`--weights PATH` to draw both.")
-    shown = sorted({w for b, w in transfer_weights.items() if w != "none"})
-    return {"fractions": list(fractions), "transfer_weights": ", ".join(shown) if shown else "none",
-            "transfer_weights_by_backbone": dict(transfer_weights), "seed": seed, "points": points, "note": note}
+            log(f"{plan.label(point)}: same as the full comparison run, reused")
+            return metrics, "comparison run"
+        log(f"{plan.label(point)}: {plan.split_files[point.fraction][1]} training images")
+        return train_point(point, plan.split_file(point)), str(point.run_dir.relative_to(root.parent))
+
+    return limited_data_record(plan, measured)
