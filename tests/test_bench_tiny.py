@@ -172,8 +172,8 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
     from click.testing import CliRunner
 
     from edgexfer.cli import cli
-    from edgexfer.evaluate.metrics import classification_metrics
     from edgexfer.contracts.bench import load_results
+    from edgexfer.evaluate.metrics import classification_metrics
 
     out = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST, "--json"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgexfer.contracts.run import load_run
 from edgexfer.data.calibration import (
     build_calibration_set,
     check_disjoint,
@@ -17,7 +18,6 @@ from edgexfer.data.calibration import (
     load_calibration_set,
 )
 from edgexfer.errors import EdgexferError
-from edgexfer.contracts.run import load_run
 from edgexfer.io import sha256_file, write_json
 
 CLASSES = ["normal", "pneumonia"]

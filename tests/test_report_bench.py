@@ -8,9 +8,9 @@ import json
 import pytest
 from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
 
+from edgexfer.contracts.bench import load_results, validate_results
 from edgexfer.errors import EdgexferError
 from edgexfer.report.bench_report import write_bench_report
-from edgexfer.contracts.bench import load_results, validate_results
 
 
 @pytest.fixture(scope="module")

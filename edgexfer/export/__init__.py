@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 from edgexfer.api import CallablePackage as _CallablePackage
-from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
 from edgexfer.contracts.manifest import read_manifest_record as load_manifest
+from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
 
 
 def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
