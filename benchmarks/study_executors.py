@@ -103,7 +103,9 @@ def measure(variant: str, size: str, work: Path) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"{size}/{variant} failed:\n{stderr[-3000:]}")
-    results = json.loads((out / "results.json").read_text())
+    from edgexfer.contracts.study import read_study_results
+
+    results = read_study_results(out)
     durations = {b["name"]: b.get("durations_s") for b in results["backbones"]}
     return {"variant": variant, "size": size, "wall_s": round(wall, 1), "peak_rss_mb": round(peak[0] / 2**20),
             "stage_seconds": {name: {k: round(v, 1) for k, v in (d or {}).items()} for name, d in durations.items()},
