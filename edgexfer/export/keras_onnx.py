@@ -32,6 +32,9 @@ from edgexfer.errors import EdgexferError
 from edgexfer.io import atomic_path
 
 INPUT_NAME = "image"
+#: Keras predicts at most this many parity images (TensorFlow is the slow side of the check; the ONNX
+#: artifacts are compared with each other on every validation image)
+KERAS_PARITY_LIMIT = 64
 OUTPUT_NAME = "probabilities"
 BATCH_DIM = "batch"
 
@@ -164,11 +167,14 @@ def convert_run_model(
     batch_size: int = 16,
     isolate: bool = True,
 ) -> Conversion:
-    """Load model.keras, write its FP32 ONNX at ``out_path`` and predict ``parity_images`` with Keras.
+    """Load model.keras, write its FP32 ONNX at ``out_path`` and predict ``parity_images`` with Keras
+    (the first `KERAS_PARITY_LIMIT` of them).
 
     ``isolate`` (default): all of it in a child Python process, so that none of TensorFlow's memory
     stays in this one. Errors the user can fix come back as the same one-line `EdgexferError`.
     """
+    if parity_images is not None:
+        parity_images = parity_images[:KERAS_PARITY_LIMIT]
     job = {"model_path": os.fspath(model_path), "out_path": os.fspath(out_path), "image_size": list(image_size),
            "opset": opset, "metadata": metadata, "batch_size": batch_size}
     if not isolate:

@@ -19,6 +19,8 @@ from edgexfer.io import atomic_path
 #: op types kept in FP32 on top of onnxconverter-common's default block list
 SENSITIVE_OP_TYPES = ("Softmax", "Exp", "Log", "Pow", "Erf")
 _FP16_MAX = 65504.0
+#: validation images the FP16 check runs on (ONNX Runtime runs FP16 slowly on CPUs; GPUs are its target)
+CHECK_LIMIT = 64
 
 
 def classifier_nodes(graph: Any) -> list[Any]:

@@ -290,7 +290,7 @@ def calibrate(
         input_name = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
         del model
         # ORT's calibrators run the augmented graph unoptimized too: optimized kernels would be fused away
-        runtime = OrtRuntime(augmented, optimization="disable")
+        runtime = OrtRuntime(augmented, optimization="disable", spinning=False)
         seen = 0
         for batch in batches:
             for start in range(0, len(batch), chunk):
@@ -560,7 +560,7 @@ BARELY_ADVICE = "INT8 is barely faster than FP32 here: FP32/FP16 keep full accur
 
 
 def cpu_speed_check(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], image: np.ndarray, *,
-                    iterations: int = 15, warmup: int = 3, rounds: int = 2) -> dict[str, Any]:
+                    iterations: int = 10, warmup: int = 2, rounds: int = 2) -> dict[str, Any]:
     """Time the INT8 and the FP32 model at batch 1 on this machine's CPU, each session alone (the way it
     runs in deployment: an idle session's spinning threads would slow the other), rounds alternating.
 

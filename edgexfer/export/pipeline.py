@@ -276,7 +276,8 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
     with timeline.stage("fp32_parity"):
         fp32_probs = predict_onnx(fp32_path, val_images, config.batch_size)
         assert conversion.keras_probs is not None  # parity images were given
-        parity = _parity("keras", conversion.keras_probs, fp32_probs)
+        # Keras predicted the first KERAS_PARITY_LIMIT images (TensorFlow is the slow side of the check)
+        parity = _parity("keras", conversion.keras_probs, fp32_probs[: len(conversion.keras_probs)])
     if parity["max_abs_diff"] > config.parity_tolerance:
         raise EdgexferError(
             f"the FP32 ONNX differs from the Keras model by {parity['max_abs_diff']:.2e} in probability on "
@@ -294,7 +295,10 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         with timeline.stage("fp16_convert"):
             kept = convert_to_fp16(fp32_path, fp16_path)
         with timeline.stage("fp16_check"):
-            fp16_parity = _parity("fp32", fp32_probs, predict_onnx(fp16_path, val_images, config.batch_size))
+            from edgexfer.export.onnx_fp16 import CHECK_LIMIT  # FP16 runs slowly on CPUs: a bounded check
+
+            fp16_probs = predict_onnx(fp16_path, val_images[:CHECK_LIMIT], config.batch_size)
+            fp16_parity = _parity("fp32", fp32_probs[: len(fp16_probs)], fp16_probs)
         artifacts.append(mf.artifact_record("fp16", fp16_path, fmt="onnx", precision="fp16", target="any",
                                             parity=fp16_parity, excluded_nodes=kept))
 

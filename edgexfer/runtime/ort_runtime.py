@@ -157,8 +157,11 @@ class OrtRuntime(Runtime):
 
 def predict_onnx(path: str | os.PathLike[str], images: np.ndarray, batch_size: int = 16,
                  threads: int | None = None) -> np.ndarray:
-    """Probabilities of ``images`` from the ONNX file at ``path`` on the CPU provider (one session, closed after)."""
-    with OrtRuntime(path, threads=threads) as runtime:
+    """Probabilities of ``images`` from the ONNX file at ``path`` on the CPU provider (one session, closed after).
+
+    Throughput work (the export's checks), so the intra-op threads do not spin between calls: on cores
+    shared with other jobs spinning costs wall time and CPU for nothing."""
+    with OrtRuntime(path, threads=threads, spinning=False) as runtime:
         return runtime.predict_all(images, batch_size)
 
 
