@@ -149,7 +149,8 @@ class FolderLock:
         self._fd = None
 
     def __enter__(self) -> FolderLock:
-        return self.acquire()
+        # `with lock_folder(...)` holds the lock already: entering must not take it a second time
+        return self if self._fd is not None else self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
