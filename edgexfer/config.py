@@ -17,7 +17,7 @@ from edgexfer.errors import EdgexferError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 MONITORS = ("val_loss", "val_accuracy")
-DISTRIBUTE = ("auto", "mirrored", "none")
+DISTRIBUTE = ("auto", "mirrored", "none", "multiworker")
 # keys a run's config.json holds beside the options; ignored when it is read back as a config file
 _RECORD_KEYS = ("schema", "versions", "resolved")
 # options that do not change what a run computes: they may differ when a run is resumed
@@ -63,7 +63,7 @@ class FinetuneConfig:
     bn_inference: bool | None = None       # backbone BatchNorm in inference mode; None: unless weights are "none"
     mixed_precision: bool = False          # mixed_float16 on a GPU
     deterministic: bool = True             # same seed, same machine → same model (TF op determinism)
-    distribute: str = "auto"               # "auto": MirroredStrategy when several GPUs are visible
+    distribute: str = "auto"               # "auto": MirroredStrategy when several GPUs are visible; "multiworker": TF_CONFIG
     jit_compile: bool | str = "auto"       # XLA for the train step: "auto" (Keras decides), true or false
     cache: bool = True                     # cache decoded images in memory
     demo_per_class: int = 100              # --data demo: images per class

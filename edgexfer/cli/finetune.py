@@ -31,8 +31,11 @@ import click
 @click.option("--deterministic/--no-deterministic", default=None,
               help="Reproducible training: the same seed gives the same model on the same machine; "
                    "turn off for speed on GPUs [default: on].")
-@click.option("--distribute", type=click.Choice(["auto", "mirrored", "none"]),
-              help="MirroredStrategy: auto uses it when several GPUs are visible [default: auto].")
+@click.option("--distribute", type=click.Choice(["auto", "mirrored", "none", "multiworker"]),
+              help="mirrored: MirroredStrategy over this machine's GPUs (one device trains as none); auto: mirrored "
+                   "when several GPUs are visible; multiworker: MultiWorkerMirroredStrategy over the processes of "
+                   "TF_CONFIG, the chief writes the run (docs/distributed.md). What it does here is printed first "
+                   "[default: auto].")
 @click.option("--demo-per-class", type=int, help="With --data demo: images per class [default: 100].")
 @click.option("--demo-size", type=int, help="With --data demo: image side in pixels [default: 128].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),

@@ -210,18 +210,19 @@ class TrainData:
     augment: Any
     seed: int
     cache: Any
+    drop_remainder: bool = False  # multi-worker training: no last partial batch (a replica's batch may not be empty)
 
     @property
     def steps(self) -> int:
         from edgexfer.data.pipeline import steps_per_epoch
 
-        return steps_per_epoch(len(self.split.samples("train")), self.batch_size)
+        return steps_per_epoch(len(self.split.samples("train")), self.batch_size, self.drop_remainder)
 
     def __call__(self, first: int, end: int) -> Any:
         from edgexfer.data.pipeline import make_dataset
 
         return make_dataset(self.split, "train", self.image_size, self.batch_size, augment=self.augment,
-                            seed=self.seed, cache=self.cache, epochs=(first, end))
+                            seed=self.seed, cache=self.cache, epochs=(first, end), drop_remainder=self.drop_remainder)
 
 
 def training_datasets(split: Any, image_size: tuple[int, int], config: FinetuneConfig, batch_size: int | None = None):

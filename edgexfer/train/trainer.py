@@ -69,6 +69,7 @@ def finetune(
     say = log or (lambda _msg: None)
     config.validate()
     from edgexfer.backbones import get_backbone, resolve_weights
+    from edgexfer.train.distribute import read_tf_config
     from edgexfer.io import fix_modes, lock_folder
     from edgexfer.train.stages import plan_stages, resolved_fine_tune_epochs
 
@@ -83,6 +84,7 @@ def finetune(
     freeze_base = config.freeze_base if config.freeze_base is not None else pretrained
     bn_inference = config.bn_inference if config.bn_inference is not None else pretrained
     fine_tune_epochs = resolved_fine_tune_epochs(config, pretrained)
+    cluster = read_tf_config() if config.distribute == "multiworker" else None  # a bad TF_CONFIG: refused now
     stages = plan_stages(spec, config, freeze_base, fine_tune_epochs)  # raises when there is nothing to train
     if config.augment is not None:
         _augment(config)  # refuse bad augmentation options now
@@ -91,28 +93,63 @@ def finetune(
 
         if not is_available("tensorboard"):
             raise missing_module_error("tensorboard", ImportError("tensorboard"), "--tensorboard")
-    if weights != "none":
-        # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
-        spec.build_base(image_size, weights)
     out = Path(config.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    distribution = None
+    if cluster is not None:
+        # before any other TensorFlow work (MultiWorkerMirroredStrategy wants it first); waits here until every
+        # process of TF_CONFIG has started
+        distribution = _distribution(config.distribute, cluster)
+        say(distribution.describe())
+    if weights != "none":
+        # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
+        spec.build_base(image_size, weights)
     options = _options_record(config, weights, image_size, fine_tune_epochs)
+    run_args = (config, spec, image_size, weights, freeze_base, bn_inference, stages)
+    if distribution is not None and not distribution.writes_run:  # a multi-worker worker: trains its share, the chief writes the run
+        return _run_worker(run_args, distribution, out, options, callbacks, say)
     lock = lock_folder(out, "edgexfer finetune")  # held until the run is written (or fails)
     try:
         if _check_run_dir(out, options):
             result = load_run(out)
             say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
             return result
-        result = _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options,
-                      callbacks, say)
+        result = _run(*run_args, out, options, callbacks, say, distribution)
         fix_modes(out)
         return result
     finally:
         lock.release()
 
 
-def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say):
+def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> RunResult:
+    """A multi-worker worker other than the chief: it reads the chief's run folder (never locks or writes
+    it), trains in step with the chief in a temporary folder seeded with the chief's files (a resumed
+    run continues from the chief's checkpoints), and removes that folder."""
+    import shutil
+
+    from edgexfer.io import make_temp_dir
+
+    if _check_run_dir(out, options):
+        say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
+        return load_run(out)
+    work = make_temp_dir("edgexfer-worker-")
+    try:
+        if (out / "config.json").is_file():  # a run to resume: start from the chief's state
+            for name in ("config.json", "split.json", "labels.json", "skipped.txt"):
+                if (out / name).is_file():
+                    shutil.copy2(out / name, work / name)
+            if (out / "checkpoints").is_dir():
+                shutil.copytree(out / "checkpoints", work / "checkpoints")
+        result = _run(*run_args, work, options, callbacks, say, distribution)
+        say(f"{distribution.cluster.name if distribution.cluster else 'worker'}: done; the chief writes the run to {out}")
+        return RunResult(out, result.metrics, {}, result.history, resumed=result.resumed)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say,
+         distribution):
     from edgexfer.train.stages import fit_batchnorm_momentum, plan_trainability, restore_batchnorm_momentum
 
     split, skipped = _prepare_data(config, out, say)
@@ -124,7 +161,10 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
         # without it, seeded augmentation in parallel tf.data maps and threaded kernels make two runs of
         # the same command differ (measured here: test accuracy 0.74 and 0.53 from one seed)
         tf.config.experimental.enable_op_determinism()
-    strategy, replicas = _strategy(tf, config.distribute)
+    if distribution is None:
+        distribution = _distribution(config.distribute, None)
+        say(distribution.describe())
+    strategy, replicas = distribution.strategy, distribution.replicas
     mixed = _mixed_precision_usable(tf, config.mixed_precision, say)
     previous_policy = keras.mixed_precision.global_policy()
     if mixed:
@@ -153,7 +193,8 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
             say(f"BatchNorm momentum {_momentum_of(model, momenta):.3g} (from {max(momenta.values()):.3g}) for the "
                 f"{len(momenta)} layer(s) that train, so validation sees statistics of the current weights")
         training_momentum = _momentum_of(model, momenta) if momenta else None
-        history = _train(model, strategy, split, image_size, config, stages, out, callbacks, say, resolved)
+        history = _train_distributed(model, distribution, split, image_size, config, stages, out, callbacks, say,
+                                     resolved, Path(options["out"]))
         restore_batchnorm_momentum(model, momenta)
 
         if mixed:  # model.keras is always float32: export and bench expect it
@@ -370,14 +411,34 @@ def _tensorflow():
     return tf, keras
 
 
-def _strategy(tf, distribute: str):
-    gpus = tf.config.list_logical_devices("GPU")
-    if distribute == "none" or (distribute == "auto" and len(gpus) < 2):
-        return tf.distribute.get_strategy(), 1
-    # "mirrored" without GPUs mirrors over the logical CPU devices (how it is tested on a CPU)
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    strategy = tf.distribute.MirroredStrategy(devices=devices)
-    return strategy, strategy.num_replicas_in_sync
+def _distribution(distribute: str, cluster):
+    """The strategy of ``--distribute`` (edgexfer.train.distribute), made before any other TensorFlow work."""
+    from edgexfer.train.distribute import make_distribution
+
+    tf, _keras = _tensorflow()
+    return make_distribution(tf, distribute, cluster)
+
+
+def _train_distributed(model, distribution, split, image_size, config, stages, out: Path, callbacks, say, resolved,
+                       run_folder: Path) -> list[dict[str, Any]]:
+    """:func:`_train` under the run's strategy; with multiworker, a process of the cluster that dies ends
+    this one with one line (the collective times out or is aborted) and the same command resumes."""
+    if distribution.kind != "multiworker":
+        return _train(model, distribution.strategy, split, image_size, config, stages, out, callbacks, say, resolved)
+    from edgexfer.train.distribute import check_batches, is_worker_failure, keras_multiworker_fixes, worker_failure
+
+    check_batches(config.batch_size, len(split.samples("train")), distribution.replicas)
+    tf, _keras = _tensorflow()
+    try:
+        with keras_multiworker_fixes(model):
+            # each epoch's last partial batch is left out: split over the replicas it can leave one of them an
+            # empty batch, on which Keras' BatchNormalization fails
+            return _train(model, distribution.strategy, split, image_size, config, stages, out, callbacks, say,
+                          resolved, drop_remainder=True)
+    except Exception as exc:
+        if is_worker_failure(tf, exc):
+            raise worker_failure(exc, distribution.cluster, run_folder) from None
+        raise
 
 
 def _mixed_precision_usable(tf, requested: bool, say) -> bool:
@@ -413,7 +474,7 @@ def _class_weights(split) -> dict[str, float]:
 
 
 def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, out: Path, extra_callbacks, say,
-           resolved) -> list[dict[str, Any]]:
+           resolved, drop_remainder: bool = False) -> list[dict[str, Any]]:
     import keras
 
     from edgexfer.train.callbacks import (
@@ -432,6 +493,12 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
     state = RunState(checkpoints, config.monitor)
     order = [s.key for s in stages]
     train_ds, val_ds = training_datasets(split, image_size, config)
+    train_ds.drop_remainder = drop_remainder
+    if drop_remainder:  # validation in batches of one image per replica (at most replicas - 1 images left out)
+        from edgexfer.data.pipeline import make_dataset
+
+        val_ds = make_dataset(split, "val", image_size, strategy.num_replicas_in_sync, shuffle=False,
+                              cache=config.cache, drop_remainder=True)
     class_weight = {int(k): v for k, v in resolved["class_weights"].items()} if resolved["class_weights"] else None
     verbose = _verbose(config.verbose)
     logging_callbacks = []
