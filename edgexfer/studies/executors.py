@@ -138,7 +138,8 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {c.ray_address}" if c.ray_address else "a local Ray instance"
             raise EdgexferError(f"cannot connect to {where} ({str(exc).splitlines()[0] if str(exc) else exc!r})",
-                                "start it with `ray start --head` (or check --ray-address), or use --executor local"
+                                "start it with `ray start --head` (or check --ray-address; a cluster with token "
+                                "authentication needs its token here, see Ray's docs), or use --executor local"
                                 ) from None
         self.started = True
         self._check_resources()
