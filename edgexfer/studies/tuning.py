@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,41 @@ def finetune_options(values: dict[str, Any]) -> dict[str, Any]:
 def is_tuning_worker() -> bool:
     """True in a KerasTuner worker process (distributed mode, not the chief)."""
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "chief")
+
+
+@dataclass(frozen=True)
+class TuningRole:
+    """This process's part in KerasTuner's distributed mode: "single" (no distribution), "chief" or "worker"."""
+
+    role: str
+    tuner_id: str | None = None
+    address: str | None = None
+
+    def describe(self) -> str:
+        if self.role == "chief":
+            return f"tuning: chief oracle serving at {self.address}; the workers train the trials"
+        if self.role == "worker":
+            return f"tuning: worker {self.tuner_id} training trials for the chief at {self.address}"
+        return "tuning: in this process"
+
+
+def tuning_role(environ: Any = None) -> TuningRole:
+    """The KERASTUNER_* variables read and checked (KerasTuner itself fails late with a traceback)."""
+    env = os.environ if environ is None else environ
+    ip = env.get("KERASTUNER_ORACLE_IP")
+    if ip is None:
+        return TuningRole("single")
+    fix = ("set KERASTUNER_TUNER_ID (chief, or a unique worker name), KERASTUNER_ORACLE_IP and "
+           "KERASTUNER_ORACLE_PORT in every process (docs/tuning.md)")
+    port = env.get("KERASTUNER_ORACLE_PORT", "")
+    if not ip.strip():
+        raise EdgexferError("KERASTUNER_ORACLE_IP is empty", fix)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise EdgexferError(f"KERASTUNER_ORACLE_PORT {port!r} is not a port number (1-65535)", fix)
+    tuner_id = env.get("KERASTUNER_TUNER_ID", "")
+    if not tuner_id.strip():
+        raise EdgexferError("KERASTUNER_ORACLE_IP is set but KERASTUNER_TUNER_ID is not", fix)
+    return TuningRole("chief" if "chief" in tuner_id else "worker", tuner_id, f"{ip}:{port}")
 
 
 def _without_tensorboard(tuner_class: type) -> type:
@@ -137,6 +172,7 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
     ``finetune_fields`` are the study's fine-tune options (image_size, weights, head, seed…); the
     best values come back as ``best["options"]``, named as FinetuneConfig fields.
     """
+    role = tuning_role()  # a bad KERASTUNER_* setting: refused before anything is written
     kt = require("keras_tuner", "--tune")
     keras = require("keras", "tuning")
     from edgexfer.backbones import get_backbone, resolve_weights
@@ -159,6 +195,7 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
     max_epochs = int(options.epochs)
     direction = "min" if "loss" in options.objective else "max"
     cached: dict[int, tuple[Any, Any]] = {}
+    trained: list[str] = []  # trials this process trained (none on a distributed chief: it only serves the oracle)
 
     def datasets(config: FinetuneConfig):
         if config.batch_size not in cached:  # one pipeline per batch size, shared by the trials
@@ -177,6 +214,7 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
             return build_classifier(spec, n_classes, image_size, trial_config(base, hp.values), weights, bn_inference)
 
         def fit(self, hp, model, *args, epochs=max_epochs, initial_epoch=0, callbacks=None, **kwargs):
+            trained.append(str(hp.values))
             config = trial_config(base, hp.values)
             depth = int(hp.get("unfreeze_depth")) if freeze_base else 0
             logs = train_trial(model, spec, config, split, max_epochs=max_epochs, depth=depth,
@@ -202,9 +240,12 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
                                                               **common)
     else:
         raise EdgexferError(f"unknown tuner '{options.tuner}'", "use hyperband or bayesian")
+    if role.role != "single":
+        log(f"{name}: {role.describe()}")
     tuner.search(epochs=max_epochs, verbose=0)
-    if is_tuning_worker():
-        return {"worker": os.environ.get("KERASTUNER_TUNER_ID")}
+    if role.role == "worker":
+        log(f"{name}: worker {role.tuner_id} trained {len(trained)} trial(s); the chief's search is over")
+        return {"worker": role.tuner_id, "trials_trained": len(trained)}
 
     trials = []
     for trial in tuner.oracle.trials.values():
