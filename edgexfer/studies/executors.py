@@ -131,7 +131,8 @@ class RayExecutor:
             _check_reachable(c.ray_address)
         try:
             if c.ray_address is None:
-                ray.init(object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+                # "local": a new instance even where a cluster runs on this machine (ray.init() would join it)
+                ray.init(address="local", object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                          logging_level=logging.WARNING)
             else:
                 ray.init(address=c.ray_address, logging_level=logging.WARNING)
