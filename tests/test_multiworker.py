@@ -212,3 +212,40 @@ def test_gradients_equal_a_single_process(tmp_path):
     for a, b, c in zip(chief["weights"], worker["weights"], one["weights"], strict=True):
         np.testing.assert_allclose(a, b, atol=0)  # the workers hold one model
         np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_dead_worker_ends_the_job_in_one_line_and_the_same_command_resumes(tmp_path):
+    import time
+
+    from edgexfer.data.synthetic import generate_demo
+    from edgexfer.train import load_run
+
+    data = generate_demo(tmp_path / "demo", per_class=18, size=32, seed=0)
+    out = tmp_path / "run"
+    args = _finetune_args(data, out, "multiworker")
+    args[args.index("--epochs") + 1] = "4"
+    procs = _start_workers(args, tmp_path)
+    try:
+        state = out / "checkpoints" / "state.json"
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not (state.is_file() and json.loads(state.read_text())["history"]):
+            time.sleep(0.2)
+        assert state.is_file(), "the chief finished no epoch"
+        os.killpg(procs[1].pid, signal.SIGKILL)  # the worker dies mid-run
+        chief_log = procs[0].communicate(timeout=150)[0]
+    finally:
+        _finish(procs, timeout=1)
+    assert procs[0].returncode == 2, chief_log[-3000:]
+    errors = [line for line in chief_log.splitlines() if line.startswith("edgexfer: error:")]
+    assert len(errors) == 1 and "another process of the cluster (2 in TF_CONFIG) died or stopped answering" in errors[0]
+    assert "start every process again with the same command" in errors[0]
+    assert not (out / "run.json").exists()
+    done = len(json.loads((out / "checkpoints" / "state.json").read_text())["history"])
+
+    (chief_rc, chief_log), (worker_rc, worker_log) = _finish(_start_workers(args, tmp_path), timeout=240)
+    assert chief_rc == 0 and worker_rc == 0, (chief_log[-2000:], worker_log[-2000:])
+    assert f"resuming the run in {out}" in chief_log
+    assert f"resuming at epoch {done + 1}" in chief_log and f"resuming at epoch {done + 1}" in worker_log
+    run = load_run(out)
+    assert [r["epoch_global"] for r in run.history] == [1, 2, 3, 4]
