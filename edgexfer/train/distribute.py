@@ -173,12 +173,13 @@ def _short(devices: list[str]) -> list[str]:
     return [d.rsplit("device:", 1)[-1] for d in devices]
 
 
-def check_batches(batch_size: int, n_train: int, replicas: int) -> None:
-    """Multi-worker training splits each batch over the replicas and leaves out an epoch's last partial batch."""
+def check_batches(batch_size: int, n_train: int | None, replicas: int) -> None:
+    """Multi-worker training splits each batch over the replicas and leaves out an epoch's last partial batch
+    (``n_train`` None: the data is not read yet)."""
     if batch_size < replicas:
         raise EdgexferError(f"--batch-size {batch_size} is smaller than the {replicas} replicas of the cluster",
                             f"pass --batch-size {replicas} or more (the global batch, split over the replicas)")
-    if n_train < batch_size:
+    if n_train is not None and n_train < batch_size:
         raise EdgexferError(f"the train split has {n_train} images, fewer than one batch of {batch_size}",
                             "pass a smaller --batch-size")
 

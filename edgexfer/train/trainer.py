@@ -69,8 +69,8 @@ def finetune(
     say = log or (lambda _msg: None)
     config.validate()
     from edgexfer.backbones import get_backbone, resolve_weights
-    from edgexfer.train.distribute import read_tf_config
     from edgexfer.io import fix_modes, lock_folder
+    from edgexfer.train.distribute import read_tf_config
     from edgexfer.train.stages import plan_stages, resolved_fine_tune_epochs
 
     spec = get_backbone(config.backbone)
@@ -102,12 +102,15 @@ def finetune(
         # process of TF_CONFIG has started
         distribution = _distribution(config.distribute, cluster)
         say(distribution.describe())
+        from edgexfer.train.distribute import check_batches
+
+        check_batches(config.batch_size, None, distribution.replicas)
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
         spec.build_base(image_size, weights)
     options = _options_record(config, weights, image_size, fine_tune_epochs)
     run_args = (config, spec, image_size, weights, freeze_base, bn_inference, stages)
-    if distribution is not None and not distribution.writes_run:  # a multi-worker worker: trains its share, the chief writes the run
+    if distribution is not None and not distribution.writes_run:  # a multi-worker worker: the chief writes the run
         return _run_worker(run_args, distribution, out, options, callbacks, say)
     lock = lock_folder(out, "edgexfer finetune")  # held until the run is written (or fails)
     try:
@@ -141,7 +144,9 @@ def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> R
                     shutil.copy2(out / name, work / name)
             if (out / "checkpoints").is_dir():
                 shutil.copytree(out / "checkpoints", work / "checkpoints")
-        result = _run(*run_args, work, options, callbacks, say, distribution)
+        config, spec, image_size, weights, freeze_base, bn_inference, stages = run_args
+        result = _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, work, options, callbacks,
+                      say, distribution)
         say(f"{distribution.cluster.name if distribution.cluster else 'worker'}: done; the chief writes the run to {out}")
         return RunResult(out, result.metrics, {}, result.history, resumed=result.resumed)
     finally:
@@ -425,7 +430,12 @@ def _train_distributed(model, distribution, split, image_size, config, stages, o
     this one with one line (the collective times out or is aborted) and the same command resumes."""
     if distribution.kind != "multiworker":
         return _train(model, distribution.strategy, split, image_size, config, stages, out, callbacks, say, resolved)
-    from edgexfer.train.distribute import check_batches, is_worker_failure, keras_multiworker_fixes, worker_failure
+    from edgexfer.train.distribute import (
+        check_batches,
+        is_worker_failure,
+        keras_multiworker_fixes,
+        worker_failure,
+    )
 
     check_batches(config.batch_size, len(split.samples("train")), distribution.replicas)
     tf, _keras = _tensorflow()
