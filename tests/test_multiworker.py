@@ -249,3 +249,8 @@ def test_a_dead_worker_ends_the_job_in_one_line_and_the_same_command_resumes(tmp
     assert f"resuming at epoch {done + 1}" in chief_log and f"resuming at epoch {done + 1}" in worker_log
     run = load_run(out)
     assert [r["epoch_global"] for r in run.history] == [1, 2, 3, 4]
+
+    # a finished run: one process alone returns at once, without waiting for a cluster
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "TF_CONFIG": tf_config(0), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert again.returncode == 0 and "already holds this finished run" in again.stdout, again.stdout + again.stderr

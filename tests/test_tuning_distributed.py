@@ -104,3 +104,20 @@ def test_a_chief_and_a_worker_complete_a_search_together(tmp_path, demo_data_dir
     best = max(t["score"] for t in record["trials"])
     assert record["best"]["score"] == best, "the chief's oracle picked the best of the worker's trials"
     assert set(record["best"]["options"]) <= {"learning_rate", "dropout", "batch_size"}
+
+
+def test_compare_tune_with_a_bad_tuner_setting_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.delenv("KERASTUNER_ORACLE_PORT", raising=False)
+    out = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "tinycnn", "--out", str(out),
+                                      "--tune", "--image-size", "32"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "KERASTUNER_ORACLE_PORT '' is not a port number" in lines[0], result.output
+    assert not out.exists()

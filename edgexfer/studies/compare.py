@@ -399,8 +399,9 @@ class Study:
         self.stages.check_backbones(c.backbones, c.finetune_config.image_size)
         worker = False
         if c.tune is not None:
-            from edgexfer.studies.tuning import is_tuning_worker
+            from edgexfer.studies.tuning import is_tuning_worker, tuning_role
 
+            tuning_role()  # a malformed KERASTUNER_* setting: one line before anything is written
             worker = is_tuning_worker()
         # a KerasTuner worker runs its trials here, for the chief; only the chief hands jobs to an executor
         executor = make_executor(ExecutorConfig() if worker else c.executor)

@@ -96,8 +96,12 @@ def finetune(
     out = Path(config.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    options = _options_record(config, weights, image_size, fine_tune_epochs)
     distribution = None
     if cluster is not None:
+        if _check_run_dir(out, options):  # finished: nothing to train, no need to wait for the other processes
+            say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
+            return load_run(out)
         # before any other TensorFlow work (MultiWorkerMirroredStrategy wants it first); waits here until every
         # process of TF_CONFIG has started
         distribution = _distribution(config.distribute, cluster)
@@ -108,7 +112,6 @@ def finetune(
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
         spec.build_base(image_size, weights)
-    options = _options_record(config, weights, image_size, fine_tune_epochs)
     run_args = (config, spec, image_size, weights, freeze_base, bn_inference, stages)
     if distribution is not None and not distribution.writes_run:  # a multi-worker worker: the chief writes the run
         return _run_worker(run_args, distribution, out, options, callbacks, say)
