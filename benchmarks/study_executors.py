@@ -57,7 +57,7 @@ def child(variant: str, size: str, out: Path) -> None:
         import ray
 
         path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+        ray.init(address="local", num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                  logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": path},
                                                        "worker_process_setup_hook": "fixtures_study.register_studycnn"})
         executor = ExecutorConfig(kind="ray", cpus_per_job=float(VARIANTS[variant]))

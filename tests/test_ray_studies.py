@@ -33,7 +33,8 @@ RAY = ExecutorConfig(kind="ray")
 def ray_instance():
     """A local Ray instance for the module (started once: a few seconds)."""
     path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, logging_level="WARNING",
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
+             logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""},
                           "worker_process_setup_hook": "fixtures_study.register_studycnn"})
     yield

@@ -143,10 +143,12 @@ class RayExecutor:
                                 "authentication needs its token here, see Ray's docs), or use --executor local"
                                 ) from None
         self.started = True
-        self._check_resources()
+        if c.ray_address is None:
+            self._check_resources()
 
     def _check_resources(self) -> None:
-        """A job asking for more than any node has would wait forever: refuse it now."""
+        """On the local instance, a job asking for more than the machine has would wait forever: refuse it now.
+        (On a cluster an autoscaler may add such a node; Ray itself warns about tasks no node can run.)"""
         c = self.config
         nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
         fits = [r for r in nodes if r.get("CPU", 0) >= c.cpus_per_job and r.get("GPU", 0) >= c.gpus_per_job]
