@@ -254,3 +254,19 @@ def test_a_dead_worker_ends_the_job_in_one_line_and_the_same_command_resumes(tmp
     again = subprocess.run(args, capture_output=True, text=True, timeout=120,
                            env={**os.environ, "TF_CONFIG": tf_config(0), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert again.returncode == 0 and "already holds this finished run" in again.stdout, again.stdout + again.stderr
+
+
+def test_own_address_that_cannot_be_served_is_one_line(demo_data_dir, tmp_path):
+    """This process's TF_CONFIG entry on a port already taken: one line, exit 2, nothing written."""
+    out = tmp_path / "run"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = f"127.0.0.1:{busy.getsockname()[1]}"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config(0, [taken, "127.0.0.1:1"])}
+        proc = subprocess.run(_finetune_args(demo_data_dir, out, "multiworker"), capture_output=True, text=True,
+                              timeout=120, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if line.startswith("edgexfer:")]
+    assert len(errors) == 1 and f"(worker 0 of TF_CONFIG) cannot listen at {taken}" in errors[0], errors
+    assert not out.exists()

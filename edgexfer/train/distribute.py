@@ -149,7 +149,13 @@ def make_distribution(tf: Any, requested: str, cluster: ClusterTask | None = Non
         if cluster is None:
             cluster = read_tf_config()
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except tf.errors.OpError as exc:  # its own port taken ("Could not start gRPC server"), a bad host name
+            raise EdgexferError(f"this process ({cluster.name} of TF_CONFIG) cannot listen at {cluster.address}: "
+                                f"{' '.join(str(exc).split())[:120]}",
+                                "free that port, or give this process a free host:port in TF_CONFIG (its own "
+                                "entry is where it listens; the other processes connect to it there)") from None
         local = [d.name for d in tf.config.list_logical_devices("GPU")] or ["CPU:0"]
         notes = [] if len(cluster.members) > 1 else ["a cluster of one process trains like --distribute none"]
         return Distribution("multiworker", strategy, int(strategy.num_replicas_in_sync), _short(local), requested,
