@@ -70,12 +70,14 @@ def test_mirrored_on_one_device_trains_as_none(demo_data_dir, tmp_path):
     """On a machine with one device, --distribute mirrored says so and gives the model of --distribute none."""
     from edgexfer.train import finetune
 
-    messages: list[str] = []
+    logs: dict[str, list[str]] = {"none": [], "mirrored": []}
     runs = {}
     for mode in ("none", "mirrored"):
         config = tiny_run_config(demo_data_dir, tmp_path / mode, image_size=32, epochs=1, fine_tune_epochs=0,
                                  weights="none", distribute=mode, precise_bn_batches=2)
-        runs[mode] = finetune(config, log=messages.append if mode == "mirrored" else None)
+        runs[mode] = finetune(config, log=logs[mode].append)
+    assert "distribution: none, 1 replica on CPU:0" in logs["none"]
+    messages = logs["mirrored"]
     assert any("--distribute mirrored: only one device (CPU:0) is visible, so this trains as --distribute none"
                in m for m in messages), messages
     assert runs["mirrored"].metrics["accuracy"] == runs["none"].metrics["accuracy"]
