@@ -132,7 +132,7 @@ def measure(variant: str, src: Path | None, args: argparse.Namespace, work: Path
         inside = [rss for t, rss in samples if stage["started"] <= t <= stage["started"] + stage["seconds"]]
         stages.append({"stage": stage["stage"], "seconds": stage["seconds"],
                        "peak_rss_mb": round(max(inside) / 2**20, 1) if inside else None})
-    return {"variant": variant, "source": os.fspath(src) if src else "this checkout", "edgexfer": record["edgexfer"],
+    return {"variant": variant, "source": _describe(src), "edgexfer": _describe(Path(record["edgexfer"]).parent),
             "process_wall_seconds": round(wall, 1), "export_seconds": round(record["seconds"], 1),
             "cpu_seconds": round(cpu_s, 1),
             "peak_rss_mb": round(max(rss for _, rss in samples) / 2**20, 1), "stages": stages,
@@ -253,6 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     return 0
+
+
+def _describe(src: Path | None) -> str:
+    """A checkout as its commit (machine paths stay out of the results)."""
+    where = src if src is not None else ROOT
+    try:
+        commit = subprocess.run(["git", "-C", os.fspath(where), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown commit"
+    return f"{'this checkout' if src is None else 'baseline checkout'} at {commit}"
 
 
 def _cpu_name() -> str:
