@@ -3,14 +3,19 @@
 Trains Keras-applications backbones from scratch (``weights none``) on the synthetic demo data and
 scores the saved ``model.keras`` on the test split twice: in inference mode (BatchNorm moving
 statistics, what export and bench see) and with batch statistics (``model(x, training=True)`` with
-dropout off, shuffled test batches of the run's batch size). Inference mode far below batch
-statistics means the moving statistics do not describe the weights.
+dropout off, shuffled test batches of ``--stats-batch-size`` images). Inference mode far below batch
+statistics means the moving statistics do not describe the weights. Use a test split of a few hundred
+images (``--per-class`` and ``--split-fractions``) so that one image is well under a point, and
+batch-statistics batches large enough (``--stats-batch-size``) not to be noisy themselves.
 
-Run it against the current code, and against an older checkout to compare::
+Run it against the current code, and against an older checkout to compare (the settings of the
+recorded results)::
 
-    python benchmarks/bn_from_scratch.py --label after
-    git archive 0ce3ebc | tar -x -C /tmp/edgexfer-0ce3ebc
-    PYTHONPATH=/tmp/edgexfer-0ce3ebc python benchmarks/bn_from_scratch.py --label before
+    ARGS="--per-class 400 --image-size 64 --epochs 15 --learning-rate 3e-3 --batch-size 32 \
+          --split-fractions 0.55,0.15,0.3 --no-augment --stats-batch-size 120"
+    python benchmarks/bn_from_scratch.py --label after $ARGS
+    mkdir OLD && git archive 0ce3ebc | tar -x -C OLD
+    PYTHONPATH=OLD python benchmarks/bn_from_scratch.py --label before $ARGS
 
 ``--measure-only`` re-measures the finished runs in ``--work`` without training (so both code
 versions are measured by the same, current, measurement code). Each call adds its rows to benchmarks/results/bn_from_scratch.json (rows of the same label and
@@ -40,6 +45,11 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split-fractions", default="0.7,0.2,0.1", help="train,val,test fractions of the demo")
+    parser.add_argument("--monitor", default="val_loss", help="what picks the saved epoch (val_loss, val_accuracy)")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--stats-batch-size", type=int, default=None,
+                        help="test batch size for the batch-statistics score [default: --batch-size]")
     parser.add_argument("--work", help="folder for data and runs [default: a temporary folder]")
     parser.add_argument("--measure-only", action="store_true",
                         help="measure the finished runs already in --work (of any code version) without training")
@@ -50,6 +60,8 @@ def main() -> None:
     from edgexfer.data.synthetic import generate_demo
     from edgexfer.train import finetune
 
+    fractions = [float(f) for f in args.split_fractions.split(",")]
+    stats_batch = args.stats_batch_size or args.batch_size
     work = Path(args.work or tempfile.mkdtemp(prefix="bn-from-scratch-"))
     data = generate_demo(work / "data", per_class=args.per_class, size=args.image_size, seed=args.seed)
     rows = []
@@ -58,7 +70,9 @@ def main() -> None:
         config = FinetuneConfig(data=str(data), backbone=backbone, out=str(out), weights="none",
                                 image_size=args.image_size, epochs=args.epochs, fine_tune_epochs=0,
                                 learning_rate=args.learning_rate, batch_size=args.batch_size,
-                                early_stopping_patience=0, seed=args.seed, verbose=0)
+                                early_stopping_patience=0, seed=args.seed, verbose=0,
+                                split_fractions=fractions, augment=not args.no_augment,
+                                monitor=args.monitor)
         started = time.perf_counter()
         if args.measure_only:
             from edgexfer.train import load_run
@@ -67,7 +81,7 @@ def main() -> None:
         else:
             result = finetune(config, log=None)
         seconds = time.perf_counter() - started
-        inference, batch_stats = _accuracies(result.run_dir, args.image_size, args.batch_size)
+        inference, batch_stats, test_images = _accuracies(result.run_dir, args.image_size, stats_batch)
         history = result.history
         row = {
             "label": args.label, "backbone": backbone,
@@ -78,16 +92,18 @@ def main() -> None:
             "epochs_run": len(history), "train_seconds": None if args.measure_only else round(seconds, 1),
             "sanity": (result.metrics.get("sanity") or {}).get("verdict"),
             "batchnorm": result.metrics.get("batchnorm"),
+            "test_images": test_images,
         }
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("label", "backbone", "inference_accuracy", "batch_stats_accuracy",
                                               "epochs_run", "train_seconds")}), flush=True)
     settings = {k: getattr(args, k) for k in ("per_class", "image_size", "epochs", "learning_rate", "batch_size",
-                                              "seed")}
+                                              "seed", "split_fractions", "no_augment", "stats_batch_size",
+                                              "monitor")}
     _save(rows, settings, " ".join(["python", *sys.argv]), args.label + (" (measured)" if args.measure_only else ""))
 
 
-def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float, float]:
+def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float, float, int]:
     """Test accuracy of the saved model in inference mode and with batch statistics."""
     import keras
     import numpy as np
@@ -107,7 +123,7 @@ def _accuracies(run_dir: Path, image_size: int, batch_size: int) -> tuple[float,
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     batch_stats = sum(int((np.asarray(model(x, training=True)).argmax(1) == y).sum()) for x, y in batches)
-    return inference / total, batch_stats / total
+    return inference / total, batch_stats / total, total
 
 
 def _save(rows: list[dict], settings: dict, command: str, key: str) -> None:
@@ -126,10 +142,11 @@ def _save(rows: list[dict], settings: dict, command: str, key: str) -> None:
     lines = ["# From-scratch BatchNorm: test accuracy in inference mode vs with batch statistics", "",
              "Synthetic demo data (3 classes), `--weights none`, one phase; settings: "
              + ", ".join(f"{k}={v}" for k, v in settings.items()) + ".", "",
-             "| code | backbone | inference mode | batch statistics | gap | epochs | train s | sanity |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| code | backbone | test images | inference mode | batch statistics | batch − inference | epochs "
+             "| train s | sanity |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(data["rows"], key=lambda r: (r["backbone"], r["label"] != "before")):
-        lines.append(f"| {r['label']} | {r['backbone']} | {r['inference_accuracy']:.3f} | "
+        lines.append(f"| {r['label']} | {r['backbone']} | {r.get('test_images', 'n/a')} | {r['inference_accuracy']:.3f} | "
                      f"{r['batch_stats_accuracy']:.3f} | {r['gap']:+.3f} | {r['epochs_run']} | {r['train_seconds']} "
                      f"| {r.get('sanity') or 'n/a'} |")
     lines += ["", "Commands:", ""] + [f"- {label}: `{cmd}`" for label, cmd in data["commands"].items()]
