@@ -9,8 +9,6 @@ processes it starts) and the cached GPU status is cleared around it. A process's
 ``CUDA_VISIBLE_DEVICES`` once, so the GPU tests do their GPU work in subprocesses of their own.
 """
 
-import ctypes
-import gc
 import json
 import os
 import subprocess
@@ -77,29 +75,6 @@ def pytest_collection_modifyitems(config, items):
             ok, reason = gpu_probe()["tensorrt"]
             if not ok:
                 item.add_marker(pytest.mark.skip(reason=f"TensorRT engines cannot be built here: {reason}"))
-
-
-def _malloc_trim() -> None:
-    """Hand the C heap's free pages back to the system (glibc only; elsewhere nothing to do)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _keras_state_freed_after_each_module():
-    """One pytest process runs the whole suite: after each test module, Keras' global state, TensorFlow's
-    default graph and kernel cache and the garbage they held are freed, and free heap pages are returned,
-    so that what one module built does not stay resident for the rest of the suite."""
-    yield
-    if "keras" in sys.modules:
-        import keras
-
-        keras.backend.clear_session(free_memory=True)
-    else:
-        gc.collect()
-    _malloc_trim()
 
 
 @pytest.fixture(autouse=True)
