@@ -199,7 +199,7 @@ def convert_run_model(
             last = lines[-1][:300] if lines else f"exit status {code}"
             raise EdgexferError(f"the ONNX conversion process failed ({last})",
                                 "run the export again; if it fails again, report the backbone")
-        probs = np.load(job["probs"]) if parity_images is not None else None
+        probs = np.load(tmp / "probs.npy") if parity_images is not None else None
         return Conversion(fixes=result["fixes"], keras_probs=probs)
 
 

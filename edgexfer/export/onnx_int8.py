@@ -427,7 +427,8 @@ def entropy_threshold(hist: np.ndarray, edges: np.ndarray, lo: Any, hi: Any, num
     half_q = num_quantized_bins // 2
     cumulative = np.concatenate([[0], np.cumsum(hist)])
     total = int(cumulative[-1])
-    best_div, best = np.inf, None
+    best_div = np.inf
+    best_range: tuple[np.floating, np.floating] | None = None  # numpy scalars: ORT's TensorData wants them
     for i in range(half_q, zero + 1):
         start, end = zero - i, min(zero + i + 1, num_bins)
         sliced = hist[start:end]
@@ -448,9 +449,11 @@ def entropy_threshold(hist: np.ndarray, edges: np.ndarray, lo: Any, hi: Any, num
         except AssertionError:  # ORT's smoothing refuses an almost empty distribution: not a candidate
             ps = qs = None
         div = np.inf if ps is None or qs is None else float(entropy(ps, qs))
-        if best is None or div < best_div:
-            best_div, best = div, (edges[start], edges[end])
-    low, high = best
+        if best_range is None or div < best_div:
+            best_div, best_range = div, (edges[start], edges[end])
+    if best_range is None:  # no candidate threshold (fewer bins than quantized levels): keep the full range
+        return lo, hi
+    low, high = best_range
     if low < lo:
         low = lo
     if high > hi:

@@ -12,11 +12,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from edgexfer.errors import EdgexferError
+
+_R = TypeVar("_R", bound="Runtime")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Runtime(ABC):
     #: the largest batch the artifact accepts (TensorRT engines have a profile maximum)
     max_batch: int | None = None
 
-    def __enter__(self) -> Runtime:
+    def __enter__(self: _R) -> _R:
         return self
 
     def __exit__(self, *exc: object) -> None:

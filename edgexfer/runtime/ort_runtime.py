@@ -138,7 +138,8 @@ class OrtRuntime(Runtime):
                                 "re-export the model or choose another runtime") from exc
         used = session.get_providers()
         if used[0] != provider:
-            raise EdgexferError(f"onnxruntime fell back from {provider} to {used[0]} for {self.path.name}",
+            name = self.path.name if self.path is not None else "the session's model"
+            raise EdgexferError(f"onnxruntime fell back from {provider} to {used[0]} for {name}",
                                 f"check the {provider} installation or choose --runtimes ort-cpu")
         return session
 
