@@ -20,6 +20,7 @@ from edgexfer.config import RESUME_FREE, FinetuneConfig
 from edgexfer.contracts import run as run_contract
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
+from edgexfer.train.stages import augment_config, build_classifier
 
 CONFIG_SCHEMA = "edgexfer.finetune-config/1"
 MODEL_FILE = run_contract.MODEL_FILE
@@ -87,7 +88,7 @@ def finetune(
     cluster = read_tf_config() if config.distribute == "multiworker" else None  # a bad TF_CONFIG: refused now
     stages = plan_stages(spec, config, freeze_base, fine_tune_epochs)  # raises when there is nothing to train
     if config.augment is not None:
-        _augment(config)  # refuse bad augmentation options now
+        augment_config(config)  # refuse bad augmentation options now
     if config.tensorboard:
         from edgexfer._lazy import is_available, missing_module_error
 
@@ -179,13 +180,13 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            model = _build(spec, len(classes), image_size, config, weights, bn_inference)
+            model = build_classifier(spec, len(classes), image_size, config, weights, bn_inference)
         resolved = {
             "backbone": spec.name, "image_size": list(image_size), "weights": weights, "classes": classes,
             "freeze_base": freeze_base, "bn_inference": bn_inference, "mixed_precision": mixed,
             "replicas": replicas, "preprocessing": spec.preprocessing,
             "class_weights": _class_weights(split) if config.class_weights else None,
-            "augment": _augment(config).to_dict() if _augment(config) is not None else None,
+            "augment": augment.to_dict() if (augment := augment_config(config)) is not None else None,
         }
         resumed = (out / "config.json").is_file()
         if not resumed:
@@ -207,7 +208,7 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
 
         if mixed:  # model.keras is always float32: export and bench expect it
             keras.mixed_precision.set_global_policy(previous_policy)
-            float_model = _build(spec, len(classes), image_size, config, "none", bn_inference)
+            float_model = build_classifier(spec, len(classes), image_size, config, "none", bn_inference)
             float_model.set_weights(model.get_weights())
             model = float_model
         bn_record = _recalibrate_batchnorm(model, split, image_size, config, trained_bn, say)
@@ -461,23 +462,6 @@ def _mixed_precision_usable(tf, requested: bool, say) -> bool:
         say("mixed precision asked for, but no GPU is visible: training in float32")
         return False
     return True
-
-
-def _build(spec, num_classes, image_size, config: FinetuneConfig, weights, bn_inference):
-    from edgexfer.backbones import build_model
-
-    return build_model(spec, num_classes, image_size, head=config.head, weights=weights, dropout=config.dropout,
-                       bn_inference=bn_inference)
-
-
-def _augment(config: FinetuneConfig):
-    from edgexfer.data.pipeline import AugmentConfig
-
-    if config.augment is True:
-        return AugmentConfig()
-    if config.augment is False:
-        return None
-    return AugmentConfig.from_dict(config.augment)
 
 
 def _class_weights(split) -> dict[str, float]:
