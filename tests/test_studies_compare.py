@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fixtures_study import SECOND_BACKBONE, register_studycnn
 from test_report_study import parse_page
 from test_studies_resume import FakeStages
 
@@ -21,35 +22,14 @@ FAST_TRAINING = {"image_size": 32, "epochs": 1, "fine_tune_epochs": 0, "batch_si
 FAST_EXPORT = {"calibration_size": 12, "parity_samples": 8, "progress": False}
 FAST_BENCH = {"runtimes": ["ort-cpu"], "batch_sizes": (1,), "warmup": 1, "iterations": 5, "end_to_end_images": 2,
               "progress": False}
-# A second small CNN registered for these tests only: a second Keras application (MobileNetV3Small at
-# 48 px) took minutes to compile and train on two shared CPU cores; this one trains in seconds.
-SECOND_BACKBONE = "studycnn"
-
-
 @pytest.fixture
 def second_backbone(monkeypatch):
-    """Register SECOND_BACKBONE for one test; the registry is restored afterwards."""
+    """Register SECOND_BACKBONE (fixtures_study) for one test; the registry is restored afterwards."""
     from edgexfer.backbones import registry
 
     registry.list_backbones()  # the built-in presets first
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-
-    @registry.register_backbone(SECOND_BACKBONE, family="plain", native_size=64, min_size=32, preprocessing="unit",
-                                unfreeze_points=("block2_", "block1_"), parameters=1_464, imagenet=False)
-    def studycnn(input_shape, weights):
-        import keras
-        from keras import layers
-
-        inputs = keras.Input(shape=input_shape)
-        x = inputs
-        for i, filters in enumerate((8, 16), start=1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i}_conv")(x)
-            x = layers.BatchNormalization(name=f"block{i}_bn")(x)
-            x = layers.ReLU(name=f"block{i}_relu")(x)
-            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-        return keras.Model(inputs, x, name=SECOND_BACKBONE)
-
-    return SECOND_BACKBONE
+    return register_studycnn()
 
 
 def counting(stages: Stages, calls: dict[str, int]) -> Stages:
