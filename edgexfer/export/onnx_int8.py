@@ -214,7 +214,7 @@ def quantize(
         "per_channel": options.per_channel,
         "reduce_range": options.reduce_range,
         "op_types": sorted(op_types) if op_types else "all",
-        "calibration": "one pass, histograms per tensor in batches of at most %d images" % CALIBRATION_CHUNK,
+        "calibration": f"one pass, histograms per tensor in batches of at most {CALIBRATION_CHUNK} images",
     }
 
 
