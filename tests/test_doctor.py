@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 from click.testing import CliRunner
+from light_install import BLOCK_TRAIN_EXTRA
 
 from edgexfer.cli import cli
 from edgexfer.doctor import PACKAGES, diagnose, doctor_lines, keras_home
@@ -55,17 +56,9 @@ def test_doctor_text_names_every_section_and_reason(tmp_path, monkeypatch):
     assert doctor_lines(report)[0].startswith("edgexfer ")
 
 
-LIGHT = textwrap.dedent(
+LIGHT = BLOCK_TRAIN_EXTRA + textwrap.dedent(
     """
     import json, sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
-                raise ImportError(f"{name} is blocked for this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
     from edgexfer.cli import main
     codes = []
     for argv in (["doctor"], ["doctor", "--json"]):

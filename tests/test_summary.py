@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+from light_install import BLOCK_TRAIN_EXTRA
 
 from edgexfer.report.summary import bench_title, closing_lines, summary_rows, summary_table, verdict
 
@@ -69,17 +70,9 @@ def test_closing_lines_and_title(tmp_path):
     assert bench_title({"export": {"name": "exported"}}) == "Bench: exported"
 
 
-LIGHT_DEMO = textwrap.dedent(
+LIGHT_DEMO = BLOCK_TRAIN_EXTRA + textwrap.dedent(
     """
     import json, os, sys
-
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
-                raise ImportError(f"{name} is blocked for this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
     from edgexfer.cli import main
     out = sys.argv[1]
     try:
