@@ -30,6 +30,9 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
               help="How INT8 activation ranges are calibrated.")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
               help="INT8 top-1 agreement with FP32 on validation images below which sensitive nodes stay in float.")
+@click.option("--no-kernel-choice", "kernel_choice", is_flag=True, flag_value=False, default=True,
+              help="With --target cpu: keep every INT8 convolution on ONNX Runtime's symmetric kernels instead of "
+                   "timing both int8 kernels here and keeping the faster per convolution.")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch of the engines' profile.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
@@ -37,7 +40,7 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
 @click.option("--quiet", is_flag=True, help="No progress bars or step messages.")
 def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool, target: str | None,
            calibration: Path | None, calibration_size: int, calibration_seed: int, calibration_method: str,
-           int8_min_agreement: float, max_batch: int, opset: int, data_root: Path | None, quiet: bool) -> None:
+           int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None, quiet: bool) -> None:
     """Export the fine-tuned run RUN_DIR to ONNX FP32 (and FP16, INT8, TensorRT engines), checked against Keras."""
     from edgexfer.export import ExportConfig, export_run
     from edgexfer.export.pipeline import check_export_dependencies, summary_lines
@@ -47,6 +50,7 @@ def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool
     config = ExportConfig(run_dir=run_dir, out=out, fp16=fp16, int8=int8, engine=engine, target=target,
                           calibration=calibration, calibration_size=calibration_size, calibration_seed=calibration_seed,
                           calibration_method=calibration_method, int8_min_agreement=int8_min_agreement,
+                          int8_kernel_choice=kernel_choice,
                           max_batch=max_batch, opset=opset, data_root=data_root, progress=not quiet)
     from edgexfer.export.tensorrt import EngineUnavailable
 

@@ -27,6 +27,9 @@ class ExportConfig:
     fastest) or ``tensorrt`` (int8 symmetric, zero point 0). ``None`` means ``tensorrt`` when
     ``engine`` is set, else ``cpu``.
 
+    ``int8_kernel_choice`` (target ``cpu``): time each INT8 convolution under ONNX Runtime's two CPU int8
+    kernels on this machine and keep the faster (`edgexfer.export.onnx_int8.choose_cpu_kernels`; same values).
+
     ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where the set
     of the run's split (``cal-<split fingerprint>-<H>x<W>-<images>-seed<seed>``, never the run's folder
     name) is looked up and built when absent (default ``calibration/``).
@@ -51,6 +54,7 @@ class ExportConfig:
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     int8_max_rounds: int = 3
     int8_nodes_per_round: int = 2
+    int8_kernel_choice: bool = True
     sensitivity_samples: int = 16
     batch_size: int = 16
     timing_cache: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,49 @@ def predict_onnx(path: str | os.PathLike[str], images: np.ndarray, batch_size: i
     with OrtRuntime(path, threads=threads, spinning=False) as runtime:
         return runtime.predict_all(images, batch_size)
 
+
+
+@dataclass(frozen=True)
+class KernelEvent:
+    """One node's kernel run in an ONNX Runtime profile: the node's name after graph optimization, its
+    op type, the call it belongs to (0-based, warm-up calls excluded) and its duration in ms."""
+
+    node: str
+    op_type: str
+    call: int
+    ms: float
+
+
+def kernel_profile(path: str | os.PathLike[str], batch: np.ndarray, *, threads: int | None = None, iterations: int = 10,
+                   warmup: int = 2, optimization: str = "all") -> list[KernelEvent]:
+    """Run the model at ``path`` alone on the CPU provider ``warmup + iterations`` times on ``batch`` with
+    ONNX Runtime's profiler on; return the kernel events of the timed calls. The profile file is written to
+    a temporary folder and removed."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgexfer-profile-") as tmp:
+        options = session_options(threads, optimization=optimization)
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tmp, "profile")
+        ort = require("onnxruntime", "running ONNX models")
+        session = ort.InferenceSession(os.fspath(path), sess_options=options, providers=[CPU])
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)}
+        for _ in range(warmup + iterations):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+        del session
+    # each call is one "model_run" event; a node's kernel event belongs to the call whose span holds it
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    out: list[KernelEvent] = []
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        call = next((i for i, (t0, t1) in enumerate(runs) if t0 <= event["ts"] <= t1), -1)
+        if call >= warmup:
+            out.append(KernelEvent(event["name"][: -len("_kernel_time")], event["args"]["op_name"], call - warmup,
+                                   event["dur"] / 1000.0))
+    return out
 
 def _provider_options(provider: str, artifact: Artifact | None, cache_dir: str | os.PathLike[str] | None) -> dict:
     if provider != TENSORRT:
