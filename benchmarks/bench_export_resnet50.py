@@ -143,8 +143,8 @@ def measure(variant: str, src: Path | None, args: argparse.Namespace, work: Path
 def markdown(result: dict) -> str:
     lines = ["# ResNet50 export at 224 px: FP32 + FP16 + INT8, side by side", "",
              f"Command: `{result['command']}`", "",
-             f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores (shared with other jobs; "
-             f"load average {result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at end). "
+             f"Machine: {result['machine']['processor']}, {result['machine']['cores']} cores (load average "
+             f"{result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at end). "
              f"Calibration: {result['calibration']['size']} images, {result['calibration']['method']}. Each export "
              "ran alone in a fresh process; peak = resident memory of its whole process tree, sampled every 20 ms.", "",
              "Wall time depends on what else the shared cores run; CPU seconds (user + system of the export's "
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                              *(["--baseline-src", "BASELINE_CHECKOUT"] if args.baseline_src else []),
                              *shown]),
         "model": "ResNet50 224x224, weights=None, 3 classes",
-        "machine": {**machine_info(), "cpu": _cpu_name(), "cores": len(os.sched_getaffinity(0)),
+        "machine": {**machine_info(), "cores": len(os.sched_getaffinity(0)),
                     "python": platform.python_version(), "loadavg_start": loadavg_start,
                     "loadavg_end": [round(v, 2) for v in os.getloadavg()]},
         "calibration": {"size": args.calibration_size, "method": args.method},
@@ -265,15 +265,6 @@ def _describe(src: Path | None) -> str:
         commit = "unknown commit"
     return f"{'this checkout' if src is None else 'baseline checkout'} at {commit}"
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -4,10 +4,14 @@ with the accuracy of models that learned something and latency measured the way 
     .venv/bin/python benchmarks/compare_runtimes.py [--backbones resnet50,mobilenetv2,mobilenetv3large,efficientnetb0]
 
 1. ``prepare`` (a child process, the only one that imports TensorFlow): per backbone a model that learned
-   something without ImageNet weights (none are reachable here): the backbone keeps its random initial weights,
-   its BatchNorm statistics are re-estimated on training images (forward passes in training mode, so every
-   layer's activations are normalized as in a trained network), and the classifier head is fitted on its pooled
-   features. Data (``--data``): ``textures`` (default), three texture classes at 224 px (coarse gratings, fine
+   something without ImageNet weights (none are reachable here). The backbones named in ``--full-train``
+   (default: the depthwise families) are trained end to end from scratch by edgexfer's own ``finetune``
+   (``--full-epochs``, about 2-4 minutes each at 224 px on two cores). ResNet50 is too slow to train so here:
+   its backbone keeps its random initial weights, its BatchNorm statistics are re-estimated on training images
+   (forward passes in training mode, so every layer's activations are normalized as in a trained network),
+   and the classifier head is fitted on its pooled features. (Such random features separate the textures but
+   by small differences riding on large activations: INT8 keeps ResNet50's but erases MobileNetV2's, 19 %
+   agreement with FP32 against 100 % for the same network trained.) Data (``--data``): ``textures`` (default), three texture classes at 224 px (coarse gratings, fine
    gratings, spots; random brightness, contrast, tint and noise) that such features separate (ResNet50 about
    80% test accuracy), or ``demo``, the chest-X-ray-like demo set, on which random features stay near chance
    (about 39%) and INT8/FP32 agreement only measures near-ties. The run is exported with
@@ -26,12 +30,12 @@ with the accuracy of models that learned something and latency measured the way 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +173,19 @@ def train_run(backbone: str, split: Any, run_dir: Path, args: argparse.Namespace
 
     if (run_dir / "run.json").is_file():
         return read_metrics(run_dir).to_dict()
+    if backbone in args.full_train:  # the product's own path: every layer trained from scratch
+        from edgexfer import finetune
+
+        split_file = run_dir.parent / f"split-{backbone}.json"
+        split_file.parent.mkdir(parents=True, exist_ok=True)
+        split.save(split_file)
+        start = time.perf_counter()
+        finetune(data=os.fspath(args.data_root), backbone=backbone, out=os.fspath(run_dir), image_size=SIZE,
+                 weights="none", epochs=args.full_epochs, batch_size=args.train_batch, learning_rate=1e-3,
+                 split=os.fspath(split_file), augment=False, monitor="val_accuracy", early_stopping_patience=0,
+                 seed=args.seed, verbose=0)
+        log(f"{backbone}: trained from scratch for {args.full_epochs} epochs in {time.perf_counter() - start:.0f} s")
+        return read_metrics(run_dir).to_dict()
     keras.utils.set_random_seed(args.seed)
     model = build_model(backbone, num_classes=len(split.classes), image_size=SIZE, weights="none")
     start = time.perf_counter()
@@ -197,6 +214,7 @@ def prepare(args: argparse.Namespace) -> int:
 
     work = Path(args.work)
     split = (make_texture_split if args.data == "textures" else make_split)(work, args.per_class, args.seed)
+    args.data_root = work / ("textures" if args.data == "textures" else "data")
     for backbone in args.backbones:
         run_dir = work / "runs" / backbone
         metrics = train_run(backbone, split, run_dir, args)
@@ -214,17 +232,57 @@ def prepare(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ measure (no TensorFlow)
 
 
-#: INT8 variants quantized here (name -> QuantOptions fields, and the profile), what each one tests
-LEVERS: dict[str, tuple[dict[str, Any], str, str]] = {
-    "qoperator": ({"fmt": "QOperator"}, "cpu", "QOperator nodes (QLinearConv…) instead of Q/DQ pairs ORT fuses"),
-    "per_tensor": ({"per_channel": False}, "cpu", "one weight scale per tensor instead of per output channel"),
-    "reduce_range": ({"reduce_range": True}, "cpu", "7-bit weights (for CPUs without VNNI)"),
-    "s8s8_symmetric": ({}, "tensorrt", "int8 symmetric activations (zero point 0) instead of uint8 asymmetric"),
-    "conv_matmul_only": ({"op_types": ["Conv", "MatMul", "Gemm"]}, "cpu",
-                         "only Conv/MatMul/Gemm quantized; element-wise ops, pooling and softmax stay float"),
-    "conv_add_only": ({"op_types": ["Conv", "MatMul", "Gemm", "Add"]}, "cpu",
-                      "Conv/MatMul/Gemm and residual Add quantized; the rest stays float"),
+@dataclass(frozen=True)
+class Lever:
+    """An INT8 variant quantized here from the export's pre-processed FP32 with the same ranges: QuantOptions
+    fields, the profile, the nodes kept in float (``keep_float``: see `kept_in_float`) and whether the
+    per-convolution kernel choice the export makes on the ``cpu`` target is applied too."""
+
+    what: str
+    options: dict[str, Any] = field(default_factory=dict)
+    target: str = "cpu"
+    kernel_choice: bool = True
+    keep_float: str | None = None
+
+
+#: INT8 variants quantized here, what each one tests
+LEVERS: dict[str, Lever] = {
+    "symmetric_kernels": Lever("every convolution on ONNX Runtime's symmetric int8 kernels (the export without its "
+                               "kernel choice)", kernel_choice=False),
+    "qoperator": Lever("QOperator nodes (QLinearConv…) instead of Q/DQ pairs ORT fuses", {"fmt": "QOperator"}),
+    "per_tensor": Lever("one weight scale per tensor instead of per output channel", {"per_channel": False}),
+    "reduce_range": Lever("7-bit weights (for CPUs without VNNI)", {"reduce_range": True}),
+    "s8s8_symmetric": Lever("int8 symmetric activations (zero point 0) instead of uint8 asymmetric", target="tensorrt"),
+    "conv_matmul_only": Lever("only Conv/MatMul/Gemm quantized; element-wise ops, pooling and softmax stay float",
+                              {"op_types": ["Conv", "MatMul", "Gemm"]}),
+    "conv_add_only": Lever("Conv/MatMul/Gemm and residual Add quantized; the rest stays float",
+                           {"op_types": ["Conv", "MatMul", "Gemm", "Add"]}),
+    "head_float": Lever("the classifier head (global pooling onwards) kept in float", keep_float="head"),
+    "stem_head_float": Lever("the stem (input up to the first convolution with more than 3 filters) and the head "
+                             "kept in float", keep_float="stem_head"),
 }
+
+
+def kept_in_float(prep: Path, which: str | None) -> list[str]:
+    """Node names kept in float by a lever: ``head`` = the last global pooling and every node after it;
+    ``stem_head`` = that plus every node up to and including the first Conv with more than 3 output channels."""
+    import onnx
+
+    if which is None:
+        return []
+    model = onnx.load(os.fspath(prep), load_external_data=False)
+    nodes = list(model.graph.node)
+    pools = [i for i, n in enumerate(nodes) if n.op_type in ("GlobalAveragePool", "ReduceMean")]
+    names = [n.name for n in nodes[pools[-1]:]] if pools else []
+    if which == "stem_head":
+        shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+        for n in nodes:
+            names.append(n.name)
+            if n.op_type == "Conv" and shapes.get(n.input[1], [0])[0] > 3:
+                break
+    return names
+
+
 #: session options tried on the shipped INT8 file: (name, OrtRuntime keyword arguments, what it tests)
 SESSION_LEVERS = [
     ("int8_no_spinning", {"spinning": False}, "intra-op threads do not spin while idle"),
@@ -279,24 +337,12 @@ def op_profile(path: Path, image: np.ndarray, threads: int, iterations: int = 10
     """Mean kernel ms per call by op type (ONNX Runtime's profiler), largest first."""
     import collections
 
-    import onnxruntime as ort
+    from edgexfer.runtime.ort_runtime import kernel_profile
 
-    from edgexfer.runtime.ort_runtime import OrtRuntime, session_options
-
-    options = session_options(threads)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(path.parent / f"profile_{path.stem}")
-    with OrtRuntime(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])) as runtime:
-        for _ in range(iterations):
-            runtime.predict(image)
-        trace = Path(runtime.session.end_profiling())
-    events = json.loads(trace.read_text())
-    trace.unlink()
     totals: collections.Counter[str] = collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"]
-    return {op: round(us / iterations / 1000.0, 3) for op, us in totals.most_common()}
+    for event in kernel_profile(path, image, threads=threads, iterations=iterations):
+        totals[event.op_type] += event.ms
+    return {op: round(ms / iterations, 3) for op, ms in totals.most_common()}
 
 
 def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -307,7 +353,7 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     from edgexfer.data.calibration import load_calibration_set
     from edgexfer.data.splits import Split
     from edgexfer.evaluate.metrics import classification_metrics
-    from edgexfer.export.onnx_int8 import QuantOptions, calibrate, preprocess, quantize
+    from edgexfer.export.onnx_int8 import QuantOptions, calibrate, choose_cpu_kernels, preprocess, quantize
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
     export_dir = work / "exported" / backbone
@@ -327,24 +373,31 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
         start = time.perf_counter()
         save_tensors_data(calibrate(prep, (x for x, _ in calset.iter_batches(16)), method="entropy"), ranges)
         log(f"{backbone}: calibrated {calset.size} images in one pass in {time.perf_counter() - start:.0f} s")
+    split = Split.load(export_dir / "split.json")
+    x, y = split.load_arrays("test", (SIZE, SIZE))
     descriptions = {"fp32": "FP32 as exported", "int8": "INT8 as exported (cpu profile: Q/DQ, per-channel int8 "
-                    "weights, uint8 asymmetric activations, every quantizable node type)"}
+                    "weights, uint8 asymmetric activations, every quantizable node type, each convolution on the int8 "
+                    "kernel measured faster on this CPU)"}
     levers = args.levers if backbone == args.backbones[0] else args.family_levers
     for name in levers:
-        fields, target, what = LEVERS[name]
+        lever = LEVERS[name]
         path = levers_dir / f"int8_{name}.onnx"
         if not path.is_file():
-            quantize(prep, path, reader=None, target=target, method="entropy", cache_path=ranges,
-                     options=QuantOptions(**fields))
+            plain = levers_dir / f"int8_{name}_plain.onnx"
+            quantize(prep, plain, reader=None, target=lever.target, method="entropy", cache_path=ranges,
+                     options=QuantOptions(**lever.options), nodes_to_exclude=kept_in_float(prep, lever.keep_float))
+            if lever.kernel_choice and lever.target == "cpu":
+                choose_cpu_kernels(plain, path, x[:1], threads=args.threads)
+                plain.unlink()
+            else:
+                plain.rename(path)
         files[name] = (path, {})
-        descriptions[name] = what
+        descriptions[name] = lever.what
     if backbone == args.backbones[0]:
         for name, kwargs, what in SESSION_LEVERS:
             files[name] = (files["int8"][0], kwargs)
             descriptions[name] = what
 
-    split = Split.load(export_dir / "split.json")
-    x, y = split.load_arrays("test", (SIZE, SIZE))
     accuracy: dict[str, Any] = {}
     probs: dict[str, np.ndarray] = {}
     for name, (path, kwargs) in files.items():
@@ -370,6 +423,9 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     profile = {name: op_profile(files[name][0], x[:1].astype(np.float32), args.threads) for name in ("fp32", "int8")}
     return {"backbone": NAMES.get(backbone, backbone), "key": backbone, "image_size": SIZE, "test_images": int(len(y)),
             "keras_test_accuracy": read_metrics(work / "runs" / backbone).accuracy,
+            "trained": (f"end to end from scratch ({args.full_epochs} epochs of edgexfer finetune)"
+                        if backbone in args.full_train else
+                        "random backbone, BatchNorm statistics re-estimated, head fitted on its features"),
             "variants": descriptions, "accuracy": accuracy, "latency_ms": latency, "speedup_vs_fp32": speedups,
             "sizes_bytes": {k: p.stat().st_size for k, (p, _) in files.items()},
             "kernel_ms_by_op_batch1": profile, "export_cpu_speed": int8_record.get("cpu_speed"),
@@ -384,19 +440,19 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = ["# ONNX Runtime CPU: FP32 vs INT8 (exported `cpu` profile and levers), measured like deployment", "",
              f"Command: `{results['command']}`", "",
-             f"Machine: {m['processor']}, {m['cores_usable']} cores shared with other jobs; load average at start "
-             f"{m['loadavg_start']}, at end {m['loadavg_end']}. onnxruntime {results['libraries'].get('onnxruntime-gpu') or results['libraries'].get('onnxruntime')}.",
+             f"Machine: {m['processor']} ({', '.join(m.get('int8_instructions') or ['no int8 instructions found'])}), "
+             f"{m['cores_usable']} cores; load average at start {m['loadavg_start']}, at end {m['loadavg_end']}. onnxruntime {results['libraries'].get('onnxruntime-gpu') or results['libraries'].get('onnxruntime')}.",
              "",
              f"How: ONE ONNX Runtime session alive at a time (CPU provider, {results['settings']['threads']} intra-op threads, "
              "graph optimization ALL unless the variant says otherwise); each round opens, warms up, times and closes "
              "every artifact in turn, rounds alternating the order. p50 and min = wall ms per batch (inputs in host "
              "memory); cpu = process CPU ms per call (less sensitive to the other jobs on the cores); × = FP32's time "
-             "over the variant's. Models: random-init backbone with BatchNorm statistics re-estimated on training "
-             f"images and a classifier head fitted on its pooled features (data: `{results['settings']['data']}`, 224 px); "
-             "accuracy and top-1 agreement with FP32 on the test split.", ""]
+             f"over the variant's. Data: `{results['settings']['data']}`, 224 px; how each model was trained is "
+             "under its heading; accuracy and top-1 agreement with FP32 on the test split.", ""]
     for r in results["backbones"]:
         bs = sorted(int(b) for b in r["latency_ms"]["fp32"])
         lines += [f"## {r['backbone']} ({r['test_images']} test images, Keras accuracy {r['keras_test_accuracy'] * 100:.1f}%)", "",
+                  f"Model: {r.get('trained', 'random backbone, BatchNorm statistics re-estimated, head fitted')}.", "",
                   "| variant | accuracy | agreement | " + " | ".join(f"p50 ms @{b} | min ms @{b} | × p50 @{b} | × cpu @{b}" for b in bs)
                   + " | MB | what |",
                   "|---|---:|---:|" + "---:|" * (4 * len(bs)) + "---:|---|"]
@@ -440,9 +496,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="textures: three texture classes random-init features separate (a model that learns); "
                              "demo: the chest-X-ray-like demo set (random features stay near chance on it)")
     parser.add_argument("--train-batch", type=int, default=16)
+    parser.add_argument("--full-train", default="mobilenetv2,mobilenetv3large,mobilenetv3small,efficientnetb0",
+                        help="backbones trained end to end from scratch with edgexfer's finetune (the others: random "
+                             "backbone, BatchNorm re-estimated, head fitted on its features)")
+    parser.add_argument("--full-epochs", type=int, default=12, help="epochs of the end-to-end training")
     parser.add_argument("--calibration-size", type=int, default=128)
     parser.add_argument("--levers", default=",".join(LEVERS), help="INT8 variants for the first backbone")
-    parser.add_argument("--family-levers", default="qoperator,conv_matmul_only,conv_add_only",
+    parser.add_argument("--family-levers", default="symmetric_kernels,qoperator,conv_matmul_only,conv_add_only,head_float",
                         help="INT8 variants for the other backbones")
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--iterations", type=int, default=40, help="timed calls at batch 1 (a third at larger batches)")
@@ -455,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase", choices=["all", "prepare", "measure"], default="all", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    args.full_train = [b.strip() for b in args.full_train.split(",") if b.strip()]
     args.levers = [v for v in args.levers.split(",") if v]
     args.family_levers = [v for v in args.family_levers.split(",") if v]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

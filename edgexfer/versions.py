@@ -36,9 +36,28 @@ def machine_info() -> dict[str, object]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": _cpu_name(),
+        "int8_instructions": int8_instructions(),
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
     }
+
+
+#: CPU flags (``/proc/cpuinfo``) that decide how fast INT8 runs on the CPU, by their usual names
+_INT8_FLAGS = {"avx2": "AVX2", "avx512bw": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+               "amx_int8": "AMX-INT8", "asimddp": "Arm dot product", "i8mm": "Arm I8MM"}
+
+
+def int8_instructions() -> list[str]:
+    """The CPU's instruction sets that ONNX Runtime's int8 kernels use (empty where /proc/cpuinfo is absent)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for flag, name in _INT8_FLAGS.items() if flag in flags]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_name() -> str:
