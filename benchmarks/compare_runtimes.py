@@ -3,27 +3,27 @@ with the accuracy of models that learned something and latency measured the way 
 
     .venv/bin/python benchmarks/compare_runtimes.py [--backbones resnet50,mobilenetv2,mobilenetv3large,efficientnetb0]
 
-1. ``prepare`` (a child process, the only one that imports TensorFlow): per backbone a model that learned
-   something without ImageNet weights (none are reachable here). The backbones named in ``--full-train``
-   (default: the depthwise families) are trained end to end from scratch by edgexfer's own ``finetune``
-   (``--full-epochs``, about 2-4 minutes each at 224 px on two cores). ResNet50 is too slow to train so here:
-   its backbone keeps its random initial weights, its BatchNorm statistics are re-estimated on training images
-   (forward passes in training mode, so every layer's activations are normalized as in a trained network),
-   and the classifier head is fitted on its pooled features. (Such random features separate the textures but
-   by small differences riding on large activations: INT8 keeps ResNet50's but erases MobileNetV2's, 19 %
-   agreement with FP32 against 100 % for the same network trained.) Data (``--data``): ``textures`` (default), three texture classes at 224 px (coarse gratings, fine
-   gratings, spots; random brightness, contrast, tint and noise) that such features separate (ResNet50 about
-   80% test accuracy), or ``demo``, the chest-X-ray-like demo set, on which random features stay near chance
-   (about 39%) and INT8/FP32 agreement only measures near-ties. The run is exported with
-   `edgexfer.export.export_run` (FP32 + INT8 `cpu` profile).
-2. ``measure`` (this process, no TensorFlow): INT8 variants quantized here from the export's pre-processed FP32
-   with the same calibration ranges (one calibration per backbone), each a lever: Q/DQ vs QOperator, per-channel
-   vs per-tensor weights, reduce_range, symmetric int8 activations, which node types are quantized, and
-   session options. For every artifact: accuracy and top-1 agreement with FP32 on the test split, then latency
-   at batch 1 and 8: ONE session alive at a time (an idle session's spinning pool threads steal the cores of
-   the one being timed), rounds alternating the artifacts so the load of the shared machine hits all alike;
-   p50 and min wall time and CPU time per call. Per-op-type kernel times (ONNX Runtime profiling) of FP32 and
-   the shipped INT8 say where the time goes.
+1. ``prepare`` (a child process, the only one that imports TensorFlow): per backbone a model that learned something
+   without ImageNet weights (none are reachable here). The backbones named in ``--full-train`` (default: the
+   depthwise families) are trained end to end from scratch by edgexfer's own ``finetune`` (``--full-epochs``, about
+   2-4 minutes each at 224 px on two cores). ResNet50 is too slow to train so here: its backbone keeps its random
+   initial weights, its BatchNorm statistics are re-estimated on training images (forward passes in training mode,
+   so every layer's activations are normalized as in a trained network), and the classifier head is fitted on its
+   pooled features. (Such random features separate the textures but by small differences riding on large
+   activations: INT8 keeps ResNet50's but erases MobileNetV2's, 19 % agreement with FP32 against 100 % for the same
+   network trained.) Data (``--data``): ``textures`` (default), three texture classes at 224 px (coarse gratings,
+   fine gratings, spots; random brightness, contrast, tint and noise) that such features separate (ResNet50 90 %
+   test accuracy), or ``demo``, the chest-X-ray-like demo set, on which random features stay near chance (about
+   39%) and INT8/FP32 agreement only measures near-ties. The run is exported with `edgexfer.export.export_run`
+   (FP32 + INT8 `cpu` profile).
+2. ``measure`` (this process, no TensorFlow): INT8 variants quantized here from the export's pre-processed FP32 on
+   the export's calibration set (one calibration pass per method), each a lever: calibration method, Q/DQ vs
+   QOperator, per-channel vs per-tensor weights, reduce_range, symmetric int8 activations, which node types are
+   quantized, and session options. For every artifact: accuracy and top-1 agreement with FP32 on the test split,
+   then latency at batch 1 and 8: ONE session alive at a time (an idle session's spinning pool threads steal the
+   cores of the one being timed), rounds alternating the artifacts so the load of the shared machine hits all
+   alike; p50 and min wall time and CPU time per call. Per-op-type kernel times (ONNX Runtime profiling) of FP32
+   and the shipped INT8 say where the time goes.
 3. Results: ``benchmarks/results/compare_runtimes.{json,md}``.
 """
 
@@ -223,8 +223,7 @@ def prepare(args: argparse.Namespace) -> int:
         if not (out / "manifest.json").is_file():
             start = time.perf_counter()
             export_run(ExportConfig(run_dir=run_dir, out=out, int8=True, target="cpu", calibration=work / "calibration",
-                                    calibration_size=args.calibration_size, calibration_method="entropy",
-                                    progress=False))
+                                    calibration_size=args.calibration_size, progress=False))
             log(f"{backbone}: exported in {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -243,12 +242,13 @@ class Lever:
     target: str = "cpu"
     kernel_choice: bool = True
     keep_float: str | None = None
+    method: str = "entropy"
 
 
 #: INT8 variants quantized here, what each one tests
 LEVERS: dict[str, Lever] = {
-    "symmetric_kernels": Lever("every convolution on ONNX Runtime's symmetric int8 kernels (the export without its "
-                               "kernel choice)", kernel_choice=False),
+    "symmetric_kernels": Lever("entropy calibration, every convolution on ONNX Runtime's symmetric int8 kernels "
+                               "(no kernel choice)", kernel_choice=False),
     "qoperator": Lever("QOperator nodes (QLinearConv…) instead of Q/DQ pairs ORT fuses", {"fmt": "QOperator"}),
     "per_tensor": Lever("one weight scale per tensor instead of per output channel", {"per_channel": False}),
     "reduce_range": Lever("7-bit weights (for CPUs without VNNI)", {"reduce_range": True}),
@@ -257,6 +257,9 @@ LEVERS: dict[str, Lever] = {
                               {"op_types": ["Conv", "MatMul", "Gemm"]}),
     "conv_add_only": Lever("Conv/MatMul/Gemm and residual Add quantized; the rest stays float",
                            {"op_types": ["Conv", "MatMul", "Gemm", "Add"]}),
+    "entropy": Lever("entropy calibration (what the export's auto method starts with)"),
+    "percentile": Lever("percentile calibration (99.999th percentile of |x|)", method="percentile"),
+    "minmax": Lever("minmax calibration (the full observed range)", method="minmax"),
     "head_float": Lever("the classifier head (global pooling onwards) kept in float", keep_float="head"),
     "stem_head_float": Lever("the stem (input up to the first convolution with more than 3 filters) and the head "
                              "kept in float", keep_float="stem_head"),
@@ -365,26 +368,33 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     }
     levers_dir = work / "levers" / backbone
     levers_dir.mkdir(parents=True, exist_ok=True)
-    prep, ranges = levers_dir / "fp32_prep.onnx", levers_dir / "ranges.json"
+    prep = levers_dir / "fp32_prep.onnx"
     if not prep.is_file():
         preprocess(files["fp32"][0], prep)
-    if not ranges.is_file():  # the export's own ranges live in its temporary folder: calibrate the same way again
-        calset = load_calibration_set(work / "calibration" / int8_record["calibration"]["file"])
-        start = time.perf_counter()
-        save_tensors_data(calibrate(prep, (x for x, _ in calset.iter_batches(16)), method="entropy"), ranges)
-        log(f"{backbone}: calibrated {calset.size} images in one pass in {time.perf_counter() - start:.0f} s")
+    calset = load_calibration_set(work / "calibration" / int8_record["calibration"]["file"])
+
+    def ranges(method: str) -> Path:
+        """The ranges of ``method`` on the export's calibration set (the export's own live in its temporary
+        folder: calibrated the same way again, once per method)."""
+        path = levers_dir / f"ranges_{method}.json"
+        if not path.is_file():
+            start = time.perf_counter()
+            save_tensors_data(calibrate(prep, (b for b, _ in calset.iter_batches(16)), method=method), path)
+            log(f"{backbone}: calibrated {calset.size} images ({method}) in one pass in {time.perf_counter() - start:.0f} s")
+        return path
+
     split = Split.load(export_dir / "split.json")
     x, y = split.load_arrays("test", (SIZE, SIZE))
     descriptions = {"fp32": "FP32 as exported", "int8": "INT8 as exported (cpu profile: Q/DQ, per-channel int8 "
-                    "weights, uint8 asymmetric activations, every quantizable node type, each convolution on the int8 "
-                    "kernel measured faster on this CPU)"}
+                    "weights, uint8 asymmetric activations, every quantizable node type; calibration method chosen by the "
+                    "export (auto); each convolution on the int8 kernel measured faster on this CPU)"}
     levers = args.levers if backbone == args.backbones[0] else args.family_levers
     for name in levers:
         lever = LEVERS[name]
         path = levers_dir / f"int8_{name}.onnx"
         if not path.is_file():
             plain = levers_dir / f"int8_{name}_plain.onnx"
-            quantize(prep, plain, reader=None, target=lever.target, method="entropy", cache_path=ranges,
+            quantize(prep, plain, reader=None, target=lever.target, method=lever.method, cache_path=ranges(lever.method),
                      options=QuantOptions(**lever.options), nodes_to_exclude=kept_in_float(prep, lever.keep_float))
             if lever.kernel_choice and lever.target == "cpu":
                 choose_cpu_kernels(plain, path, x[:1], threads=args.threads)
@@ -430,6 +440,8 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
             "sizes_bytes": {k: p.stat().st_size for k, (p, _) in files.items()},
             "kernel_ms_by_op_batch1": profile, "export_cpu_speed": int8_record.get("cpu_speed"),
             "int8_excluded_nodes": int8_record.get("excluded_nodes", []),
+            "int8_calibration": {"method": int8_record["calibration"]["method"],
+                                 "tried": int8_record["quantization"]["fallback"].get("methods", [])},
             "int8_quantization": int8_record.get("quantization")}
 
 
@@ -468,6 +480,13 @@ def markdown(results: dict[str, Any]) -> str:
         if speed:
             lines += ["", f"Export's own check (manifest `cpu_speed`): INT8 {speed['speedup']:.2f}× FP32 at batch 1"
                       + (f" — \"{speed['advice']}\"" if speed.get("advice") else " (INT8 pays)")]
+        cal = r.get("int8_calibration")
+        if cal:
+            tried = ", ".join(f"{m['method']} {m['agreement'] * 100:.1f}%" for m in cal["tried"])
+            lines += ["", f"Export's calibration (auto): {cal['method']}; round-0 top-1 agreement with FP32 on the "
+                      f"validation images: {tried}"
+                      + (f"; {len(r['int8_excluded_nodes'])} node(s) kept in float by the fallback"
+                         if r["int8_excluded_nodes"] else "")]
         prof = r["kernel_ms_by_op_batch1"]
         lines += ["", "Kernel ms per call at batch 1 by op type (ORT profiler; top 6): FP32 "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(prof["fp32"].items())[:6]) + "; INT8 "
@@ -502,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epochs", type=int, default=12, help="epochs of the end-to-end training")
     parser.add_argument("--calibration-size", type=int, default=128)
     parser.add_argument("--levers", default=",".join(LEVERS), help="INT8 variants for the first backbone")
-    parser.add_argument("--family-levers", default="symmetric_kernels,qoperator,conv_matmul_only,conv_add_only,head_float",
+    parser.add_argument("--family-levers", default="entropy,percentile,minmax,symmetric_kernels,conv_matmul_only,head_float",
                         help="INT8 variants for the other backbones")
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--iterations", type=int, default=40, help="timed calls at batch 1 (a third at larger batches)")

@@ -77,7 +77,7 @@ def test_int8_cpu_profile_has_uint8_activations_and_per_channel_int8_weights(tin
     assert per_channel_scales, "weights are not quantized per channel"
     int8 = _artifact(manifest, "int8")
     assert int8["target"] == "cpu" and int8["quantization"]["activation_type"] == "QUInt8"
-    assert int8["calibration"]["id"] and int8["calibration"]["method"] == "entropy"
+    assert int8["calibration"]["id"] and int8["calibration"]["method"] in ("entropy", "percentile", "minmax")
     assert int8["parity"]["agreement"] >= 0.9
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["edgexfer.precision"] == "int8" and meta["edgexfer.int8_target"] == "cpu"
@@ -118,7 +118,8 @@ def test_fallback_keeps_sensitive_nodes_in_float_and_records_why(tmp_path, expor
     monkeypatch.setattr(pipeline, "_parity", parity_with_bad_first_round)
     manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "fb", int8=True,
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
-                                       int8_nodes_per_round=2, int8_max_rounds=2, progress=False))
+                                       calibration_method="entropy", int8_nodes_per_round=2, int8_max_rounds=2,
+                                       progress=False))
     int8 = _artifact(manifest, "int8")
     fallback = int8["quantization"]["fallback"]
     rounds = [r["round"] for r in fallback["rounds"]]
@@ -181,6 +182,45 @@ def test_node_sensitivity_ranks_nodes_worst_first(tiny_export, tmp_path):
     names = {n.name for n in onnx.load(prep).graph.node}
     assert {r["name"] for r in ranked} <= names
     assert any(r["op_type"] == "Conv" and r["sqnr_drop_db"] > 0 for r in ranked)
+
+
+def test_auto_calibration_tries_the_other_methods_when_entropy_agrees_too_little(tmp_path, export_run_dir, tiny_export,
+                                                                                  monkeypatch):
+    """Entropy's round 0 is forced to 50% agreement, percentile to 70%, minmax to 90%: auto keeps minmax, records
+    every method tried, and the fallback rounds (none allowed here) would go on with minmax."""
+    from edgexfer.export import pipeline
+
+    real = pipeline._parity
+    forced = iter([0.5, 0.7, 0.9])
+
+    def parity(against, reference, candidate):
+        result = real(against, reference, candidate)
+        if against == "fp32":
+            result["agreement"] = next(forced, result["agreement"])
+        return result
+
+    monkeypatch.setattr(pipeline, "_parity", parity)
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "auto", int8=True,
+                                       calibration=tiny_export.parent / "calibration", calibration_size=64,
+                                       int8_max_rounds=0, progress=False))
+    int8 = _artifact(manifest, "int8")
+    fallback = int8["quantization"]["fallback"]
+    assert [(m["method"], m["agreement"]) for m in fallback["methods"]] == [
+        ("entropy", 0.5), ("percentile", 0.7), ("minmax", 0.9)]
+    assert fallback["rounds"] == [{"round": 0, "method": "minmax", "excluded": 0, "agreement": 0.9,
+                                   "max_abs_diff": fallback["rounds"][0]["max_abs_diff"]}]
+    assert fallback["passed"] is False
+    assert int8["calibration"]["method"] == int8["quantization"]["method"] == "minmax"
+    stages = {t["stage"] for t in manifest["timings"]}
+    assert {"int8_quantize_round0", "int8_quantize_percentile_round0", "int8_quantize_minmax_round0"} <= stages
+
+
+def test_auto_calibration_stops_at_entropy_when_it_agrees_enough(manifest):
+    """The tiny export ran with the default (auto): a second method only when entropy fell below the bar."""
+    fallback = _artifact(manifest, "int8")["quantization"]["fallback"]
+    assert fallback["methods"][0]["method"] == "entropy"
+    assert len(fallback["methods"]) == 1 or fallback["methods"][0]["agreement"] < fallback["min_agreement"]
+    assert _artifact(manifest, "int8")["calibration"]["method"] == fallback["rounds"][0]["method"]
 
 
 @pytest.mark.slow

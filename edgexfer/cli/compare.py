@@ -7,6 +7,7 @@ import click
 from edgexfer.cli._choices import RUNTIMES_HELP, runtimes_list
 from edgexfer.cli._options import batch_sizes
 from edgexfer.cli.bench import _fraction as fraction_option
+from edgexfer.export.config import CALIBRATION_METHODS, TARGETS  # no TensorFlow behind it
 
 
 def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -52,12 +53,12 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--demo-size", type=click.IntRange(min=16), default=128, show_default=True,
               help="With --data demo: image side in pixels.")
 # export
-@click.option("--target", type=click.Choice(["cpu", "tensorrt"]), default=None,
+@click.option("--target", type=click.Choice(TARGETS), default=None,
               help="INT8 profile (default: cpu, or tensorrt with --engine).")
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (needs TensorRT and a GPU).")
 @click.option("--calibration-size", type=click.IntRange(min=1), default=None, help="INT8 calibration images.")
-@click.option("--calibration-method", type=click.Choice(["entropy", "minmax", "percentile"]), default=None,
-              help="INT8 calibration method.")
+@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default=None,
+              help="INT8 calibration method (default: auto, see `edgexfer export --help`).")
 # bench
 @click.option("--runtimes", default=None, callback=runtimes_list, help=RUNTIMES_HELP)
 @click.option("--batch-sizes", default=None, callback=batch_sizes, help="Bench batch sizes (1 is always timed).")

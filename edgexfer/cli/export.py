@@ -26,8 +26,9 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
               help="Calibration set (.npz/.json) to reuse, or a folder to find/build it in (default: calibration/).")
 @click.option("--calibration-size", type=int, default=500, show_default=True, help="Images in a new calibration set.")
 @click.option("--calibration-seed", type=int, default=0, show_default=True, help="Seed of a new calibration set.")
-@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="entropy", show_default=True,
-              help="How INT8 activation ranges are calibrated.")
+@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="auto", show_default=True,
+              help="How INT8 activation ranges are calibrated. auto: entropy, and when that INT8 agrees with FP32 "
+                   "below --int8-min-agreement, percentile and minmax too; the best is kept.")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
               help="INT8 top-1 agreement with FP32 on validation images below which sensitive nodes stay in float.")
 @click.option("--no-kernel-choice", "kernel_choice", is_flag=True, flag_value=False, default=True,

@@ -10,7 +10,9 @@ from typing import Any
 from edgexfer.errors import EdgexferError
 
 TARGETS = ("cpu", "tensorrt")
-CALIBRATION_METHODS = ("entropy", "minmax", "percentile")
+CALIBRATION_METHODS = ("auto", "entropy", "minmax", "percentile")
+#: what "auto" tries, in order: entropy, then (only when its INT8 agrees with FP32 below the bar) the others
+CALIBRATION_METHODS_TRIED = ("entropy", "percentile", "minmax")
 
 #: FP32 ONNX vs Keras on validation images: the largest probability difference we accept
 DEFAULT_PARITY_TOLERANCE = 1e-4
@@ -26,6 +28,10 @@ class ExportConfig:
     ``target`` decides the INT8 profile: ``cpu`` (uint8 activations, what ONNX Runtime on x86 runs
     fastest) or ``tensorrt`` (int8 symmetric, zero point 0). ``None`` means ``tensorrt`` when
     ``engine`` is set, else ``cpu``.
+
+    ``calibration_method``: ``auto`` calibrates with entropy and, when that INT8 model agrees with FP32 on
+    fewer validation images than ``int8_min_agreement``, with percentile and minmax too, and keeps the method
+    that agrees best (entropy on ties); the fallback rounds then go on with it. A named method is used alone.
 
     ``int8_kernel_choice`` (target ``cpu``): time each INT8 convolution under ONNX Runtime's two CPU int8
     kernels on this machine and keep the faster (`edgexfer.export.onnx_int8.choose_cpu_kernels`; same values).
@@ -44,7 +50,7 @@ class ExportConfig:
     calibration: Path | None = None
     calibration_size: int = 500
     calibration_seed: int = 0
-    calibration_method: str = "entropy"
+    calibration_method: str = "auto"
     max_batch: int = 32
     opt_batch: int | None = None
     opset: int = 17

@@ -31,7 +31,7 @@ from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
-from edgexfer.export.config import ExportConfig
+from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
 TIMING_CACHE_FILE = "trt_timing.cache"
@@ -358,24 +358,44 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
         excluded: list[dict[str, Any]] = []
         rounds: list[dict[str, Any]] = []
         best: tuple[float, int] | None = None
-        for round_no in range(config.int8_max_rounds + 1):
-            candidate = tmp / f"int8_round{round_no}.onnx"
+
+        def attempt(method: str, round_no: int, stage: str):
+            """Quantize with ``method`` (its ranges calibrated once, then cached) and the nodes in ``excluded``
+            kept float; check top-1 agreement with FP32 on the validation images."""
+            candidate = tmp / f"int8_{method}_round{round_no}.onnx"
             reader = BatchReader(calibration_batches, "image", total_batches=-(-calset.size // batch),
-                                 total_images=calset.size, progress=config.progress and round_no == 0,
-                                 desc=f"INT8 calibration ({config.calibration_method})")
-            with timeline.stage(f"int8_quantize_round{round_no}"):
-                settings = quantize(float_path, candidate, reader=reader, target=target,
-                                    method=config.calibration_method,
-                                    nodes_to_exclude=[e["name"] for e in excluded], cache_path=tmp / "ranges.json")
-            with timeline.stage(f"int8_check_round{round_no}"):
+                                 total_images=calset.size,
+                                 progress=config.progress and not (tmp / f"ranges_{method}.json").is_file(),
+                                 desc=f"INT8 calibration ({method})")
+            with timeline.stage(f"int8_quantize_{stage}"):
+                settings = quantize(float_path, candidate, reader=reader, target=target, method=method,
+                                    nodes_to_exclude=[e["name"] for e in excluded],
+                                    cache_path=tmp / f"ranges_{method}.json")
+            with timeline.stage(f"int8_check_{stage}"):
                 result = _parity("fp32", fp32_probs, predict_onnx(candidate, val_images, batch))
-            rounds.append({"round": round_no, "excluded": len(excluded), "agreement": result["agreement"],
-                           "max_abs_diff": result["max_abs_diff"]})
-            say(f"INT8 ({target}) round {round_no}: top-1 agreement with FP32 {result['agreement'] * 100:.1f}% "
-                f"on {result['n']} validation images, {len(excluded)} node(s) in float")
+            say(f"INT8 ({target}, {method}) round {round_no}: top-1 agreement with FP32 "
+                f"{result['agreement'] * 100:.1f}% on {result['n']} validation images, {len(excluded)} node(s) in float")
+            return candidate, settings, result
+
+        # "auto": entropy first; when it agrees too little, the other methods too, and the best goes on
+        methods = CALIBRATION_METHODS_TRIED if config.calibration_method == "auto" else (config.calibration_method,)
+        method = methods[0]
+        candidate, settings, result = attempt(method, 0, "round0")
+        tried = [{"method": method, "agreement": result["agreement"], "max_abs_diff": result["max_abs_diff"]}]
+        if result["agreement"] < threshold:
+            for other in methods[1:]:
+                alt = attempt(other, 0, f"{other}_round0")
+                tried.append({"method": other, "agreement": alt[2]["agreement"], "max_abs_diff": alt[2]["max_abs_diff"]})
+                if alt[2]["agreement"] > result["agreement"]:
+                    method, (candidate, settings, result) = other, alt
+        for round_no in range(config.int8_max_rounds + 1):
+            if round_no:
+                candidate, settings, result = attempt(method, round_no, f"round{round_no}")
+            rounds.append({"round": round_no, "method": method, "excluded": len(excluded),
+                           "agreement": result["agreement"], "max_abs_diff": result["max_abs_diff"]})
             if best is None or result["agreement"] > best[0]:
                 best = (result["agreement"], round_no)
-                chosen = (candidate, result, list(excluded))
+                chosen = (candidate, result, list(excluded), settings)
             if result["agreement"] >= threshold or round_no == config.int8_max_rounds:
                 break
             with timeline.stage(f"int8_sensitivity_round{round_no}"):
@@ -391,7 +411,7 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
                                f"quantizing it lost {r['sqnr_drop_db']:.1f} dB SQNR"),
                     "sqnr_drop_db": r["sqnr_drop_db"],
                 })
-        candidate, result, kept = chosen
+        candidate, result, kept, settings = chosen
         passed = result["agreement"] >= threshold
         if not passed:
             say(f"warning: INT8 top-1 agreement {result['agreement'] * 100:.1f}% stays below {threshold * 100:.1f}% "
@@ -425,13 +445,13 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
         say(f"INT8 ({target}) runs {speed['speedup']:.2f}x FP32 here at batch 1"
             + (f": {speed['advice']}" if speed["advice"] else ""))
     calibration = {"id": calset.id, "file": calset.npz_path.name, "sha256": calset.manifest["sha256"],
-                   "size": calset.size, "method": config.calibration_method, "seed": calset.manifest.get("seed")}
+                   "size": calset.size, "method": settings["method"], "seed": calset.manifest.get("seed")}
     return mf.artifact_record(
         "int8", int8_path, fmt="onnx", precision="int8", target=target, parity=result, excluded_nodes=kept,
         calibration=calibration,
         quantization={**settings, "preprocessed": preprocessed,
                       "fallback": {"min_agreement": threshold, "max_rounds": config.int8_max_rounds,
-                                   "passed": passed, "rounds": rounds},
+                                   "passed": passed, "methods": tried, "rounds": rounds},
                       "cpu_kernels": kernels},
         cpu_speed=speed,
     )
