@@ -140,6 +140,52 @@ def measure(variant: str, src: Path | None, args: argparse.Namespace, work: Path
             "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()]}
 
 
+def calibration_profile(export_dir: Path, calibration_dir: Path) -> dict:
+    """Where the INT8 calibration pass spends its time, for one chunk of images: ONNX Runtime's kernel profile of
+    the calibration graph (the pre-processed FP32 with every calibrated tensor as an output, run unoptimized as
+    `edgexfer.export.onnx_int8.calibrate` runs it) by op type, the session call as a whole (kernels plus copying
+    the outputs out), and the numpy histograms of the entropy method on that chunk."""
+    import collections
+
+    import numpy as np
+    import onnx
+
+    from edgexfer.data.calibration import load_calibration_set
+    from edgexfer.export.onnx_int8 import CALIBRATION_CHUNK, _ValueHistograms, calibration_graph, preprocess
+    from edgexfer.runtime.ort_runtime import OrtRuntime, kernel_profile
+
+    with tempfile.TemporaryDirectory(prefix="edgexfer-calprofile-") as tmp:
+        prep, graph = Path(tmp) / "prep.onnx", Path(tmp) / "calibration.onnx"
+        preprocess(export_dir / "model_fp32.onnx", prep)
+        model, names, fetch = calibration_graph(prep, with_values=True)
+        onnx.save(model, os.fspath(graph))
+        calset = load_calibration_set(next(calibration_dir.glob("*.npz")))
+        chunk = np.ascontiguousarray(next(calset.iter_batches(CALIBRATION_CHUNK))[0], dtype=np.float32)
+        by_op: collections.Counter[str] = collections.Counter()
+        for event in kernel_profile(graph, chunk, iterations=3, warmup=1, optimization="disable"):
+            by_op[event.op_type] += event.ms / 3
+        with OrtRuntime(graph, optimization="disable", spinning=False) as runtime:
+            feed = {runtime.input_spec.name: chunk}
+            runtime.session.run(fetch, feed)
+            calls = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                values = dict(zip(fetch, runtime.session.run(fetch, feed), strict=True))
+                calls.append(time.perf_counter() - t0)
+        values[runtime.input_spec.name] = chunk
+        histograms = _ValueHistograms(num_bins=128)
+        t0 = time.perf_counter()
+        for name in names:
+            histograms.add(name, values[name], float(values[f"{name}__edgexfer_ReduceMin"]),
+                           float(values[f"{name}__edgexfer_ReduceMax"]))
+        histogram_s = time.perf_counter() - t0
+    return {"images": len(chunk), "tensors": len(names),
+            "values_per_image": int(sum(values[n].size for n in names) / len(chunk)),
+            "session_call_ms": round(float(np.median(calls)) * 1000, 1),
+            "kernel_ms_by_op": {op: round(ms, 1) for op, ms in by_op.most_common()},
+            "histogram_ms": round(histogram_s * 1000, 1)}
+
+
 def markdown(result: dict) -> str:
     lines = ["# ResNet50 export at 224 px: FP32 + FP16 + INT8, side by side", "",
              f"Command: `{result['command']}`", "",
@@ -147,7 +193,7 @@ def markdown(result: dict) -> str:
              f"{result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at end). "
              f"Calibration: {result['calibration']['size']} images, {result['calibration']['method']}. Each export "
              "ran alone in a fresh process; peak = resident memory of its whole process tree, sampled every 20 ms.", "",
-             "Wall time depends on what else the shared cores run; CPU seconds (user + system of the export's "
+             "Wall time depends on what else the cores run; CPU seconds (user + system of the export's "
              "process tree) much less.", "",
              "| variant | export s (wall) | CPU s | peak RSS MB | INT8 agreement | FP32 parity max abs diff |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -179,6 +225,18 @@ def markdown(result: dict) -> str:
                   f"- CPU time {t['cpu_seconds']:.0f} s = {t['cpu_ratio']:.3f} × the baseline's {t['baseline_cpu_seconds']:.0f} s "
                   f"(the same comparison with the other jobs' share of the cores taken out): "
                   f"{'≤ 1/3' if t['cpu_ratio'] <= TARGET_WALL_RATIO else 'above 1/3'}"]
+    p = result.get("calibration_pass")
+    if p:
+        stage = next((st["seconds"] for st in result["variants"][-1]["stages"] if st["stage"] == "int8_quantize_round0"), None)
+        chunks = result["calibration"]["size"] / p["images"]
+        kernels = ", ".join(f"{op} {ms:.0f}" for op, ms in list(p["kernel_ms_by_op"].items())[:5])
+        lines += ["", "## Where the INT8 calibration pass goes (this checkout)", "",
+                  f"One chunk of {p['images']} images through the calibration graph ({p['tensors']} tensors calibrated, "
+                  f"{p['values_per_image'] / 1e6:.1f} M values per image, run unoptimized as `calibrate` runs it): the "
+                  f"session call takes {p['session_call_ms']:.0f} ms, its kernels (ONNX Runtime profile, ms) {kernels}; "
+                  f"the entropy histograms of those values take {p['histogram_ms']:.0f} ms in numpy. "
+                  f"× {chunks:.1f} chunks ≈ {(p['session_call_ms'] + p['histogram_ms']) * chunks / 1000:.0f} s"
+                  + (f" of the stage's {stage:.0f} s (the rest: quantizing the graph)." if stage else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -215,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     variants.append(measure("current", None, args, work))
     print(f"  {variants[-1]['export_seconds']} s, peak {variants[-1]['peak_rss_mb']} MB", file=sys.stderr, flush=True)
 
+    print("calibration pass profile ...", file=sys.stderr, flush=True)
+    profile = calibration_profile(work / "current" / "exported", work / "current" / "calibration")
+
     from edgexfer.versions import library_versions, machine_info
 
     given, shown = list(argv if argv is not None else sys.argv[1:]), []
@@ -235,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": {"size": args.calibration_size, "method": args.method},
         "setup_seconds": round(setup_s, 1),
         "variants": variants,
+        "calibration_pass": profile,
         "versions": library_versions(),
     }
     current = variants[-1]

@@ -228,6 +228,35 @@ def _reader_batches(reader: Any) -> Iterator[np.ndarray]:
             yield next(iter(item.values())) if isinstance(item, dict) else item
 
 
+def calibration_graph(float_path: str | os.PathLike[str], *, with_values: bool,
+                      op_types: Sequence[str] | None = None) -> tuple[Any, list[str], list[str]]:
+    """The graph `calibrate` runs: ``float_path`` with, for every tensor ONNX Runtime would quantize, its
+    ReduceMin and ReduceMax as outputs (and, ``with_values``, the tensor itself). Returns ``(model, tensors
+    calibrated, outputs to fetch)``."""
+    import onnx
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    types = set(op_types) if op_types else set(QLinearOpsRegistry) | set(QDQRegistry)
+    model = load_model_with_shape_infer(Path(float_path))
+    names = _tensors_to_calibrate(model, types)
+    input_names = {i.name for i in model.graph.input}
+    graph_outputs = {o.name for o in model.graph.output}
+    value_infos = {vi.name: vi for vi in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    fetch: list[str] = []
+    for name in names:
+        for op in ("ReduceMin", "ReduceMax"):
+            out = f"{name}__edgexfer_{op}"
+            model.graph.node.append(onnx.helper.make_node(op, [name], [out], keepdims=0, name=out))
+            model.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, []))
+            fetch.append(out)
+        if with_values and name not in input_names:  # a graph input's values are the fed array itself
+            if name not in graph_outputs:
+                model.graph.output.append(value_infos[name])
+            fetch.append(name)
+    return model, names, fetch
+
+
 def calibrate(
     float_path: str | os.PathLike[str],
     batches: Iterable[np.ndarray],
@@ -248,31 +277,12 @@ def calibrate(
     """
     import onnx
     from onnxruntime.quantization import calibrate as ort_cal
-    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
     if method not in METHODS:
         raise EdgexferError(f"unknown calibration method '{method}'", f"use one of: {', '.join(METHODS)}")
-    types = set(op_types) if op_types else set(QLinearOpsRegistry) | set(QDQRegistry)
-    model = load_model_with_shape_infer(Path(float_path))
-    names = _tensors_to_calibrate(model, types)
-    input_names = {i.name for i in model.graph.input}
-    graph_outputs = {o.name for o in model.graph.output}
-    value_infos = {vi.name: vi for vi in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
-    with_values = method != "minmax"
-    fetch: list[str] = []
-    for name in names:
-        for op in ("ReduceMin", "ReduceMax"):
-            out = f"{name}__edgexfer_{op}"
-            model.graph.node.append(onnx.helper.make_node(op, [name], [out], keepdims=0, name=out))
-            model.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, []))
-            fetch.append(out)
-        if with_values and name not in input_names:  # a graph input's values are the fed array itself
-            if name not in graph_outputs:
-                model.graph.output.append(value_infos[name])
-            fetch.append(name)
+    model, names, fetch = calibration_graph(float_path, with_values=method != "minmax", op_types=op_types)
 
     collector: Any
     if method == "entropy":
