@@ -189,7 +189,8 @@ def calibration_profile(export_dir: Path, calibration_dir: Path) -> dict:
 def markdown(result: dict) -> str:
     lines = ["# ResNet50 export at 224 px: FP32 + FP16 + INT8, side by side", "",
              f"Command: `{result['command']}`", "",
-             f"Machine: {result['machine']['processor']}, {result['machine']['cores']} cores (load average "
+             f"Machine: {result['machine']['processor']} ({', '.join(result['machine'].get('int8_instructions') or [])}), "
+             f"{result['machine']['cores']} cores (load average "
              f"{result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at end). "
              f"Calibration: {result['calibration']['size']} images, {result['calibration']['method']}. Each export "
              "ran alone in a fresh process; peak = resident memory of its whole process tree, sampled every 20 ms.", "",
