@@ -79,7 +79,7 @@ def test_corrupt_model_with_a_matching_record(run_copy, tmp_path):
 
 
 @pytest.mark.parametrize("option,value,message", [
-    ("--calibration-method", "kl", "'kl' is not one of 'entropy', 'minmax', 'percentile'"),
+    ("--calibration-method", "kl", "'kl' is not one of 'auto', 'entropy', 'minmax', 'percentile'"),
     ("--target", "jetson", "'jetson' is not one of 'cpu', 'tensorrt'"),
 ])
 def test_unknown_method_or_target(export_run_dir, tmp_path, option, value, message):
@@ -88,7 +88,7 @@ def test_unknown_method_or_target(export_run_dir, tmp_path, option, value, messa
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     _no_export(tmp_path / "out")
     shown = CliRunner().invoke(cli, ["export", "--help"])
-    assert "[cpu|tensorrt]" in shown.output and "[entropy|minmax|percentile]" in shown.output
+    assert "[cpu|tensorrt]" in shown.output and "[auto|entropy|minmax|percentile]" in shown.output
 
 
 def _write_set(path, images, labels, classes):

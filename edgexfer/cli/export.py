@@ -30,7 +30,8 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
               help="How INT8 activation ranges are calibrated. auto: entropy, and when that INT8 agrees with FP32 "
                    "below --int8-min-agreement, percentile and minmax too; the best is kept.")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
-              help="INT8 top-1 agreement with FP32 on validation images below which sensitive nodes stay in float.")
+              help="INT8 top-1 agreement with FP32 on validation images below which the other calibration methods "
+                   "are tried (auto) and sensitive nodes stay in float.")
 @click.option("--no-kernel-choice", "kernel_choice", is_flag=True, flag_value=False, default=True,
               help="With --target cpu: keep every INT8 convolution on ONNX Runtime's symmetric kernels instead of "
                    "timing both int8 kernels here and keeping the faster per convolution.")
@@ -41,7 +42,8 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
 @click.option("--quiet", is_flag=True, help="No progress bars or step messages.")
 def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool, target: str | None,
            calibration: Path | None, calibration_size: int, calibration_seed: int, calibration_method: str,
-           int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None, quiet: bool) -> None:
+           int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None,
+           quiet: bool) -> None:
     """Export the fine-tuned run RUN_DIR to ONNX FP32 (and FP16, INT8, TensorRT engines), checked against Keras."""
     from edgexfer.export import ExportConfig, export_run
     from edgexfer.export.pipeline import check_export_dependencies, summary_lines
