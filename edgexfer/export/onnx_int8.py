@@ -620,7 +620,7 @@ def choose_cpu_kernels(
 def _shiftable_convolutions(model: Any) -> dict[str, tuple[str, str]]:
     """Conv name -> (int8 weight initializer, its zero point initializer), for the Conv nodes whose weight comes
     from a DequantizeLinear of an int8 initializer with zero point 0 and no value -128, neither shared."""
-    from onnx import TensorProto
+    from onnx import TensorProto, numpy_helper
 
     initializers = {i.name: i for i in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -638,8 +638,6 @@ def _shiftable_convolutions(model: Any) -> dict[str, tuple[str, str]]:
         if (weight is None or zero_point is None or weight.data_type != TensorProto.INT8
                 or uses.get(weight.name) != 1 or uses.get(zero_point.name) != 1 or uses.get(dq.output[0]) != 1):
             continue
-        from onnx import numpy_helper
-
         if np.any(numpy_helper.to_array(zero_point) != 0) or numpy_helper.to_array(weight).min() < -127:
             continue
         out[node.name] = (weight.name, zero_point.name)

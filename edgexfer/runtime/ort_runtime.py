@@ -167,7 +167,6 @@ def predict_onnx(path: str | os.PathLike[str], images: np.ndarray, batch_size: i
         return runtime.predict_all(images, batch_size)
 
 
-
 @dataclass(frozen=True)
 class KernelEvent:
     """One node's kernel run in an ONNX Runtime profile: the node's name after graph optimization, its
@@ -209,6 +208,7 @@ def kernel_profile(path: str | os.PathLike[str], batch: np.ndarray, *, threads: 
             out.append(KernelEvent(event["name"][: -len("_kernel_time")], event["args"]["op_name"], call - warmup,
                                    event["dur"] / 1000.0))
     return out
+
 
 def _provider_options(provider: str, artifact: Artifact | None, cache_dir: str | os.PathLike[str] | None) -> dict:
     if provider != TENSORRT:
