@@ -144,4 +144,7 @@ def test_the_export_records_its_kernel_choice(tiny_export):
     assert kernels["convolutions"] == len(zero_points)
     assert sorted(kernels["moved"]) == sorted(n for n, zp in zero_points.items() if zp == {SHIFTED_WEIGHT_ZERO_POINT})
     assert kernels["batch"] == 1 and len(kernels["moved"]) == kernels["moved_to_gemm"]
+    from edgexfer.versions import machine_info
+
+    assert kernels["cpu"] == {k: machine_info()[k] for k in ("processor", "int8_instructions")}
     assert any(t["stage"] == "int8_kernel_choice" for t in manifest["timings"])

@@ -591,15 +591,20 @@ def choose_cpu_kernels(
     Every eligible convolution is timed under both kernels with ONNX Runtime's profiler at batch 1 (each
     session alone, median over ``iterations`` calls), and those that run faster on the GEMM are moved. On a
     CPU without AMX none usually is, and the model is written unchanged. Returns the record for the manifest:
-    ``{"convolutions", "timed", "moved_to_gemm", "symmetric_ms", "chosen_ms", "batch", "threads", "moved"}``.
+    ``{"convolutions", "timed", "moved_to_gemm", "symmetric_ms", "chosen_ms", "batch", "threads", "moved", "cpu"}``
+    (``cpu``: the processor that chose and its int8 instruction sets: the file is tuned for it).
     """
     import onnx
+
+    from edgexfer.versions import machine_info
 
     threads = threads or len(os.sched_getaffinity(0))
     model = onnx.load(os.fspath(qdq_path))
     shiftable = _shiftable_convolutions(model)
+    machine = machine_info()
     record: dict[str, Any] = {"convolutions": len(shiftable), "timed": 0, "moved_to_gemm": 0, "symmetric_ms": None,
-                              "chosen_ms": None, "batch": 1, "threads": threads, "moved": []}
+                              "chosen_ms": None, "batch": 1, "threads": threads, "moved": [],
+                              "cpu": {"processor": machine["processor"], "int8_instructions": machine["int8_instructions"]}}
     if shiftable:
         batch = np.ascontiguousarray(image[:1], dtype=np.float32)
         with tempfile.TemporaryDirectory(prefix="edgexfer-kernels-") as tmp:
