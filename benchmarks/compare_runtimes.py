@@ -209,6 +209,16 @@ def train_run(backbone: str, split: Any, run_dir: Path, args: argparse.Namespace
     return metrics
 
 
+def trained_how(run_dir: Path) -> str:
+    """How `prepare` made the run, read from the run itself: finetune writes history.csv (a row per epoch),
+    the head fitted by `train_run` does not."""
+    history = run_dir / "history.csv"
+    if history.is_file():
+        epochs = len(history.read_text().splitlines()) - 1
+        return f"end to end from scratch ({epochs} epochs of edgexfer finetune)"
+    return "random backbone, BatchNorm statistics re-estimated, head fitted on its features"
+
+
 def prepare(args: argparse.Namespace) -> int:
     from edgexfer.export import ExportConfig, export_run
 
@@ -433,9 +443,7 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     profile = {name: op_profile(files[name][0], x[:1].astype(np.float32), args.threads) for name in ("fp32", "int8")}
     return {"backbone": NAMES.get(backbone, backbone), "key": backbone, "image_size": SIZE, "test_images": int(len(y)),
             "keras_test_accuracy": read_metrics(work / "runs" / backbone).accuracy,
-            "trained": (f"end to end from scratch ({args.full_epochs} epochs of edgexfer finetune)"
-                        if backbone in args.full_train else
-                        "random backbone, BatchNorm statistics re-estimated, head fitted on its features"),
+            "trained": trained_how(work / "runs" / backbone),
             "variants": descriptions, "accuracy": accuracy, "latency_ms": latency, "speedup_vs_fp32": speedups,
             "sizes_bytes": {k: p.stat().st_size for k, (p, _) in files.items()},
             "kernel_ms_by_op_batch1": profile, "export_cpu_speed": int8_record.get("cpu_speed"),

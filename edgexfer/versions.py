@@ -49,23 +49,21 @@ _INT8_FLAGS = {"avx2": "AVX2", "avx512bw": "AVX-512", "avx512_vnni": "AVX-512 VN
 
 def int8_instructions() -> list[str]:
     """The CPU's instruction sets that ONNX Runtime's int8 kernels use (empty where /proc/cpuinfo is absent)."""
+    flags = set((_cpuinfo_field("flags", "Features") or "").split())
+    return [name for flag, name in _INT8_FLAGS.items() if flag in flags]
+
+
+def _cpuinfo_field(*keys: str) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line starting with one of ``keys`` (None where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [name for flag, name in _INT8_FLAGS.items() if flag in flags]
-    except OSError:
-        pass
-    return []
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
+                if line.startswith(keys):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()

@@ -609,7 +609,9 @@ def choose_cpu_kernels(
         batch = np.ascontiguousarray(image[:1], dtype=np.float32)
         with tempfile.TemporaryDirectory(prefix="edgexfer-kernels-") as tmp:
             shifted_path = Path(tmp) / "shifted.onnx"
-            onnx.save(_shift_weights(onnx.load(os.fspath(qdq_path)), shiftable, shiftable), os.fspath(shifted_path))
+            every = onnx.ModelProto()
+            every.CopyFrom(model)  # the file as read, every eligible convolution moved
+            onnx.save(_shift_weights(every, shiftable, shiftable), os.fspath(shifted_path))
             symmetric = _kernel_ms_by_node(qdq_path, batch, threads, iterations, warmup)
             gemm = _kernel_ms_by_node(shifted_path, batch, threads, iterations, warmup)
         timed = [name for name in shiftable if name in symmetric and name in gemm]

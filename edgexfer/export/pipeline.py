@@ -362,15 +362,13 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
         def attempt(method: str, round_no: int, stage: str):
             """Quantize with ``method`` (its ranges calibrated once, then cached) and the nodes in ``excluded``
             kept float; check top-1 agreement with FP32 on the validation images."""
-            candidate = tmp / f"int8_{method}_round{round_no}.onnx"
+            candidate, ranges = tmp / f"int8_{method}_round{round_no}.onnx", tmp / f"ranges_{method}.json"
             reader = BatchReader(calibration_batches, "image", total_batches=-(-calset.size // batch),
-                                 total_images=calset.size,
-                                 progress=config.progress and not (tmp / f"ranges_{method}.json").is_file(),
+                                 total_images=calset.size, progress=config.progress and not ranges.is_file(),
                                  desc=f"INT8 calibration ({method})")
             with timeline.stage(f"int8_quantize_{stage}"):
                 settings = quantize(float_path, candidate, reader=reader, target=target, method=method,
-                                    nodes_to_exclude=[e["name"] for e in excluded],
-                                    cache_path=tmp / f"ranges_{method}.json")
+                                    nodes_to_exclude=[e["name"] for e in excluded], cache_path=ranges)
             with timeline.stage(f"int8_check_{stage}"):
                 result = _parity("fp32", fp32_probs, predict_onnx(candidate, val_images, batch))
             say(f"INT8 ({target}, {method}) round {round_no}: top-1 agreement with FP32 "
