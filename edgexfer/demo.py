@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.exported import load_export
+from edgexfer.predict import BenchEvidence, choose_artifact
+
 
 @dataclass
 class DemoConfig:
@@ -119,10 +123,25 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     except BenchGateFailed as failure:
         _explain_mistakes(run.run_dir, out / "bench", log)
         log(closing_lines(failure.outcome.results, failure.outcome.out_dir))
+        log(serving_line(out / "exported", out / "bench"))
         raise
     _explain_mistakes(run.run_dir, out / "bench", log)
     log(closing_lines(outcome.results, outcome.out_dir))
+    log(serving_line(out / "exported", out / "bench"))
     return DemoResult(run.run_dir, out / "exported", out / "bench", run.metrics, outcome)
+
+
+def serving_line(export_dir: Path, bench_dir: Path) -> str:
+    """What `predict` and `package` would serve from this export, chosen as they choose: the verdicts of
+    ``bench_dir`` count only for the bytes they judged (sha256), so the line names the file's sha256."""
+    try:
+        export = load_export(export_dir)
+        choice = choose_artifact(export, "auto", "auto", evidence=BenchEvidence.load(bench_dir))
+    except EdgexferError as exc:
+        return f"serve: nothing from {export_dir}: {exc.line()}"
+    a = choice.artifact
+    return (f"serve: edgexfer predict {export_dir} IMAGES runs {a.name} ({a.path.name}, sha256 "
+            f"{str(a.sha256)[:12]}…) on {choice.runtime.name}: {choice.reason}")
 
 
 def _explain_mistakes(run_dir: Path, bench_dir: Path, log: Callable[[str], None]) -> None:

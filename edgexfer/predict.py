@@ -3,10 +3,13 @@
 The pixels a deployed model sees are the ones bench measured: images are read by
 ``edgexfer.data.images.load_image`` (the one decode + resize of training, calibration and bench),
 the artifact is opened through the runtime table (``edgexfer.runtime.RUNTIMES``) and checked against
-the export manifest's sha256 first (``edgexfer.evaluate.exported.load_export``). Which artifact runs
-is decided by :func:`choose_artifact`: ``precision="auto"`` takes the fastest artifact whose accuracy
-gate passed in the bench results, and an artifact whose gate failed is refused unless
-``allow_failed=True``.
+the export manifest's sha256 first (``edgexfer.evaluate.exported.load_export``) and again once loaded.
+Which artifact runs is decided by :func:`choose_artifact`: ``precision="auto"`` takes the fastest
+artifact whose accuracy gate passed in the bench results, and an artifact whose gate failed is refused
+unless ``allow_failed=True``. A verdict counts only for the bytes it judged: bench rows carry the
+sha256 of the file they ran, matched to the manifest's, never to an artifact's name. Bench results are
+found from the export (``edgexfer.contracts.bench.bench_locations``) or named (``bench=``), never in
+the current directory.
 
 ``Predictor.predict`` is safe to call from several threads at once (one model, many web requests):
 ONNX Runtime sessions run concurrently; other backends (TensorRT contexts) are serialized by a lock.
@@ -21,15 +24,25 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.bench import (
+    RESULTS_FILE,
+    bench_locations,
+    bench_rows,
+    is_sha256,
+    load_results,
+    results_path,
+)
+from edgexfer.contracts.bench import SCHEMA as BENCH_SCHEMA
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.io import sha256_file
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -43,90 +56,114 @@ DEFAULT_BATCH_SIZE = 32  # the batch bench measures accuracy with (BenchConfig.e
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """What a bench said about one artifact on one runtime. ``passed`` None: not benched there."""
+    """What a bench said about one artifact on one runtime. ``passed`` None: not benched there, or benched
+    as other bytes (``unbound`` then says so in one line, and the verdict counts for nothing)."""
 
     artifact: str
     runtime: str
     passed: bool | None
     reasons: tuple[str, ...] = ()
     latency_ms: float | None = None  # p50 per image at the smallest batch size measured
+    sha256: str | None = None  # of the file the bench ran (None: a row of edgexfer.bench/1)
+    file: str | None = None
+    unbound: str = ""  # why results that name this artifact judge other bytes ("" when they do not)
 
     def describe(self) -> str:
+        if self.unbound:
+            return self.unbound
         if self.passed is None:
             return f"{self.artifact} on {self.runtime}: not benched"
         state = "passed" if self.passed else "FAILED (" + "; ".join(self.reasons or ("no reason recorded",)) + ")"
         speed = f", {self.latency_ms:.3g} ms/image" if self.latency_ms is not None else ""
-        return f"{self.artifact} on {self.runtime}: gate {state}{speed}"
+        bytes_ = f", sha256 {self.sha256[:12]}…" if self.sha256 else ""
+        return f"{self.artifact} on {self.runtime}: gate {state}{speed}{bytes_}"
 
 
 @dataclass(frozen=True)
 class BenchEvidence:
-    """The gate verdicts and latencies of one bench results.json that measured this export."""
+    """The gate verdicts and latencies of one bench results.json; each verdict holds the sha256 of the file
+    it judged, and counts only for a file with those bytes (``verdict``)."""
 
     path: Path
     verdicts: tuple[GateVerdict, ...]
+    schema: str = BENCH_SCHEMA
 
     @classmethod
-    def load(cls, location: str | os.PathLike[str], export: ExportDir | None = None) -> BenchEvidence:
-        """Read a BENCH_DIR or its results.json (through ``edgexfer.contracts.bench.load_results``).
-
-        With ``export``, a results file of another model is refused.
-        """
-        from edgexfer.contracts.bench import load_results
-
-        path = Path(location)
-        path = path / "results.json" if path.is_dir() else path
+    def load(cls, location: str | os.PathLike[str]) -> BenchEvidence:
+        """Read a BENCH_DIR or its results.json (through ``edgexfer.contracts.bench.load_results``)."""
+        path = results_path(location)
         if not path.is_file():
             raise EdgexferError(f"bench results {path} do not exist", "pass a folder written by edgexfer bench")
         results = load_results(path)
-        if export is not None and not _same_model(results, export):
-            raise EdgexferError(f"bench results {path} measured another model than the export {export.path}",
-                                "pass the bench folder of this export (or bench it: edgexfer bench EXPORT_DIR)")
         verdicts = []
-        for row in results.get("results", []):
-            gate = row.get("gate") if isinstance(row.get("gate"), dict) else {}
+        for row in bench_rows(results):
+            gate = row.gate if isinstance(row.gate, dict) else {}
             passed = gate.get("passed")
             verdicts.append(GateVerdict(
-                artifact=str(row.get("artifact")), runtime=str(row.get("runtime")),
+                artifact=str(row.artifact), runtime=str(row.runtime),
                 passed=bool(passed) if isinstance(passed, bool) else None,
                 reasons=tuple(str(r) for r in gate.get("reasons") or ()),
-                latency_ms=_per_image_latency(row.get("latency_ms") or {})))
-        return cls(path, tuple(verdicts))
+                latency_ms=_per_image_latency(row.latency_ms or {}),
+                sha256=row.sha256 if is_sha256(row.sha256) else None, file=row.file))
+        return cls(path, tuple(verdicts), str(results["schema"]))
 
     @classmethod
     def find(cls, export: ExportDir) -> BenchEvidence | None:
-        """The bench results of ``export`` where edgexfer puts them, or None: ``<export>/../bench`` (demo),
-        ``<export>/../../benchmarks/<name>`` (studies) and ``benchmarks/<name>`` (bench's default)."""
-        name = export.name
-        candidates = [export.path.parent / "bench", export.path.parent.parent / "benchmarks" / name,
-                      Path("benchmarks") / name]
-        for folder in candidates:
-            if (folder / "results.json").is_file():
+        """The bench results of ``export``, looked for from the export only (never the current directory):
+        bench's default ``benchmarks/<name>`` beside the export's parent, then ``<export>/../bench`` (the
+        demo's). The first whose rows judged this export's bytes wins, else the first found (its verdicts then
+        say why they do not count); None when neither holds results."""
+        found: list[BenchEvidence] = []
+        for folder in bench_locations(export.path, export.name):
+            if (folder / RESULTS_FILE).is_file():
                 try:
-                    return cls.load(folder, export)
+                    found.append(cls.load(folder))
                 except EdgexferError:
-                    continue  # another model's results in a shared folder: keep looking
-        return None
+                    continue  # not a readable results file: it judges nothing
+        for evidence in found:
+            if evidence.judges(export):
+                return evidence
+        return found[0] if found else None
 
-    def verdict(self, artifact: str, runtime: str) -> GateVerdict:
-        """The verdict for ``artifact`` on ``runtime``; without one there, a failure on another runtime
-        counts (the same file broke the gate somewhere), else not benched."""
-        for v in self.verdicts:
-            if v.artifact == artifact and v.runtime == runtime:
-                return v
-        for v in self.verdicts:
-            if v.artifact == artifact and v.passed is False:
-                return GateVerdict(artifact, runtime, False,
-                                   tuple(f"on {v.runtime}: {r}" for r in v.reasons) or (f"failed on {v.runtime}",))
-        return GateVerdict(artifact, runtime, None)
+    def judges(self, export: ExportDir) -> bool:
+        """Whether any row judged the bytes of an artifact of ``export``."""
+        mine = {a.sha256 for a in export.artifacts if a.sha256}
+        return any(v.sha256 in mine for v in self.verdicts)
+
+    def verdict(self, artifact: Artifact, runtime: str) -> GateVerdict:
+        """The verdict for the bytes of ``artifact`` on ``runtime``, matched by sha256, never by name.
+
+        Without a row for those bytes on ``runtime``, a failure of the same bytes on another runtime counts
+        (the file broke the gate somewhere). Rows that name the artifact (or its file) but judged other bytes,
+        or carry no sha256 (edgexfer.bench/1), count for nothing: the verdict is "not benched" and
+        ``unbound`` says, in one line, whose bytes they judged."""
+        name = artifact.name
+        same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256]
+        for v in same:
+            if v.runtime == runtime:
+                return replace(v, artifact=name)
+        for v in same:
+            if v.passed is False:
+                return GateVerdict(name, runtime, False,
+                                   tuple(f"on {v.runtime}: {r}" for r in v.reasons) or (f"failed on {v.runtime}",),
+                                   sha256=v.sha256, file=v.file)
+        if same:
+            return GateVerdict(name, runtime, None, sha256=artifact.sha256, file=artifact.path.name)
+        named = [v for v in self.verdicts if v.artifact == name or v.file == artifact.path.name]
+        if not named:
+            return GateVerdict(name, runtime, None)
+        return GateVerdict(name, runtime, None, file=artifact.path.name, unbound=self._unbound(artifact, named))
+
+    def _unbound(self, artifact: Artifact, named: Sequence[GateVerdict]) -> str:
+        benched = next((v.sha256 for v in named if v.sha256), None)
+        if benched is None:
+            return f"bench results {self.path} ({self.schema}) record no sha256, so they judge no file"
+        return (f"bench results {self.path} are for another {artifact.path.name} (sha256 {benched[:8]}…, "
+                f"this one {str(artifact.sha256)[:8]}…)")
 
 
-def _same_model(results: dict[str, Any], export: ExportDir) -> bool:
-    source = (results.get("export") or {}).get("source_run") or {}
-    mine = export.manifest.get("source_run") or {}
-    if source.get("model_sha256") and mine.get("model_sha256"):
-        return bool(source["model_sha256"] == mine["model_sha256"])
-    return (results.get("export") or {}).get("name") == export.name
+def bench_again(export: ExportDir) -> str:
+    return f"bench again: edgexfer bench {export.path}"
 
 
 def _per_image_latency(latency: dict[str, Any]) -> float | None:
@@ -156,10 +193,13 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
                     check_available: bool = True, prefer: Sequence[str] = PREDICT_RUNTIMES) -> Choice:
     """Pick the (artifact, runtime) pair to serve.
 
-    ``precision`` "auto": the fastest pair whose gate passed in ``evidence``; without evidence, the FP32
-    reference. A named precision: that artifact, refused when its gate failed (``allow_failed`` lets it
-    through). ``runtime`` "auto": every runtime usable here (``check_available``), fastest benched first,
-    else in the order of ``prefer`` (trt, ort-trt, ort-cuda, ort-cpu for predictions).
+    Verdicts are matched to the artifacts' bytes (``BenchEvidence.verdict``: the manifest's sha256, which
+    ``load_export`` checked against the files). ``precision`` "auto": the fastest pair whose gate passed in
+    ``evidence``; without evidence, the FP32 reference. A named precision: that artifact, refused when its
+    gate failed or when the results judged other bytes of it (``allow_failed`` lets both through). Whenever
+    results name an artifact whose bytes they did not judge, the reason says so in one line. ``runtime``
+    "auto": every runtime usable here (``check_available``), fastest benched first, else in the order of
+    ``prefer`` (trt, ort-trt, ort-cuda, ort-cpu for predictions).
     """
     if precision not in PRECISIONS:
         raise EdgexferError(f"unknown precision '{precision}'", f"choose from: {', '.join(PRECISIONS)}")
@@ -175,7 +215,7 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
     rank = {name: i for i, name in enumerate(prefer)}
 
     def verdict_of(a: Artifact, k: RuntimeKind) -> GateVerdict:
-        return evidence.verdict(a.name, k.name) if evidence else GateVerdict(a.name, k.name, None)
+        return evidence.verdict(a, k.name) if evidence else GateVerdict(a.name, k.name, None)
 
     def speed(item: tuple[Artifact, RuntimeKind, GateVerdict]) -> tuple[float, int, int]:
         a, k, v = item
@@ -183,12 +223,14 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
         return (v.latency_ms if v.latency_ms is not None else float("inf"), rank.get(k.name, 99), order)
 
     judged = [(a, k, verdict_of(a, k)) for a, k in pairs]
+    unbound = list(dict.fromkeys(v.unbound for _, _, v in judged if v.unbound))
+    not_used = f"; not used: {'; '.join(unbound)}; {bench_again(export)}" if unbound else ""
     if precision == "auto":
         passed = [item for item in judged if item[2].passed]
         if passed:
             a, k, v = min(passed, key=speed)
-            return Choice(a, k, v, f"fastest artifact that passed the gate ({v.describe()}; results {evidence.path})"
-                          if evidence else v.describe())
+            return Choice(a, k, v, (f"fastest artifact that passed the gate ({v.describe()}; results {evidence.path})"
+                                    if evidence else v.describe()) + not_used)
         fp32 = [item for item in judged if item[0].precision == "fp32"]
         safe = [item for item in fp32 if item[2].passed is not False or allow_failed]
         if fp32 and not safe:  # the model itself fails the gate (absolute floors, sanity): nothing is safe
@@ -202,14 +244,18 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
                else f"no artifact passed the gate on these runtimes in {evidence.path}, so the FP32 reference answers")
         if v.passed is False:
             why += " (allowed although its gate failed)"
-        return Choice(a, k, v, why)
-    usable = [item for item in judged if item[2].passed is not False or allow_failed]
+        return Choice(a, k, v, why + not_used)
+    usable = [item for item in judged if (item[2].passed is not False and not item[2].unbound) or allow_failed]
     if not usable:
-        failed = judged[0][2]
-        raise EdgexferError(f"artifact {failed.describe()} in {evidence.path if evidence else 'the bench'}",
+        refused = judged[0][2]
+        if refused.unbound:
+            raise EdgexferError(refused.unbound, f"{bench_again(export)} (or --allow-failed to run it unverified)")
+        raise EdgexferError(f"artifact {refused.describe()} in {evidence.path if evidence else 'the bench'}",
                             "use a precision that passed (e.g. --precision auto), or --allow-failed to run it anyway")
-    a, k, v = min(usable, key=lambda item: (item[2].passed is None, speed(item)))
-    return Choice(a, k, v, v.describe() + (" (allowed although it failed)" if v.passed is False else ""))
+    a, k, v = min(usable, key=lambda item: (item[2].passed is not True, item[2].passed is None, speed(item)))
+    note = (" (allowed although it failed)" if v.passed is False
+            else " (allowed although unverified)" if v.unbound else "")
+    return Choice(a, k, v, v.describe() + note)
 
 
 def _runtime_kinds(runtime: str, check_available: bool) -> list[RuntimeKind]:
@@ -324,12 +370,13 @@ class Predictor:
         self.batch_size = _check_batch_size(batch_size)
         # the manifest and every artifact's sha256 are checked before anything is loaded
         self.export = load_export(export_dir)
-        self.evidence = BenchEvidence.load(bench, self.export) if bench is not None else BenchEvidence.find(self.export)
+        self.evidence = BenchEvidence.load(bench) if bench is not None else BenchEvidence.find(self.export)
         self.choice = choose_artifact(self.export, precision, runtime, evidence=self.evidence,
                                       allow_failed=allow_failed)
         self.classes = tuple(self.export.classes)
         self.image_size = self.export.image_size
         self._runtime: Runtime | None = self.choice.runtime.open(self.choice.artifact, threads)
+        check_unchanged(self.choice.artifact, self.close)  # the bytes the session read are the ones judged
         spec = self._runtime.input_spec
         if tuple(spec.shape[1:3]) != tuple(self.image_size):
             self.close()
@@ -460,6 +507,17 @@ class Predictor:
             with self._lock:
                 outputs.append(runtime.predict(images[start:start + step]))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def check_unchanged(artifact: Artifact, on_change: Callable[[], None] | None = None) -> None:
+    """Hash ``artifact``'s file again after it was loaded: with the check before loading (``load_export``),
+    the bytes a session or a copy read are the manifest's, whose sha256 the verdict was matched to."""
+    actual = sha256_file(artifact.path)
+    if actual != artifact.sha256:
+        if on_change is not None:
+            on_change()
+        raise EdgexferError(f"{artifact.path} changed while it was loaded (sha256 {actual[:12]}…, the manifest says "
+                            f"{str(artifact.sha256)[:12]}…)", "leave the export alone while it is loaded, and retry")
 
 
 def _check_batch_size(value: int) -> int:

@@ -162,8 +162,10 @@ def test_auto_picks_fastest_passing_and_refuses_failed_gate(export_copy):
     result = CliRunner().invoke(cli, ["bench", str(export_copy), "--out", str(bench), *FAST])
     assert result.exit_code == 1, result.output  # INT8 broke the gate
 
+    from edgexfer.evaluate.exported import load_export
+
     evidence = BenchEvidence.load(bench)
-    assert evidence.verdict("int8", "ort-cpu").passed is False
+    assert evidence.verdict(load_export(export_copy).artifact("int8"), "ort-cpu").passed is False
     passing = [v for v in evidence.verdicts if v.passed and v.runtime == "ort-cpu"]
     fastest = min(passing, key=lambda v: v.latency_ms)
     with Predictor(export_copy) as model:
@@ -230,8 +232,9 @@ def test_choice_rules(handmade_export):
 
     export = load_export(handmade_export)
 
-    def evidence(*verdicts):
-        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v) for v in verdicts))
+    def evidence(*verdicts):  # (artifact, runtime, passed, reasons, latency): rows that judged its bytes
+        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v, sha256=export.artifact(v[0]).sha256)
+                                                         for v in verdicts))
 
     benched = evidence(("fp32", "ort-cpu", True, (), 2.0), ("fp16", "ort-cpu", True, (), 1.0),
                        ("int8", "ort-cpu", False, ("accuracy dropped 3 points",), 0.5))

@@ -4,6 +4,14 @@
 int8); the macro-averaged precision metric is ``precision_macro`` (as in metrics.json). ``load_results`` is
 the one reader (report, predict, explain and studies use it), ``write_results`` the one writer; both run
 ``validate_results``.
+
+A verdict names the bytes it judged: every row of ``edgexfer.bench/2`` carries the sha256 of the file it ran
+(ONNX file or TensorRT engine), the device and the versions it ran on. Results of ``edgexfer.bench/1`` are
+still read (reports, studies) but their rows carry no sha256, so they judge no file: whoever serves an
+artifact (``edgexfer.predict``) uses a verdict only when the sha256 of the bytes it loads equals the row's.
+
+Where a bench lives is derived from the export, never from the current directory: ``default_bench_dir``
+(``benchmarks/<export name>`` beside the export's parent folder, which holds the exports: ``exported/``).
 """
 
 from __future__ import annotations
@@ -17,12 +25,17 @@ from typing import Any
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, write_json
 
-SCHEMA = "edgexfer.bench/1"
+SCHEMA = "edgexfer.bench/2"
+#: the version before rows carried sha256: read, never a verdict for any file
+SCHEMA_UNBOUND = "edgexfer.bench/1"
+READABLE_SCHEMAS = (SCHEMA, SCHEMA_UNBOUND)
 RESULTS_FILE = "results.json"
 TOP_KEYS = ("schema", "reference", "thresholds", "machine", "data", "skipped", "results")
 ROW_KEYS = ("artifact", "precision", "runtime", "provider", "accuracy", "precision_macro", "recall_macro", "f1",
             "auc", "per_class", "confusion_matrix", "agreement", "max_abs_diff", "latency_ms", "throughput_ips",
             "end_to_end_ms", "size_bytes", "peak_rss_mb", "threads", "gate")
+#: what a row of SCHEMA adds: the bytes it judged and where it ran
+BOUND_ROW_KEYS = ("sha256", "device", "versions")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean")
 THRESHOLD_KEYS = ("max_accuracy_drop", "max_f1_drop", "max_recall_drop")
 
@@ -61,6 +74,9 @@ class BenchRow:
     ci95: dict[str, Any] | None = None
     vs_reference: dict[str, Any] | None = None
     gate: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None  # of the file this row ran (None: a row of edgexfer.bench/1, which judges no file)
+    device: str | None = None  # what executed it, e.g. "CPU: AMD EPYC 9R14" or "GPU: NVIDIA H100 (sm 9.0)"
+    versions: dict[str, str | None] = field(default_factory=dict)  # the runtime's libraries and edgexfer
 
     @property
     def key(self) -> tuple[str, str]:
@@ -110,8 +126,9 @@ def validate_results(results: Any) -> None:
     for key in TOP_KEYS:
         if key not in results:
             raise ValueError(f"results has no '{key}'")
-    if results["schema"] != SCHEMA:
+    if results["schema"] not in READABLE_SCHEMAS:
         raise ValueError(f"results schema is {results['schema']!r}, expected {SCHEMA!r}")
+    bound = results["schema"] == SCHEMA
     for key in THRESHOLD_KEYS:
         if not isinstance(results["thresholds"].get(key), (int, float)):
             raise ValueError(f"thresholds.{key} is missing or not a number")
@@ -119,9 +136,11 @@ def validate_results(results: Any) -> None:
         raise ValueError("results.results must be a non-empty list")
     for i, row in enumerate(results["results"]):
         where = f"results[{i}] ({row.get('artifact')} on {row.get('runtime')})"
-        for key in ROW_KEYS:
+        for key in ROW_KEYS + (BOUND_ROW_KEYS if bound else ()):
             if key not in row:
                 raise ValueError(f"{where} has no '{key}'")
+        if bound and not is_sha256(row["sha256"]):
+            raise ValueError(f"{where}.sha256 = {row['sha256']!r} is not a sha256 (64 hex digits)")
         for key in ("accuracy", "f1", "agreement"):
             value = row[key]
             if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -137,6 +156,28 @@ def validate_results(results: Any) -> None:
         gate = row["gate"]
         if not isinstance(gate, dict) or not isinstance(gate.get("passed"), bool) or not isinstance(gate.get("reasons"), list):
             raise ValueError(f"{where}.gate must be {{'passed': bool, 'reasons': [...]}}")
+
+
+def is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def default_bench_dir(export_path: str | os.PathLike[str], export_name: str) -> Path:
+    """Where ``edgexfer bench`` writes when no --out is given, and where predict/package look first:
+    ``benchmarks/<export name>`` beside the export's parent folder (``exported/<name>`` ->
+    ``benchmarks/<name>``), from the export's own path, whatever the current directory. Relative to the
+    current directory when inside it, for shorter messages."""
+    folder = Path(os.path.abspath(export_path)).parent.parent / "benchmarks" / export_name
+    try:
+        return folder.relative_to(Path.cwd())
+    except ValueError:
+        return folder
+
+
+def bench_locations(export_path: str | os.PathLike[str], export_name: str) -> list[Path]:
+    """The bench folders an export's results are looked for in, in order: bench's default
+    (``default_bench_dir``) and ``<export>/../bench`` (the demo's layout). Never the current directory."""
+    return [default_bench_dir(export_path, export_name), Path(export_path).parent / "bench"]
 
 
 def results_path(path: str | os.PathLike[str]) -> Path:
@@ -166,7 +207,7 @@ def is_bench_dir(path: str | os.PathLike[str]) -> bool:
         results = read_json(Path(path) / RESULTS_FILE, "bench results")
     except EdgexferError:
         return False
-    return isinstance(results, dict) and results.get("schema") == SCHEMA
+    return isinstance(results, dict) and results.get("schema") in READABLE_SCHEMAS
 
 
 def write_results(out_dir: str | os.PathLike[str], results: dict[str, Any]) -> Path:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
+from edgexfer.contracts.bench import default_bench_dir as bench_dir_of
 from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed
 from edgexfer.evaluate.bench_data import BenchData, load_bench_data
@@ -37,8 +38,9 @@ from edgexfer.evaluate.gate import (
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
-from edgexfer.io import lock_folder
-from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
+from edgexfer.io import lock_folder, sha256_file
+from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select_runtimes
+from edgexfer.versions import library_versions, machine_info, onnxruntime_version
 
 #: how latency is measured, recorded in results.json and said in report.md
 LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
@@ -51,7 +53,7 @@ class BenchConfig:
     """Options of `edgexfer bench` (one field per CLI option)."""
 
     export_dir: Path
-    out: Path | None = None  # default: benchmarks/<export name>
+    out: Path | None = None  # default: benchmarks/<export name> beside the export's parent (default_bench_dir)
     data: Path | None = None  # default: the run's test split
     runtimes: list[str] | None = None  # default: every runtime usable here
     batch_sizes: tuple[int, ...] = (1, 8, 32)
@@ -109,7 +111,9 @@ class BenchGateFailed(GateFailed):
 
 
 def default_bench_dir(export: ExportDir) -> Path:
-    return Path("benchmarks") / export.name
+    """``benchmarks/<export name>`` beside the export's parent folder: derived from the export, not from the
+    current directory, so that predict and package find it from the export alone."""
+    return bench_dir_of(export.path, export.name)
 
 
 def check_bench_out(out: Path) -> None:
@@ -281,6 +285,13 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             raw[str(batch_size)] = times
         e2e = end_to_end_ms(runtime, data.load, data.refs[: config.end_to_end_images])
         provider = runtime.provider
+        # the bytes this row judged: hashed while the session that read them is alive, and refused when they
+        # are not the manifest's (load_export checked them before the session was built)
+        sha256 = sha256_file(job.artifact.path)
+        if job.artifact.sha256 is not None and sha256 != job.artifact.sha256:
+            raise EdgexferError(f"{job.artifact.path} changed while bench ran it (sha256 {sha256[:12]}…, the "
+                                f"manifest says {str(job.artifact.sha256)[:12]}…)",
+                                "leave the export alone while it is benched, and bench again")
     row = BenchRow(
         artifact=job.artifact.name,
         precision=job.artifact.precision,
@@ -305,6 +316,9 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         size_bytes=job.artifact.path.stat().st_size,
         peak_rss_mb=peak_rss_mb(),
         threads=config.threads,
+        sha256=sha256,
+        device=device_of(job.kind.name, provider),
+        versions=runtime_versions(job.kind.name),
     )
     return row, probs
 
@@ -358,10 +372,31 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def machine_record() -> dict[str, Any]:
-    from edgexfer.runtime.cuda import gpu_status
-    from edgexfer.versions import library_versions, machine_info
+def device_of(runtime: str, provider: str) -> str:
+    """What executed a row, in words: the CPU for ONNX Runtime's CPU provider (and Keras without a GPU), else
+    the GPU the CUDA driver reports as device 0."""
+    gpu = gpu_status()
+    on_cpu = provider == "CPUExecutionProvider" or (runtime == "keras" and not gpu.usable)
+    if on_cpu:
+        return f"CPU: {machine_info()['processor']}"
+    capability = f" (compute capability {gpu.compute_capability})" if gpu.compute_capability else ""
+    driver = f", driver {gpu.driver_version}" if gpu.driver_version else ""
+    return f"GPU: {gpu.name or 'unknown'}{capability}{driver}"
 
+
+#: the libraries that execute each runtime's rows (beside edgexfer's own version)
+_RUNTIME_LIBRARIES = {"keras": ("tensorflow", "keras"), "trt": ("tensorrt", "cuda-python")}
+
+
+def runtime_versions(runtime: str) -> dict[str, str | None]:
+    """The versions a row ran on: edgexfer and the runtime's libraries (ONNX Runtime, whichever wheel)."""
+    if runtime.startswith("ort-"):
+        return {"edgexfer": library_versions(("edgexfer",))["edgexfer"], "onnxruntime": onnxruntime_version()}
+    names = ("edgexfer", *_RUNTIME_LIBRARIES.get(runtime, ()))
+    return {name: version for name, version in library_versions(names).items() if name != "python"}
+
+
+def machine_record() -> dict[str, Any]:
     info: dict[str, Any] = dict(machine_info())
     info["cpu"] = info.get("processor")
     info["cores_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -9,8 +9,9 @@ Layout (``write_triton_repository``)::
 ``config.pbtxt`` names the graph's own input and output tensors, their dims without the batch axis
 (``max_batch_size`` > 0 makes Triton add it), the data types, dynamic batching and, for the runtime the
 bench measured, the backend: ``onnxruntime_onnx`` (CPU or GPU, or GPU with the TensorRT accelerator for
-``ort-trt``) or ``tensorrt_plan`` for an engine. The model file is copied, then its sha256 is checked
-against the export manifest, so what Triton serves is what bench verified.
+``ort-trt``) or ``tensorrt_plan`` for an engine. The verdict that chose the artifact is the one whose bench
+row recorded the artifact's sha256 (``edgexfer.predict.choose_artifact``); the model file is copied, then
+its sha256 is checked against the export manifest, so what Triton serves is the bytes bench verified.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     if not _NAME.match(model_name):
         raise EdgexferError(f"model name '{model_name}' is not a portable folder name",
                             "pass --name with letters, digits, '_', '-' or '.'")
-    evidence = BenchEvidence.load(bench, export) if bench is not None else BenchEvidence.find(export)
+    evidence = BenchEvidence.load(bench) if bench is not None else BenchEvidence.find(export)
     choice = choose_artifact(export, precision, runtime, evidence=evidence, allow_failed=allow_failed,
                              check_available=False, prefer=PACKAGE_RUNTIMES)
     if choice.runtime.name == "trt" and instance_kind == "cpu":
@@ -216,7 +217,8 @@ def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, out
     kind = "gpu" if engine and instance_kind == "auto" else instance_kind
     comment = (f"Written by edgexfer package from export '{export.name}': artifact {artifact.name} "
                f"({artifact.precision}, {artifact.path.name})"
-               f"\nsha256 {artifact.sha256}; chosen: {choice.reason}\n"
+               f"\nsha256 {artifact.sha256}; bench verdict for sha256 {choice.verdict.sha256 or 'none (not benched)'}"
+               f"\nchosen: {choice.reason}\n"
                f"Input: raw RGB pixels 0-255, NHWC, {inp.dims[0]}x{inp.dims[1]}; output: class probabilities.")
     text = config_text(name, "tensorrt_plan" if engine else "onnxruntime_onnx", inp, outp, batch,
                        max_queue_delay_us, kind, choice.runtime.name == "ort-trt", comment)

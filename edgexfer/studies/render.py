@@ -38,7 +38,7 @@ def render_report(directory: str | Path, latency_budget_ms: float | None = None)
     if schema == study_contract.SCHEMA:
         results = study_contract.read_study_results(path)
         return render_study(path, results, decide=latency_budget_ms is not None, latency_budget_ms=latency_budget_ms)
-    if schema == bench_contract.SCHEMA:
+    if schema in bench_contract.READABLE_SCHEMAS:  # an older bench still renders
         if latency_budget_ms is not None:
             raise EdgexferError("--latency-budget-ms applies to a study directory, not to a bench directory",
                                 "drop the option, or point edgexfer report at the study directory")
