@@ -25,7 +25,7 @@ def bench_results(handmade_export, tmp_path_factory):
 
 def test_results_file_validates_and_reloads(bench_results):
     results = load_results(bench_results)
-    assert results["schema"] == "edgexfer.bench/1" and results["reference"] == "fp32"
+    assert results["schema"] == "edgexfer.bench/2" and results["reference"] == "fp32"
     machine = results["machine"]
     assert machine["cores"] >= 1 and "gpu" in machine and machine["libraries"]["onnx"]
 
@@ -35,7 +35,8 @@ def test_results_file_validates_and_reloads(bench_results):
     (lambda r: r["results"][1].pop("gate"), "results[1] (fp16 on ort-cpu) has no 'gate'"),
     (lambda r: r["results"][0]["latency_ms"]["1"].pop("p99"), "latency_ms[1].p99 is missing"),
     (lambda r: r["results"][0].update(accuracy=83.3), "is not a fraction"),
-    (lambda r: r.update(schema="other/1"), "expected 'edgexfer.bench/1'"),
+    (lambda r: r.update(schema="other/1"), "expected 'edgexfer.bench/2'"),
+    (lambda r: r["results"][2].update(sha256="int8"), "results[2] (int8 on ort-cpu).sha256 = 'int8' is not a sha256"),
 ])
 def test_validate_results_names_the_problem(bench_results, damage, message):
     results = json.loads((bench_results / "results.json").read_text())

@@ -26,7 +26,8 @@ def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.command("bench")
 @click.argument("export_dir", type=click.Path(path_type=str))
 @click.option("--out", "out", type=click.Path(path_type=str), default=None,
-              help="Bench directory (default: benchmarks/<export name>).")
+              help="Bench directory (default: benchmarks/<export name> beside the export's parent folder, "
+                   "where predict and package find it).")
 @click.option("--data", type=click.Path(path_type=str), default=None,
               help="Labelled data set (class folders, .csv or .npz) instead of the run's test split; "
                    "class names must match the model's.")

@@ -24,7 +24,8 @@ import click
 @click.option("--instance-kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
               help="Where Triton runs the model (auto: GPU when the server has one).")
 @click.option("--bench", "bench_dir", type=click.Path(path_type=str), default=None,
-              help="Bench folder (or results.json) whose gate verdicts decide (default: found beside the export).")
+              help="Bench folder (or results.json) whose gate verdicts decide, each for the bytes it judged "
+                   "(default: benchmarks/<export name> beside the export's parent, or <export>/../bench).")
 @click.option("--allow-failed", is_flag=True, help="Package an artifact even though its accuracy gate failed.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT/<name>/ when it exists.")
 def package(export_dir, out, layout, precision, runtime, name, max_batch_size, max_queue_delay_us, instance_kind,

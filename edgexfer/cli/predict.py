@@ -16,7 +16,8 @@ import click
 @click.option("--out", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the predictions to FILE.csv or FILE.json (default: CSV on stdout).")
 @click.option("--bench", "bench_dir", type=click.Path(path_type=str), default=None,
-              help="Bench folder (or results.json) whose gate verdicts decide (default: found beside the export).")
+              help="Bench folder (or results.json) whose gate verdicts decide, each for the bytes it judged "
+                   "(default: benchmarks/<export name> beside the export's parent, or <export>/../bench).")
 @click.option("--allow-failed", is_flag=True, help="Run an artifact even though its accuracy gate failed.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no notes on stderr (skipped files are still listed).")
