@@ -33,3 +33,15 @@ def test_demo_runs_every_stage(tmp_path):
     # Grad-CAM of misclassified test images (edgexfer.explain), shown in the bench report
     gradcam = json.loads((bench_dir / "gradcam" / "index.json").read_text())
     assert gradcam["selection"] == "misclassified" and "## Grad-CAM" in (bench_dir / "report.md").read_text()
+    # the last line: what predict/package would serve, chosen by the verdicts of the bytes bench just judged
+    serve = lines[-1]
+    if not results["model_check"]["usable"]:  # a two-epoch model may not beat the majority class: nothing is served
+        fp32_sha = next(a["sha256"] for a in manifest["artifacts"] if a["name"] == "fp32")
+        assert serve.startswith(f"serve: nothing from {out / 'exported'}: no artifact passed the gate"), serve
+        assert f"sha256 {fp32_sha[:12]}…" in serve
+        return
+    assert serve.startswith(f"serve: edgexfer predict {out / 'exported'} IMAGES runs "), serve
+    name = serve.split(" runs ", 1)[1].split(" ", 1)[0]
+    artifact = next(a for a in manifest["artifacts"] if a["name"] == name)
+    assert f"sha256 {artifact['sha256'][:12]}…" in serve
+    assert {r["sha256"] for r in results["results"] if r["artifact"] == name} == {artifact["sha256"]}
