@@ -75,7 +75,7 @@ class BenchRow:
     vs_reference: dict[str, Any] | None = None
     gate: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None  # of the file this row ran (None: a row of edgexfer.bench/1, which judges no file)
-    device: str | None = None  # what executed it, e.g. "CPU: AMD EPYC 9R14" or "GPU: NVIDIA H100 (sm 9.0)"
+    device: str | None = None  # what executed it: "CPU: <processor> (<int8 instruction sets>)" or "GPU: <name> …"
     versions: dict[str, str | None] = field(default_factory=dict)  # the runtime's libraries and edgexfer
 
     @property

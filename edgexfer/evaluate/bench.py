@@ -373,12 +373,14 @@ def peak_rss_mb() -> float:
 
 
 def device_of(runtime: str, provider: str) -> str:
-    """What executed a row, in words: the CPU for ONNX Runtime's CPU provider (and Keras without a GPU), else
-    the GPU the CUDA driver reports as device 0."""
+    """What executed a row, in words: the CPU and the instruction sets its int8 kernels use, for ONNX Runtime's
+    CPU provider (and Keras without a GPU), else the GPU the CUDA driver reports as device 0."""
     gpu = gpu_status()
     on_cpu = provider == "CPUExecutionProvider" or (runtime == "keras" and not gpu.usable)
     if on_cpu:
-        return f"CPU: {machine_info()['processor']}"
+        info = machine_info()
+        sets = info.get("int8_instructions") or []
+        return f"CPU: {info['processor']}" + (f" ({', '.join(str(s) for s in sets)})" if sets else "")
     capability = f" (compute capability {gpu.compute_capability})" if gpu.compute_capability else ""
     driver = f", driver {gpu.driver_version}" if gpu.driver_version else ""
     return f"GPU: {gpu.name or 'unknown'}{capability}{driver}"
