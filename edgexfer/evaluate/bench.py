@@ -40,7 +40,7 @@ from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time
 from edgexfer.evaluate.metrics import agreement, classification_metrics
 from edgexfer.io import lock_folder, sha256_file
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select_runtimes
-from edgexfer.versions import library_versions, machine_info, onnxruntime_version
+from edgexfer.versions import int8_instructions, library_versions, machine_info, onnxruntime_version
 
 #: how latency is measured, recorded in results.json and said in report.md
 LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
@@ -378,9 +378,8 @@ def device_of(runtime: str, provider: str) -> str:
     gpu = gpu_status()
     on_cpu = provider == "CPUExecutionProvider" or (runtime == "keras" and not gpu.usable)
     if on_cpu:
-        info = machine_info()
-        sets = info.get("int8_instructions") or []
-        return f"CPU: {info['processor']}" + (f" ({', '.join(str(s) for s in sets)})" if sets else "")
+        sets = int8_instructions()
+        return f"CPU: {machine_info()['processor']}" + (f" ({', '.join(sets)})" if sets else "")
     capability = f" (compute capability {gpu.compute_capability})" if gpu.compute_capability else ""
     driver = f", driver {gpu.driver_version}" if gpu.driver_version else ""
     return f"GPU: {gpu.name or 'unknown'}{capability}{driver}"
