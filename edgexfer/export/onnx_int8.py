@@ -23,8 +23,23 @@ import numpy as np
 
 from edgexfer.errors import EdgexferError
 
+#: the op types the ``tensorrt`` profile quantizes: weighted ops, residual Adds, pooling (TensorRT's Q/DQ placement
+#: recommendations; the weighted/pooling/Add part of NVIDIA ModelOpt's INT8 ONNX op list). Not Clip/Relu/BN, which
+#: TensorRT folds into the convolution before them (a Q/DQ between would split the fusion).
+TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool")
+#: ONNX Runtime extra_options of the ``tensorrt`` profile, as ModelOpt passes them to the same quantizer
+#: (modelopt/onnx/quantization/ort_utils.py, configure_ort): no INT32 bias (TensorRT's DequantizeLinear takes
+#: int8 only: edgexfer/export/tensorrt_rules.py), Q/DQ on inputs only, weights per output channel.
+TENSORRT_EXTRA: dict[str, Any] = {
+    "QuantizeBias": False,
+    "OpTypesToExcludeOutputQuantization": list(TENSORRT_OP_TYPES),
+    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+    "DedicatedQDQPair": False,
+    "ForceQuantizeNoInputCheck": True,
+}
 PROFILES: dict[str, dict[str, Any]] = {
-    "tensorrt": {"activation_type": "QInt8", "weight_type": "QInt8", "symmetric_activations": True},
+    "tensorrt": {"activation_type": "QInt8", "weight_type": "QInt8", "symmetric_activations": True,
+                 "op_types": TENSORRT_OP_TYPES, "extra": TENSORRT_EXTRA},
     "cpu": {"activation_type": "QUInt8", "weight_type": "QInt8", "symmetric_activations": False},
 }
 METHODS = {"entropy": "Entropy", "minmax": "MinMax", "percentile": "Percentile"}
@@ -177,8 +192,10 @@ def quantize(
     if options.fmt not in ("QDQ", "QOperator"):
         raise EdgexferError(f"unknown quantization format '{options.fmt}'", "use QDQ or QOperator")
     profile = PROFILES[target]
-    extra = {"ActivationSymmetric": profile["symmetric_activations"], "WeightSymmetric": True, **options.extra}
-    op_types = list(options.op_types) if options.op_types else None
+    extra = {"ActivationSymmetric": profile["symmetric_activations"], "WeightSymmetric": True,
+             **profile.get("extra", {}), **options.extra}
+    chosen_ops = options.op_types or profile.get("op_types")
+    op_types = list(chosen_ops) if chosen_ops else None
     with tempfile.TemporaryDirectory(prefix="edgexfer-quantize-") as tmp_dir:
         cache = Path(cache_path) if cache_path is not None else Path(tmp_dir) / "ranges.json"
         if not cache.is_file():
