@@ -32,7 +32,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
-from edgexfer.export.tensorrt_rules import require_tensorrt_ready
+from edgexfer.export.tensorrt_rules import EXPORT_FIX, require_tensorrt_ready
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
 TIMING_CACHE_FILE = "trt_timing.cache"
@@ -311,7 +311,7 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
     if config.resolved_target == "tensorrt":  # TensorRT's parser rules, checked before any engine or the swap
         with timeline.stage("tensorrt_rules"):
             for artifact in _tensorrt_sources(artifacts):
-                require_tensorrt_ready(staging / artifact["file"], artifact["file"])
+                require_tensorrt_ready(staging / artifact["file"], artifact["file"], EXPORT_FIX)
 
     if build_engines:
         from edgexfer.export.tensorrt import build_engine

@@ -169,7 +169,12 @@ def check_graph(model: Any) -> list[Violation]:
     return violations
 
 
-def require_tensorrt_ready(path: str | os.PathLike[str], what: str | None = None) -> None:
+#: what to do when an export's own tensorrt-target graph breaks a rule
+EXPORT_FIX = ("nothing was written; export with --target cpu for ONNX Runtime, and report the backbone and the "
+              "rule so that the tensorrt profile learns it")
+
+
+def require_tensorrt_ready(path: str | os.PathLike[str], what: str | None = None, fix: str | None = None) -> None:
     """Raise `EdgexferError` (exit 2) naming the first node that breaks a rule, and how many others do."""
     violations = check_graph(path)
     if not violations:
@@ -178,7 +183,7 @@ def require_tensorrt_ready(path: str | os.PathLike[str], what: str | None = None
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
     raise EdgexferError(
         f"{what or Path(path).name} is not a graph TensorRT accepts: {first.line()}{more}; source: {first.rule.source}",
-        "re-export with --target tensorrt (which writes a conforming graph), or report the backbone")
+        fix or "quantize with edgexfer export --target tensorrt, which writes a graph that keeps these rules")
 
 
 # ------------------------------------------------------------------------------------------ helpers
