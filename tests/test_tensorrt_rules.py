@@ -141,7 +141,7 @@ def test_onnx_runtime_stock_quantize_static_is_refused_for_its_int32_bias(tmp_pa
         rules.require_tensorrt_ready(tmp_path / "stock.onnx")
 
 
-def test_our_tensorrt_profile_conforms_and_places_qdq_on_inputs_only(tmp_path):
+def test_our_tensorrt_profile_conforms_and_places_qdq_where_tensorrt_fuses(tmp_path):
     from edgexfer.export.onnx_int8 import quantize
 
     batches = _float_conv_model(tmp_path / "float.onnx")
@@ -156,8 +156,33 @@ def test_our_tensorrt_profile_conforms_and_places_qdq_on_inputs_only(tmp_path):
     # Q/DQ on inputs only: the Relu TensorRT fuses into the convolution reads the Conv output directly
     relu = next(n for n in model.graph.node if n.op_type == "Relu")
     assert producer[relu.input[0]].op_type == "Conv"
+    # the residual Add: its residual input quantized, the convolution branch it fuses into left in float
     add = next(n for n in model.graph.node if n.op_type == "Add")
-    assert [producer[i].op_type for i in add.input] == ["DequantizeLinear", "DequantizeLinear"]
+    assert [producer[i].op_type for i in add.input] == ["Conv", "DequantizeLinear"]
+    assert producer[producer[add.input[1]].input[0]].op_type == "QuantizeLinear"
+    assert not [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c2"]  # no dead pair
+    assert {i.name for i in model.graph.initializer} <= {i for n in model.graph.node for i in n.input}
     # the cpu profile (uint8 activations, ONNX Runtime's fastest on x86) is not a TensorRT graph
     quantize(tmp_path / "float.onnx", tmp_path / "cpu.onnx", reader=batches, target="cpu", method="minmax")
     assert "q-output-type" in {v.rule.id for v in rules.check_graph(tmp_path / "cpu.onnx")}
+
+
+def test_placement_leaves_one_fusible_branch_of_an_add_in_float():
+    """A projection shortcut: both Add inputs come from convolutions through Q/DQ pairs; TensorRT fuses the Add
+    into one of them, so exactly one pair goes and the other input stays quantized."""
+    from edgexfer.export.tensorrt_placement import unquantize_fused_add_inputs
+
+    nodes, inits = [], [_init("s", 0.1, np.float32), _init("z", 0, np.int8)]
+    for branch in ("a", "b"):
+        inits.append(_init(f"w{branch}", np.ones((2, 2, 1, 1)), np.float32))
+        nodes += [helper.make_node("Conv", ["x", f"w{branch}"], [f"c{branch}"], name=f"conv_{branch}"),
+                  helper.make_node("QuantizeLinear", [f"c{branch}", "s", "z"], [f"q{branch}"], name=f"q_{branch}"),
+                  helper.make_node("DequantizeLinear", [f"q{branch}", "s", "z"], [f"d{branch}"], name=f"dq_{branch}")]
+    nodes.append(helper.make_node("Add", ["da", "db"], ["y"], name="add"))
+    model = _model(nodes, inits)
+    assert unquantize_fused_add_inputs(model) == 1
+    add = model.graph.node[-1]
+    assert list(add.input) == ["ca", "db"]
+    assert [n.name for n in model.graph.node] == ["conv_a", "conv_b", "q_b", "dq_b", "add"]
+    assert rules.check_graph(model) == []
+    assert unquantize_fused_add_inputs(model) == 0  # the Add is no longer quantized on both inputs

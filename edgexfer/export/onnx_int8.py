@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgexfer.errors import EdgexferError
+from edgexfer.export.tensorrt_placement import unquantize_fused_add_inputs
 
 #: the op types the ``tensorrt`` profile quantizes: weighted ops, residual Adds, pooling (TensorRT's Q/DQ placement
 #: recommendations; the weighted/pooling/Add part of NVIDIA ModelOpt's INT8 ONNX op list). Not Clip/Relu/BN, which
@@ -220,6 +221,7 @@ def quantize(
                 extra_options=extra,
                 calibration_cache_path=os.fspath(cache),
             )
+    fused = _tensorrt_placement(out_path) if target == "tensorrt" and options.fmt == "QDQ" else None
     return {
         "target": target,
         "method": method,
@@ -231,8 +233,22 @@ def quantize(
         "per_channel": options.per_channel,
         "reduce_range": options.reduce_range,
         "op_types": sorted(op_types) if op_types else "all",
+        "quantize_bias": bool(extra.get("QuantizeBias", True)),
+        "fused_add_inputs": fused,
         "calibration": f"one pass, histograms per tensor in batches of at most {CALIBRATION_CHUNK} images",
     }
+
+
+def _tensorrt_placement(path: str | os.PathLike[str]) -> int:
+    """TensorRT's residual-Add placement on the written graph (edgexfer/export/tensorrt_placement.py);
+    returns the Add inputs left in float for TensorRT to fuse."""
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    rewired = unquantize_fused_add_inputs(model)
+    if rewired:
+        onnx.save(model, os.fspath(path))
+    return rewired
 
 
 def _reader_batches(reader: Any) -> Iterator[np.ndarray]:
