@@ -123,6 +123,35 @@ _WEIGHTED = {"Conv": 0, "ConvTranspose": 1}
 _BIASED = ("Conv", "ConvTranspose", "Gemm")
 
 
+#: the TensorRT releases edgexfer targets, and where each comes from. One code path for all: a strongly typed
+#: build, precision in the graph (TensorRT 11 removed weak typing; 10.x builds the same network strongly typed).
+OLDEST_TENSORRT = (10, 3)
+
+
+def tensorrt_target(version: str | None) -> str:
+    """What a TensorRT version is in edgexfer's targets (JetPack 6.x ships 10.3; JetPack 7.x 10.13 and later,
+    with 11.4.1 supported on JetPack 7.2.2+ for AGX Orin and Thor; x86 wheels are 11.x)."""
+    if not version or version == "unknown":
+        return "not installed: engines need TensorRT 10.3 (JetPack 6.x) to 11.x (x86 wheels, JetPack 7.2.2+)"
+    try:
+        major, minor = (int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return f"TensorRT {version}: version not understood; edgexfer targets 10.3 to 11.x"
+    same = "the same strongly typed build as every target"
+    if (major, minor) < OLDEST_TENSORRT:
+        return (f"TensorRT {version} is older than the oldest target (10.3, JetPack 6.x): its parser may refuse "
+                f"our graphs; upgrade to 10.3+")
+    if major == 10 and minor < 13:
+        where = "JetPack 6.x (Jetson Orin)" if minor == 3 else "a 10.x wheel (JetPack ships 10.3 or 10.13+)"
+        return f"TensorRT {version}: {where}; {same}"
+    if major == 10:
+        return f"TensorRT {version}: JetPack 7.x (10.13 and later); {same}"
+    if major == 11:
+        return (f"TensorRT {version}: 11.x, the x86 wheels and JetPack 7.2.2+ on Jetson AGX Orin and Thor "
+                f"(11.4.1); no weak typing; {same}")
+    return f"TensorRT {version}: newer than the targets edgexfer was checked against (10.3 to 11.x)"
+
+
 def check_graph(model: Any) -> list[Violation]:
     """Every violation of `RULES` in ``model`` (an ``onnx.ModelProto`` or a path), in graph order."""
     import onnx
