@@ -2,7 +2,9 @@
 and the per-node sensitivity used by the accuracy-driven fallback.
 
 Two target profiles (docs/architecture.md, "Precision pipeline"):
-- ``tensorrt``: int8 activations and weights, symmetric (zero point 0), as TensorRT requires;
+- ``tensorrt``: int8 activations and weights, symmetric (zero point 0), biases left float, Q/DQ on the inputs of
+  the ops TensorRT runs in INT8 and off the Add inputs it fuses: a graph that keeps TensorRT's rules
+  (export/tensorrt_rules.py, checked by export);
 - ``cpu``: uint8 activations and int8 weights, what ONNX Runtime runs fastest on x86.
 Weights are quantized per channel in both.
 """
