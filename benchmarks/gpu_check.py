@@ -4,9 +4,12 @@
    once with one line and exit status 2, writing nothing;
 2. runs the tests marked ``gpu`` or ``tensorrt`` (ONNX Runtime CUDA and TensorRT providers, TensorRT
    engine build and run, mixed precision, MirroredStrategy) and records each outcome;
-3. runs the demo pipeline (`edgexfer demo`: fine-tune on the GPU, export, bench on every usable runtime)
-   and, where TensorRT can build engines, exports the demo's run with ``--engine`` and benches the engines;
-4. writes ``benchmarks/results/gpu_check.json``: the machine, the tests, and the demo's bench rows.
+3. runs the demo pipeline (`edgexfer demo`: fine-tune on the GPU, export, bench on every usable runtime),
+   then exports the demo's run for the ``tensorrt`` target (FP16 + INT8, with ``--engine`` where TensorRT can
+   build engines, and benches the engines);
+4. checks the built ``tensorrt``-target graphs against TensorRT's rules (edgexfer/export/tensorrt_rules.py),
+   the proof that holds where no TensorRT is installed, and records the TensorRT version and what it targets;
+5. writes ``benchmarks/results/gpu_check.json``: the machine, the tests, the rules, the demo's bench rows.
 
 Exit status: 0 when every test passed (or was skipped) and the pipeline ran, 1 otherwise, 2 without a GPU.
 
@@ -104,20 +107,37 @@ def run_demo(work: Path) -> dict[str, Any]:
     from edgexfer.export.tensorrt import engine_support
 
     engines_ok, engines_reason = engine_support()
-    if steps[0]["exit_code"] == 0 and engines_ok:
+    rules: list[dict[str, Any]] = []
+    if steps[0]["exit_code"] == 0:
         engines = work / "engines"
         shutil.rmtree(engines, ignore_errors=True)
-        steps.append(_step("export --engine", ["export", str(demo_dir / "run"), "--out", str(engines), "--fp16", "--int8",
-                                               "--engine", "--calibration", str(demo_dir / "calibration"), "--quiet"]))
-        if steps[-1]["exit_code"] == 0:
+        build = ["--engine"] if engines_ok else ["--target", "tensorrt"]
+        steps.append(_step(f"export {build[0]}", ["export", str(demo_dir / "run"), "--out", str(engines), "--fp16",
+                                                  "--int8", *build, "--calibration", str(demo_dir / "calibration"),
+                                                  "--quiet"]))
+        rules = check_tensorrt_graphs(engines)
+        if steps[-1]["exit_code"] == 0 and engines_ok:
             steps.append(_step("bench engines", ["bench", str(engines), "--out", str(work / "engines-bench"), "--quiet"]))
     rows = []
     for step, folder in (("demo", demo_dir / "bench"), ("bench engines", work / "engines-bench")):
         results = folder / "results.json"
         if results.is_file():
             rows += [_row(step, r) for r in load_results(results)["results"]]
-    return {"ok": all(s["exit_code"] == 0 for s in steps), "steps": steps, "engines": engines_ok,
-            "engines_reason": None if engines_ok else engines_reason, "rows": rows}
+    ok = all(s["exit_code"] == 0 for s in steps) and bool(rules) and not any(r["violations"] for r in rules)
+    return {"ok": ok, "steps": steps, "engines": engines_ok,
+            "engines_reason": None if engines_ok else engines_reason, "tensorrt_rules": rules, "rows": rows}
+
+
+def check_tensorrt_graphs(export_dir: Path) -> list[dict[str, Any]]:
+    """TensorRT's rules over the tensorrt-target ONNX files of an export: one record per file, its violations."""
+    from edgexfer.export.tensorrt_rules import check_graph
+
+    out = []
+    for name in ("model_fp16.onnx", "model_int8_tensorrt.onnx"):
+        path = export_dir / name
+        if path.is_file():
+            out.append({"file": name, "violations": [v.line() for v in check_graph(path)]})
+    return out
 
 
 def _step(name: str, args: list[str]) -> dict[str, Any]:
@@ -148,7 +168,11 @@ def machine(gpu: dict[str, Any]) -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return {"gpu": gpu, "platform": platform.platform(), "python": platform.python_version(), "versions": versions}
+    from edgexfer.export.tensorrt_rules import tensorrt_target
+    from edgexfer.runtime.ort_runtime import tensorrt_version
+
+    return {"gpu": gpu, "platform": platform.platform(), "python": platform.python_version(), "versions": versions,
+            "tensorrt_target": tensorrt_target(tensorrt_version())}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer import __version__
+from edgexfer.export.tensorrt_rules import tensorrt_target
 
 # (label, distributions that provide it (the first one installed wins), the module it is imported as)
 PACKAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -78,6 +79,8 @@ class DoctorReport:
     runtimes: list[RuntimeCheck]
     locations: list[Location]
     environment: dict[str, str] = field(default_factory=dict)
+    #: which TensorRT target the installed TensorRT is (JetPack 6.x, 7.x, x86 11.x), or what to install
+    tensorrt_target: str = ""
 
     @property
     def install(self) -> str:
@@ -139,10 +142,11 @@ def diagnose() -> DoctorReport:
     from edgexfer.logs import set_by_edgexfer
     from edgexfer.runtime import RUNTIMES
     from edgexfer.runtime.cuda import gpu_status
-    from edgexfer.runtime.ort_runtime import ort_providers
+    from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
     from edgexfer.versions import machine_info
 
     info = machine_info()
+    packages = [_package(*p) for p in PACKAGES]
     runtimes = []
     for kind in RUNTIMES.values():
         ok, reason = kind.available()
@@ -153,7 +157,7 @@ def diagnose() -> DoctorReport:
         platform=str(info.get("platform")),
         cpu=str(info.get("processor")),
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        packages=[_package(*p) for p in PACKAGES],
+        packages=packages,
         onnxruntime_providers=ort_providers(),
         gpu=gpu_status().as_dict(),
         runtimes=runtimes,
@@ -161,8 +165,10 @@ def diagnose() -> DoctorReport:
             _location("Keras weights cache (--weights imagenet downloads here)", keras_home() / "models"),
             _location("calibration sets (export --calibration default, relative to this folder)",
                       Path("calibration").resolve()),
+            _location("ONNX Runtime TensorRT engines (ort-trt; per TensorRT version and GPU)", tensorrt_cache_dir()),
         ],
         environment={k: os.environ[k] for k in ENVIRONMENT if k in os.environ and not set_by_edgexfer(k)},
+        tensorrt_target=tensorrt_target(next((p.version for p in packages if p.name == "TensorRT"), None)),
     )
 
 
@@ -184,6 +190,8 @@ def doctor_lines(report: DoctorReport) -> list[str]:
     ]
     for p in report.packages:
         lines.append(f"  {p.name:<{width}}{p.describe()}")
+        if p.name == "TensorRT" and report.tensorrt_target:
+            lines.append(f"  {'':<{width}}target: {report.tensorrt_target}")
     lines.append(f"  {'providers':<{width}}{', '.join(report.onnxruntime_providers) or 'none (ONNX Runtime missing)'}"
                  "  (built into this ONNX Runtime; usable ones below)")
     lines += ["", "GPU"]

@@ -85,3 +85,33 @@ def test_doctor_works_on_the_light_install():
     keras = next(r for r in report["runtimes"] if r["name"] == "keras")
     assert keras["usable"] is False and "TensorFlow is not installed" in keras["reason"]
     assert next(r for r in report["runtimes"] if r["name"] == "ort-cpu")["usable"] is True
+
+
+def test_doctor_says_which_target_the_installed_tensorrt_is(monkeypatch, tmp_path):
+    """JetPack 6.x ships TensorRT 10.3, JetPack 7.x 10.13 and later, x86 wheels and JetPack 7.2.2+ are 11.x."""
+    from importlib import metadata as real
+
+    import edgexfer.doctor as doctor
+
+    class Metadata:
+        PackageNotFoundError = real.PackageNotFoundError
+
+        def __init__(self, version):
+            self._version = version
+
+        def version(self, dist):
+            return self._version if dist == "tensorrt" else real.version(dist)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expected = {"10.3.0.30": "JetPack 6.x", "10.13.3.9": "JetPack 7.x", "11.4.1.2": "JetPack 7.2.2+",
+                "8.6.1": "older than the oldest target"}
+    for version, where in expected.items():
+        monkeypatch.setattr(doctor, "metadata", Metadata(version))
+        report = diagnose()
+        assert where in report.tensorrt_target and version in report.tensorrt_target
+        lines = doctor_lines(report)
+        row = lines.index(next(line for line in lines if line.strip().startswith("TensorRT ")))
+        assert lines[row + 1].strip() == f"target: {report.tensorrt_target}"
+    assert report.as_dict()["tensorrt_target"] == report.tensorrt_target  # doctor --json carries it too
+    trt_cache = next(loc for loc in report.locations if loc.what.startswith("ONNX Runtime TensorRT engines"))
+    assert trt_cache.path.startswith(str(tmp_path / "edgexfer" / "trt"))

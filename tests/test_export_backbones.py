@@ -1,5 +1,7 @@
 """The one-input rule over the backbone registry: every registered backbone exports to ONNX with the single
 input ``image`` and the single output ``probabilities``, matching Keras (weights=None, smallest size).
+The same ONNX then goes through the ``tensorrt``-target FP16 and INT8 conversions, and both must keep TensorRT's
+rules (edgexfer/export/tensorrt_rules.py): what `edgexfer export --engine` would hand to TensorRT's parser.
 
 tf2onnx takes 5–40 s per real backbone at its smallest size on two cores, so every one but TinyCNN is
 marked `slow` (CI runs them all: the one-input rule must hold for each registered backbone, siblings
@@ -36,3 +38,19 @@ def test_backbone_exports_with_one_input_and_keras_parity(name, tmp_path):
         assert runtime.input_spec.shape == (None, size, size, 3)
     images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3)).astype(np.float32)
     np.testing.assert_allclose(predict_onnx(path, images), keras_predict(model, images, 2), atol=1e-4)
+    _tensorrt_targets_conform(path, images, tmp_path)
+
+
+def _tensorrt_targets_conform(fp32_path, images, tmp_path):
+    """The tensorrt-target FP16 and INT8 graphs of ``fp32_path`` break none of TensorRT's rules."""
+    from edgexfer.export.onnx_fp16 import convert_to_fp16
+    from edgexfer.export.onnx_int8 import preprocess, quantize
+    from edgexfer.export.tensorrt_rules import check_graph
+
+    fp16 = tmp_path / "model_fp16.onnx"
+    convert_to_fp16(fp32_path, fp16)
+    assert [v.line() for v in check_graph(fp16)] == []
+    prepared, int8 = tmp_path / "prepared.onnx", tmp_path / "model_int8_tensorrt.onnx"
+    preprocess(fp32_path, prepared)
+    quantize(prepared, int8, reader=[images], target="tensorrt", method="minmax")  # a few random images
+    assert [v.line() for v in check_graph(int8)] == []

@@ -23,6 +23,8 @@ def make_fake_tensorrt(*, parse_ok: bool = True, build_ok: bool = True, version:
     trt.__version__ = version
     calls: dict = {"profiles": [], "cache_in": [], "pool": []}
     trt.calls = calls
+    accepted: list = []  # the graphs the parser took (onnx.ModelProto)
+    trt.accepted = accepted
 
     class Logger:
         WARNING = 2
@@ -96,23 +98,64 @@ def make_fake_tensorrt(*, parse_ok: bool = True, build_ok: bool = True, version:
             return bytearray(b"ENGINE-BYTES") if build_ok else None
 
     class ParserError:
+        def __init__(self, text):
+            self.text = text
+
         def desc(self):
-            return "Unsupported ONNX op: FancyOp"
+            return self.text
 
     class OnnxParser:
+        """Like TensorRT's parser, refuses bytes that are not ONNX and graphs that break TensorRT's rules
+        (edgexfer/export/tensorrt_rules.py states them with their sources)."""
+
         def __init__(self, network, logger):
-            self.num_errors = 0 if parse_ok else 1
+            self.errors: list[str] = []
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
 
         def parse_from_file(self, path):
-            calls["parsed"] = Path(path).name
-            return parse_ok
+            return self.parse(Path(path).read_bytes())
+
+        def parse(self, data):
+            import onnx
+
+            from edgexfer.export.tensorrt_rules import check_graph
+
+            try:
+                model = onnx.load_from_string(bytes(data))
+            except Exception as exc:
+                self.errors = [f"failed to parse ONNX: {type(exc).__name__}"]
+                return False
+            if not model.graph.node:
+                self.errors = ["ONNX graph has no nodes"]
+                return False
+            self.errors = [v.line() for v in check_graph(model)]
+            if not parse_ok:
+                self.errors.append("Unsupported ONNX op: FancyOp")
+            if not self.errors:
+                accepted.append(model)
+            return not self.errors
 
         def get_error(self, index):
-            return ParserError()
+            return ParserError(self.errors[index])
 
     trt.Logger, trt.Dims, trt.NetworkDefinitionCreationFlag = Logger, Dims, Flag
     trt.MemoryPoolType, trt.Builder, trt.OnnxParser = MemoryPoolType, Builder, OnnxParser
     return trt
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """A small valid graph TensorRT parses: image -> Relu -> probabilities."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["probabilities"], name="relu")], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 8, 8, 3])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 8, 8, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
 
 
 GPU = {"usable": True, "reason": "GPU usable", "name": "NVIDIA Fake 80GB", "compute_capability": "9.0",
@@ -128,8 +171,7 @@ def fake_trt(monkeypatch):
 
 
 def test_build_is_strongly_typed_with_a_batch_profile_and_a_timing_cache(fake_trt, tmp_path):
-    onnx_path = tmp_path / "model_fp16.onnx"
-    onnx_path.write_bytes(b"onnx")
+    onnx_path = _tiny_onnx(tmp_path / "model_fp16.onnx")
     cache = tmp_path / "timing.cache"
     record = trt_export.build_engine(onnx_path, tmp_path / "model_fp16.engine", input_name="image",
                                      image_size=(32, 40), max_batch=16, timing_cache=cache)
@@ -151,7 +193,11 @@ def test_build_is_strongly_typed_with_a_batch_profile_and_a_timing_cache(fake_tr
 def test_parse_and_build_failures_are_one_line_errors(monkeypatch, tmp_path):
     monkeypatch.setattr(trt_export, "gpu_info", lambda: dict(GPU))
     onnx_path = tmp_path / "m.onnx"
-    onnx_path.write_bytes(b"onnx")
+    onnx_path.write_bytes(b"onnx")  # not ONNX: TensorRT's parser refuses it
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt())
+    with pytest.raises(EdgexferError, match="cannot parse m.onnx: failed to parse ONNX"):
+        trt_export.build_engine(onnx_path, tmp_path / "m.engine", input_name="image", image_size=(8, 8), max_batch=2)
+    _tiny_onnx(onnx_path)
     monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(parse_ok=False))
     with pytest.raises(EdgexferError, match="cannot parse m.onnx: Unsupported ONNX op: FancyOp"):
         trt_export.build_engine(onnx_path, tmp_path / "m.engine", input_name="image", image_size=(8, 8), max_batch=2)
@@ -193,7 +239,11 @@ def test_export_with_engines_against_the_fake(fake_trt, export_run_dir, tiny_exp
         assert engine["engine"]["onnx_sha256"] == by_name[precision]["sha256"]
         sidecar = json.loads((out / f"model_{precision}.engine.json").read_text())
         assert sidecar["tensorrt"] == "11.0.0.9" and sidecar["compute_capability"] == "9.0"
-    assert fake_trt.calls["parsed"] == "model_int8_tensorrt.onnx"
+    # TensorRT's parser took both graphs as they were written: the FP16 file and the INT8 Q/DQ file
+    import onnx
+
+    written = [onnx.load(out / by_name[p]["file"]).SerializeToString() for p in ("fp16", "int8")]
+    assert [m.SerializeToString() for m in fake_trt.accepted] == written
     assert (out / "trt_timing.cache").is_file()
 
 
@@ -202,3 +252,22 @@ def test_engine_with_the_cpu_int8_profile_is_refused(export_run_dir, tmp_path):
 
     with pytest.raises(EdgexferError, match="needs the tensorrt INT8 profile"):
         export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "x", int8=True, engine=True, target="cpu"))
+
+
+def test_export_refuses_a_tensorrt_graph_that_breaks_a_rule(monkeypatch, export_run_dir, tiny_export, tmp_path):
+    """The cpu profile's graph (uint8 activations, zero points not 0) is what TensorRT refuses: planted as the
+    tensorrt profile, export stops with one line naming the node and the rule, and writes nothing."""
+    from edgexfer.export import ExportConfig, export_run, onnx_int8
+
+    monkeypatch.setitem(onnx_int8.PROFILES, "tensorrt", onnx_int8.PROFILES["cpu"])
+    out = tmp_path / "refused"
+    with pytest.raises(EdgexferError) as info:
+        export_run(ExportConfig(run_dir=export_run_dir, out=out, int8=True, target="tensorrt", int8_max_rounds=0,
+                                calibration=tiny_export.parent / "calibration", calibration_size=64,
+                                progress=False))
+    line = str(info.value)
+    assert "\n" not in line and info.value.exit_code == 2
+    assert "model_int8_tensorrt.onnx is not a graph TensorRT accepts: node '" in line
+    assert any(f"rule {rule}" in line for rule in ("q-output-type", "dq-input-type", "zero-point"))
+    assert "nothing was written" in line
+    assert not out.exists() and not list(tmp_path.glob(".refused.*"))

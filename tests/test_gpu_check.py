@@ -21,3 +21,34 @@ def test_gpu_check_without_a_gpu_fails_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("gpu_check: error: no usable NVIDIA GPU")
     assert "CUDA_VISIBLE_DEVICES" in lines[0] and "Traceback" not in proc.stderr and proc.stdout == ""
     assert not out.exists() and not work.exists()
+
+
+def test_gpu_check_records_tensorrt_rule_violations_of_the_built_graphs(tmp_path):
+    """The conformance step of `make gpu-check`: each tensorrt-target file of the export, with what breaks."""
+    import importlib.util
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+
+    def save(path, zero_point):
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")]
+        inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                 numpy_helper.from_array(np.array(zero_point, np.int8), "z")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], initializer=inits)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    save(tmp_path / "model_fp16.onnx", 0)
+    save(tmp_path / "model_int8_tensorrt.onnx", 5)
+    records = gpu_check.check_tensorrt_graphs(tmp_path)
+    assert [r["file"] for r in records] == ["model_fp16.onnx", "model_int8_tensorrt.onnx"]
+    assert records[0]["violations"] == []
+    assert [v.split(" breaks ")[0] for v in records[1]["violations"]] == ["node 'q' (QuantizeLinear)",
+                                                                          "node 'dq' (DequantizeLinear)"]
+    assert gpu_check.check_tensorrt_graphs(tmp_path / "missing") == []

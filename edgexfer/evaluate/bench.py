@@ -258,7 +258,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
-    with job.kind.open(job.artifact, config.threads) as runtime:
+    with job.kind.open(job.artifact, config.threads, (*config.batch_sizes, config.eval_batch_size)) as runtime:
         if runtime.input_spec.shape[1:3] != export.image_size:
             raise EdgexferError(
                 f"{job.artifact.path.name} takes {runtime.input_spec.shape[1]}x{runtime.input_spec.shape[2]} images, "

@@ -2,7 +2,9 @@
 and the per-node sensitivity used by the accuracy-driven fallback.
 
 Two target profiles (docs/architecture.md, "Precision pipeline"):
-- ``tensorrt``: int8 activations and weights, symmetric (zero point 0), as TensorRT requires;
+- ``tensorrt``: int8 activations and weights, symmetric (zero point 0), biases left float, Q/DQ on the inputs of
+  the ops TensorRT runs in INT8 and off the Add inputs it fuses: a graph that keeps TensorRT's rules
+  (export/tensorrt_rules.py, checked by export);
 - ``cpu``: uint8 activations and int8 weights, what ONNX Runtime runs fastest on x86.
 Weights are quantized per channel in both.
 """
@@ -22,9 +24,25 @@ from typing import Any
 import numpy as np
 
 from edgexfer.errors import EdgexferError
+from edgexfer.export.tensorrt_placement import unquantize_fused_add_inputs
 
+#: the op types the ``tensorrt`` profile quantizes: weighted ops, residual Adds, pooling (TensorRT's Q/DQ placement
+#: recommendations; the weighted/pooling/Add part of NVIDIA ModelOpt's INT8 ONNX op list). Not Clip/Relu/BN, which
+#: TensorRT folds into the convolution before them (a Q/DQ between would split the fusion).
+TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool")
+#: ONNX Runtime extra_options of the ``tensorrt`` profile, as ModelOpt passes them to the same quantizer
+#: (modelopt/onnx/quantization/ort_utils.py, configure_ort): no INT32 bias (TensorRT's DequantizeLinear takes
+#: int8 only: edgexfer/export/tensorrt_rules.py), Q/DQ on inputs only, weights per output channel.
+TENSORRT_EXTRA: dict[str, Any] = {
+    "QuantizeBias": False,
+    "OpTypesToExcludeOutputQuantization": list(TENSORRT_OP_TYPES),
+    "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+    "DedicatedQDQPair": False,
+    "ForceQuantizeNoInputCheck": True,
+}
 PROFILES: dict[str, dict[str, Any]] = {
-    "tensorrt": {"activation_type": "QInt8", "weight_type": "QInt8", "symmetric_activations": True},
+    "tensorrt": {"activation_type": "QInt8", "weight_type": "QInt8", "symmetric_activations": True,
+                 "op_types": TENSORRT_OP_TYPES, "extra": TENSORRT_EXTRA},
     "cpu": {"activation_type": "QUInt8", "weight_type": "QInt8", "symmetric_activations": False},
 }
 METHODS = {"entropy": "Entropy", "minmax": "MinMax", "percentile": "Percentile"}
@@ -177,8 +195,10 @@ def quantize(
     if options.fmt not in ("QDQ", "QOperator"):
         raise EdgexferError(f"unknown quantization format '{options.fmt}'", "use QDQ or QOperator")
     profile = PROFILES[target]
-    extra = {"ActivationSymmetric": profile["symmetric_activations"], "WeightSymmetric": True, **options.extra}
-    op_types = list(options.op_types) if options.op_types else None
+    extra = {"ActivationSymmetric": profile["symmetric_activations"], "WeightSymmetric": True,
+             **profile.get("extra", {}), **options.extra}
+    chosen_ops = options.op_types or profile.get("op_types")
+    op_types = list(chosen_ops) if chosen_ops else None
     with tempfile.TemporaryDirectory(prefix="edgexfer-quantize-") as tmp_dir:
         cache = Path(cache_path) if cache_path is not None else Path(tmp_dir) / "ranges.json"
         if not cache.is_file():
@@ -203,6 +223,7 @@ def quantize(
                 extra_options=extra,
                 calibration_cache_path=os.fspath(cache),
             )
+    fused = _tensorrt_placement(out_path) if target == "tensorrt" and options.fmt == "QDQ" else None
     return {
         "target": target,
         "method": method,
@@ -214,8 +235,22 @@ def quantize(
         "per_channel": options.per_channel,
         "reduce_range": options.reduce_range,
         "op_types": sorted(op_types) if op_types else "all",
+        "quantize_bias": bool(extra.get("QuantizeBias", True)),
+        "fused_add_inputs": fused,
         "calibration": f"one pass, histograms per tensor in batches of at most {CALIBRATION_CHUNK} images",
     }
+
+
+def _tensorrt_placement(path: str | os.PathLike[str]) -> int:
+    """TensorRT's residual-Add placement on the written graph (edgexfer/export/tensorrt_placement.py);
+    returns the Add inputs left in float for TensorRT to fuse."""
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    rewired = unquantize_fused_add_inputs(model)
+    if rewired:
+        onnx.save(model, os.fspath(path))
+    return rewired
 
 
 def _reader_batches(reader: Any) -> Iterator[np.ndarray]:

@@ -32,6 +32,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
+from edgexfer.export.tensorrt_rules import EXPORT_FIX, require_tensorrt_ready
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
 TIMING_CACHE_FILE = "trt_timing.cache"
@@ -307,6 +308,11 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         int8_path = staging / mf.onnx_file("int8", config.resolved_target)
         artifacts.append(_int8(config, fp32_path, int8_path, fp32_probs, val_images, calset, metadata, say, timeline))
 
+    if config.resolved_target == "tensorrt":  # TensorRT's parser rules, checked before any engine or the swap
+        with timeline.stage("tensorrt_rules"):
+            for artifact in _tensorrt_sources(artifacts):
+                require_tensorrt_ready(staging / artifact["file"], artifact["file"], EXPORT_FIX)
+
     if build_engines:
         from edgexfer.export.tensorrt import build_engine
 
@@ -314,7 +320,7 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         previous = config.timing_cache if config.timing_cache is not None else out / TIMING_CACHE_FILE
         if previous.is_file():
             shutil.copyfile(previous, cache)
-        sources = [a for a in artifacts if a["precision"] in ("fp16", "int8")] or artifacts[:1]
+        sources = _tensorrt_sources(artifacts)
         for source in sources:
             precision = source["precision"]
             engine_path = staging / mf.engine_file(precision)
@@ -456,6 +462,11 @@ def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _tensorrt_sources(artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ONNX artifacts TensorRT builds from: FP16 and INT8, else FP32."""
+    return [a for a in artifacts if a["precision"] in ("fp16", "int8")] or artifacts[:1]
 
 
 def _parity(against: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:

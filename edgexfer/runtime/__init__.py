@@ -17,7 +17,7 @@ def _keras_available() -> tuple[bool, str]:
     return keras_available()
 
 
-def _open_keras(artifact: Artifact, threads: int | None) -> Runtime:
+def _open_keras(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
     from edgexfer.runtime.keras_runtime import KerasRuntime
 
     return KerasRuntime(artifact, threads)
@@ -36,11 +36,11 @@ def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
         return not (provider == "TensorrtExecutionProvider" and artifact.precision == "int8"
                     and artifact.target not in ("tensorrt", "any"))
 
-    def open_(artifact: Artifact, threads: int | None) -> Runtime:
+    def open_(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
         from edgexfer.runtime.ort_runtime import OrtRuntime
 
-        cache = artifact.path.parent / ".trt_cache" if provider == "TensorrtExecutionProvider" else None
-        return OrtRuntime(artifact.path, provider, threads, artifact=artifact, cache_dir=cache)
+        # the TensorRT provider's engines go to the user cache (tensorrt_cache_dir), not the export folder
+        return OrtRuntime(artifact.path, provider, threads, artifact=artifact, batch_sizes=batch_sizes)
 
     return RuntimeKind(name, description, available, supports, open_)
 
@@ -51,7 +51,8 @@ def _trt_available() -> tuple[bool, str]:
     return trt_available()
 
 
-def _open_trt(artifact: Artifact, threads: int | None) -> Runtime:
+def _open_trt(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
+    # the engine's own optimization profile (built by export) decides the batch range
     from edgexfer.runtime.trt_runtime import TrtRuntime
 
     return TrtRuntime(artifact, threads)

@@ -124,7 +124,7 @@ class RuntimeKind:
     description: str
     available_fn: Callable[[], tuple[bool, str]]  # usable here, else why not
     supports_fn: Callable[[Artifact], bool]
-    open_fn: Callable[[Artifact, int | None], Runtime]  # (artifact, threads)
+    open_fn: Callable[..., Runtime]  # (artifact, threads, batch_sizes=None)
 
     def available(self) -> tuple[bool, str]:
         return self.available_fn()
@@ -132,5 +132,10 @@ class RuntimeKind:
     def supports(self, artifact: Artifact) -> bool:
         return bool(self.supports_fn(artifact))
 
-    def open(self, artifact: Artifact, threads: int | None = None) -> Runtime:
-        return self.open_fn(artifact, threads)
+    def open(self, artifact: Artifact, threads: int | None = None,
+             batch_sizes: tuple[int, ...] | None = None) -> Runtime:
+        """Open ``artifact``; ``batch_sizes``: the batches it will run (a TensorRT provider session builds an
+        optimization profile for each), None for the defaults."""
+        if batch_sizes is None:
+            return self.open_fn(artifact, threads)
+        return self.open_fn(artifact, threads, batch_sizes)

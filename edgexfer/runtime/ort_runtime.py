@@ -98,13 +98,15 @@ class OrtRuntime(Runtime):
 
     def __init__(self, source, provider: str = CPU, threads: int | None = None,
                  artifact: Artifact | None = None, cache_dir: str | os.PathLike[str] | None = None, *,
-                 optimization: str = "all", spinning: bool | None = None):
+                 optimization: str = "all", spinning: bool | None = None,
+                 batch_sizes: tuple[int, ...] | list[int] | None = None):
         self.threads = threads
+        self.artifact = artifact
         if isinstance(source, (str, os.PathLike)):
             self.path: Path | None = Path(source)
             self.provider = provider
             self.session = self._load(provider, session_options(threads, optimization=optimization, spinning=spinning),
-                                      artifact, cache_dir)
+                                      cache_dir, batch_sizes)
         else:
             session = source() if callable(source) and not hasattr(source, "run") else source
             if not hasattr(session, "run") or not hasattr(session, "get_inputs"):
@@ -124,10 +126,12 @@ class OrtRuntime(Runtime):
         self.output_name = self.session.get_outputs()[0].name
         batch_dim = first.shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None
+        if self.provider == TENSORRT and self.max_batch is None:  # its profiles end at the largest batch size
+            self.max_batch = max(batch_sizes or DEFAULT_TRT_BATCH_SIZES)
 
-    def _load(self, provider: str, options, artifact: Artifact | None, cache_dir):
+    def _load(self, provider: str, options, cache_dir, batch_sizes):
         ort = require("onnxruntime", "running ONNX models")
-        providers: list[object] = [(provider, _provider_options(provider, artifact, cache_dir))]
+        providers: list[object] = [(provider, _provider_options(provider, self.path, cache_dir, batch_sizes))]
         if provider == TENSORRT:
             providers.append(CUDA)  # nodes TensorRT does not take run on CUDA, not on the CPU
         if provider != CPU:
@@ -210,17 +214,100 @@ def kernel_profile(path: str | os.PathLike[str], batch: np.ndarray, *, threads: 
     return out
 
 
-def _provider_options(provider: str, artifact: Artifact | None, cache_dir: str | os.PathLike[str] | None) -> dict:
-    if provider != TENSORRT:
+# ------------------------------------------------------------------------------ the TensorRT provider
+
+#: batch sizes a TensorRT-provider session is built for when the caller names none: the bench's default
+DEFAULT_TRT_BATCH_SIZES = (1, 8, 32)
+#: TensorRT distributions whose version names the engine cache (the `tensorrt` extra's wheels, JetPack's)
+_TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-libs", "tensorrt-cu12-libs",
+                      "tensorrt-libs")
+
+
+def tensorrt_version() -> str:
+    """The installed TensorRT's version from its package metadata (JetPack's python3-libnvinfer included),
+    without importing it; ``"unknown"`` when none is found."""
+    from importlib import metadata
+
+    for dist in _TRT_DISTRIBUTIONS:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def tensorrt_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps its engines and timing cache: outside any export folder
+    (an export stays the bytes that were benched), one folder per TensorRT version and GPU, since an engine
+    runs only where it was built. ``root`` defaults to ``$XDG_CACHE_HOME/edgexfer/trt`` (``~/.cache/...``)."""
+    import re
+
+    from edgexfer.runtime.cuda import gpu_status
+
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "edgexfer" / "trt"
+    gpu = gpu_status()
+    label = f"{gpu.name or 'no-gpu'}-sm{gpu.compute_capability or 'unknown'}"
+    return Path(root) / re.sub(r"[^A-Za-z0-9._]+", "-", f"{tensorrt_version()}-{label}").strip("-")
+
+
+def tensorrt_profile_shapes(input_name: str, image_size: tuple[int, int],
+                            batch_sizes: tuple[int, ...] | list[int]) -> dict[str, str]:
+    """ONNX Runtime's explicit optimization profiles, one per batch size: profile ``i`` covers the batches
+    after the previous size up to ``batch_sizes[i]``, tuned (opt) for that size, so every batch from 1 to the
+    largest has an engine and each benched size runs the kernels chosen for it."""
+    sizes = sorted({int(b) for b in batch_sizes})
+    if not sizes or sizes[0] < 1:
+        raise EdgexferError(f"batch sizes {list(batch_sizes)} must be positive integers", "e.g. --batch-sizes 1,8,32")
+    h, w = image_size
+    lows = [1] + [b + 1 for b in sizes[:-1]]
+    shape = "{name}:{batch}x{h}x{w}x3"
+    return {
+        "trt_profile_min_shapes": ",".join(shape.format(name=input_name, batch=lo, h=h, w=w) for lo in lows),
+        "trt_profile_opt_shapes": ",".join(shape.format(name=input_name, batch=b, h=h, w=w) for b in sizes),
+        "trt_profile_max_shapes": ",".join(shape.format(name=input_name, batch=b, h=h, w=w) for b in sizes),
+    }
+
+
+def tensorrt_provider_options(input_name: str, image_size: tuple[int, int], *,
+                              batch_sizes: tuple[int, ...] | list[int] = DEFAULT_TRT_BATCH_SIZES,
+                              cache_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The options of ONNX Runtime's TensorRT execution provider for one of our graphs.
+
+    Precision is already fixed in the graph (FP16 tensors, INT8 Q/DQ), so no precision flag is set: no
+    ``trt_fp16_enable`` / ``trt_int8_enable`` (weak typing: TensorRT 11 removed it; ONNX Runtime 1.31's
+    provider has no strongly-typed switch, its options are listed in docs/architecture.md). Engines and the
+    timing cache go to `tensorrt_cache_dir`, never into the export folder.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else tensorrt_cache_dir()
+    return {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": os.fspath(folder),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": os.fspath(folder),
+        **tensorrt_profile_shapes(input_name, image_size, batch_sizes),
+    }
+
+
+def _provider_options(provider: str, path: Path | None, cache_dir: str | os.PathLike[str] | None,
+                      batch_sizes: tuple[int, ...] | list[int] | None) -> dict[str, str]:
+    if provider != TENSORRT or path is None:
         return {}
-    options: dict[str, object] = {}
-    precision = artifact.precision if artifact else "fp32"
-    # precision is decided in the graph (Q/DQ or FP16 tensors); these flags let TensorRT honour it
-    if precision == "int8":
-        options["trt_int8_enable"] = True
-    if precision in ("fp16", "int8"):
-        options["trt_fp16_enable"] = True
-    if cache_dir is not None:
-        options["trt_engine_cache_enable"] = True
-        options["trt_engine_cache_path"] = str(cache_dir)
-    return options
+    name, image_size = _onnx_image_input(path)
+    return tensorrt_provider_options(name, image_size, batch_sizes=batch_sizes or DEFAULT_TRT_BATCH_SIZES,
+                                     cache_dir=cache_dir)
+
+
+def _onnx_image_input(path: Path) -> tuple[str, tuple[int, int]]:
+    """The name and (H, W) of an exported model's NHWC image input, read from the ONNX file."""
+    import onnx
+
+    try:
+        first = onnx.load(os.fspath(path), load_external_data=False).graph.input[0]
+    except Exception as exc:
+        raise EdgexferError(f"cannot read the input of {path}: {exc}", "re-export the model") from None
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in first.type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] is None or dims[2] is None:
+        raise EdgexferError(f"{path.name} has input shape {dims}, not (batch, H, W, 3)", "re-export the model")
+    return first.name, (int(dims[1]), int(dims[2]))
