@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
+from edgexfer.data.names import check_class_names
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
 
@@ -92,7 +93,7 @@ class RunRecord:
                  "model_sha256", "split_sha256", "sanity", "created"}
         h, w = record["image_size"]
         return cls(path=path, backbone=str(record.get("backbone", "unknown")), image_size=(int(h), int(w)),
-                   classes=[str(c) for c in record["classes"]], model_sha256=str(record["model_sha256"]),
+                   classes=check_class_names(record["classes"], path / RUN_FILE, _FIX), model_sha256=str(record["model_sha256"]),
                    model_file=str(record.get("model_file") or MODEL_FILE), split_sha256=record.get("split_sha256"),
                    head=record.get("head"), weights=record.get("weights"), preprocessing=record.get("preprocessing"),
                    sanity=record.get("sanity"), created=record.get("created"),

@@ -1,0 +1,110 @@
+"""Hostile or careless input that used to give a wrong answer with exit 0 (issue 20, first section):
+class names that cannot round-trip through the files edgexfer writes, a manifest whose classes disagree with
+the model's own record, report images outside the report folder, markdown injection, non-finite pixels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgexfer.cli import cli
+from edgexfer.contracts.manifest import SourceRun
+from edgexfer.data.names import class_name_problem
+from edgexfer.data.sources import discover
+from edgexfer.errors import EdgexferError
+
+BAD_NAMES = {
+    "newline": "new\nline",
+    "carriage return": "a\rb",
+    "tab": "a\tb",
+    "escape": "red\x1b[31m",
+    "line separator": "a\u2028b",
+    "paragraph separator": "a\u2029b",
+    "next line": "a\x85b",
+    "right-to-left override": "abc\u202edcba",
+    "byte order mark": "\ufeffnormal",
+    "lone surrogate": "caf\udce9",
+    "trailing space": "normal ",
+    "leading space": " normal",
+    "slash": "a/b",
+    "backslash": "a\\b",
+    "dot dot": "..",
+    "too long": "x" * 256,
+}
+GOOD_NAMES = ["normal", "COVID-19", "pneumonia (viral)", "a, b", "x|y", "50$ bill", "![x](y)", "Ärzte",
+              "می\u200cخواهم", "x" * 255, "*bold*"]
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((12, 12), value, np.uint8), mode="L").save(path)
+
+
+def _class_folders(root: Path, names: list[str]) -> Path:
+    for k, name in enumerate(names):
+        folder = os.path.join(os.fsencode(root), os.fsencode(name))  # bytes: a lone surrogate is a raw byte
+        os.makedirs(folder)
+        for i in range(3):
+            _png(Path(os.fsdecode(folder)) / f"{i}.png", (25 * k + i) % 256)
+    return root
+
+
+@pytest.mark.parametrize("name", BAD_NAMES.values(), ids=BAD_NAMES.keys())
+def test_a_class_name_that_cannot_round_trip_is_refused(name):
+    assert class_name_problem(name) is not None
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_ordinary_class_names_are_accepted(name):
+    assert class_name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["new\nline", "a\u2028b", "abc\u202edcba", "caf\udce9", "normal "],
+                         ids=["newline", "line separator", "rtl override", "not utf-8", "trailing space"])
+def test_class_folders_with_such_names_are_refused(tmp_path, name):
+    data = _class_folders(tmp_path / "data", ["alpha", name, "zeta"])
+    with pytest.raises(EdgexferError, match="class name"):
+        discover(data)
+
+
+def test_csv_and_npz_labels_are_checked_too(tmp_path):
+    for i in range(4):
+        _png(tmp_path / f"{i}.png", i * 40)
+    with open(tmp_path / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["path", "label"], ["0.png", "a"], ["1.png", "a"], ["2.png", "b\nc"], ["3.png", "b\nc"]])
+    with pytest.raises(EdgexferError, match=r"labels.csv.*class name 'b\\nc'"):
+        discover(tmp_path / "labels.csv")
+    images = np.zeros((4, 8, 8), np.uint8)
+    labels = np.array([0, 1, 0, 1])
+    np.savez(tmp_path / "d.npz", train_images=images, train_labels=labels, test_images=images, test_labels=labels,
+             label_names=np.array(["ok", "not\u2028ok"]))
+    with pytest.raises(EdgexferError, match="label_names"):
+        discover(tmp_path / "d.npz")
+
+
+def test_records_that_carry_classes_are_checked(tmp_path):
+    with pytest.raises(EdgexferError, match="manifest"):
+        SourceRun.from_dict({"image_size": [8, 8], "classes": ["a", "b\nc"]})
+
+
+def test_cli_refuses_a_newline_class_folder_in_one_line_exit_2(tmp_path):
+    data = _class_folders(tmp_path / "data", ["nodule", "new\nline", "normal"])
+    result = CliRunner().invoke(cli, ["finetune", "--data", str(data), "--out", str(tmp_path / "run"),
+                                      "--backbone", "tinycnn", "--epochs", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "U+000A" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_good_names_travel_from_folders_unchanged(tmp_path):
+    names = sorted(GOOD_NAMES[:9])
+    data = _class_folders(tmp_path / "data", names)
+    assert discover(data).classes == names
+    assert json.loads(json.dumps(names)) == names
