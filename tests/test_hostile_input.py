@@ -13,6 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_bench_tiny import (  # noqa: F401  (shared fixtures: the hand-made export and a private copy)
+    CLASSES,
+    export_copy_fixture,
+    handmade_export_fixture,
+    write_manifest,
+)
 
 from edgexfer.cli import cli
 from edgexfer.contracts.manifest import SourceRun
@@ -108,3 +114,42 @@ def test_good_names_travel_from_folders_unchanged(tmp_path):
     data = _class_folders(tmp_path / "data", names)
     assert discover(data).classes == names
     assert json.loads(json.dumps(names)) == names
+
+
+def _record_classes(export: Path, classes: list[str]) -> None:
+    """Give every ONNX file of ``export`` the ``edgexfer.classes`` metadata a real export writes."""
+    import onnx
+
+    for model_path in export.glob("*.onnx"):
+        model = onnx.load(str(model_path))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "edgexfer.classes", json.dumps(classes)
+        onnx.save(model, str(model_path))
+    write_manifest(export)
+
+
+def _swap_manifest_classes(export: Path) -> list[str]:
+    manifest = json.loads((export / "manifest.json").read_text())
+    swapped = [CLASSES[1], CLASSES[0], *CLASSES[2:]]
+    manifest["source_run"]["classes"] = swapped
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    return swapped
+
+
+def test_predict_and_package_refuse_a_manifest_whose_classes_disagree_with_the_model(export_copy, tmp_path):
+    from edgexfer.predict import Predictor
+
+    _record_classes(export_copy, CLASSES)
+    image = export_copy.parent / "data" / "covid" / "covid_000.png"
+    with Predictor(export_copy, precision="fp32") as model:  # the model's own record agrees: accepted
+        honest = model.predict([image])[0]
+    assert honest.classes == tuple(CLASSES)
+    _swap_manifest_classes(export_copy)
+    out = tmp_path / "p.csv"
+    predicted = CliRunner().invoke(cli, ["predict", str(export_copy), str(image), "--out", str(out)])
+    assert predicted.exit_code == 2 and "was exported for" in predicted.stderr, predicted.output
+    assert predicted.stderr.strip().count("\n") == 0 and not out.exists()
+    repo = tmp_path / "models"
+    packaged = CliRunner().invoke(cli, ["package", str(export_copy), "--out", str(repo), "--precision", "fp32"])
+    assert packaged.exit_code == 2 and "was exported for" in packaged.stderr, packaged.output
+    assert not repo.exists() or not any(repo.iterdir())
