@@ -28,6 +28,7 @@ import numpy as np
 from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
 from edgexfer.contracts.predictions import read_gradcam_index as _read_index
 from edgexfer.errors import EdgexferError
+from edgexfer.report.formats import md, md_url
 
 BACKBONE_LAYER = "backbone"  # the nested feature extractor in every edgexfer classifier
 LOGITS_LAYER = "probabilities"  # the Dense(softmax) classifier layer of every edgexfer head
@@ -337,7 +338,7 @@ def gradcam_markdown(bench_dir: str | os.PathLike[str]) -> str:
     for e in explanations:
         caption = f"{Path(e.source).name}: predicted {e.predicted_class} ({e.probability:.2f})" + (
             f", true {e.true_class}" if e.true_class else "")
-        lines += [f"![{caption}]({GRADCAM_DIR}/{e.file})", ""]
+        lines += [f"![{md(caption)}]({md_url(f'{GRADCAM_DIR}/{e.file}')})", ""]
     return "\n".join(lines) + "\n"
 
 

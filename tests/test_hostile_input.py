@@ -19,12 +19,17 @@ from test_bench_tiny import (  # noqa: F401  (shared fixtures: the hand-made exp
     handmade_export_fixture,
     write_manifest,
 )
+from test_report_study import bench_results, study_results
 
 from edgexfer.cli import cli
 from edgexfer.contracts.manifest import SourceRun
 from edgexfer.data.names import class_name_problem
 from edgexfer.data.sources import discover
 from edgexfer.errors import EdgexferError
+from edgexfer.io import write_json
+from edgexfer.report.formats import md, md_code
+from edgexfer.report.html import markdown_to_html
+from edgexfer.studies.render import render_report
 
 BAD_NAMES = {
     "newline": "new\nline",
@@ -153,3 +158,80 @@ def test_predict_and_package_refuse_a_manifest_whose_classes_disagree_with_the_m
     packaged = CliRunner().invoke(cli, ["package", str(export_copy), "--out", str(repo), "--precision", "fp32"])
     assert packaged.exit_code == 2 and "was exported for" in packaged.stderr, packaged.output
     assert not repo.exists() or not any(repo.iterdir())
+
+
+def _png_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(path)
+    return path
+
+
+def test_report_html_embeds_only_files_inside_the_report_folder(tmp_path):
+    report = tmp_path / "report"
+    _png_file(report / "plots" / "ok.png")
+    secret = _png_file(tmp_path / "secret.png")
+    (report / "plots" / "link.png").symlink_to(secret)
+    page = markdown_to_html("![ok](plots/ok.png)\n", report)
+    assert page.count("data:image/png;base64,") == 1
+    for src in ("../secret.png", str(secret), "plots/link.png", "plots/%2E%2E/../secret.png"):
+        with pytest.raises(EdgexferError, match="outside its folder"):
+            markdown_to_html(f"![x]({src})\n", report)
+
+
+HOSTILE = "*b* [l](http://e) ![i](../secret.png) `c` a|b <u> &amp; #"
+
+
+def _hostile_bench(tmp_path: Path) -> Path:
+    results = bench_results()
+    classes = ["good", HOSTILE, "other"]
+    for row in results["results"]:
+        row["per_class"] = dict(zip(classes, row["per_class"].values(), strict=True))
+    results["data"]["classes"] = classes
+    results["data"]["class_counts"] = {c: 10 for c in classes}
+    results["export"]["path"] = "/exports/`x` ![p](../secret.png) | y"
+    results["export"]["source_run"]["name"] = HOSTILE
+    write_json(tmp_path / "results.json", results)
+    return tmp_path
+
+
+def _hostile_study(tmp_path: Path) -> Path:
+    results = study_results()
+    results["title"] = HOSTILE
+    results["data"]["classes"] = ["good", HOSTILE, "other"]
+    results["data"]["source"]["root"] = "/data/`![p](../secret.png)`|"
+    results["backbones"][0]["run_dir"] = "runs/![p](../secret.png)|`x`"
+    write_json(tmp_path / "results.json", results)
+    return tmp_path
+
+
+@pytest.mark.parametrize("make", [_hostile_bench, _hostile_study], ids=["bench", "study"])
+def test_user_strings_in_reports_stay_text(tmp_path, make):
+    import html
+
+    folder = make(tmp_path / "out")
+    _png_file(tmp_path / "out" / ".." / "secret.png")
+    paths = render_report(folder)
+    page = paths["html"].read_text()
+    report_md = paths["markdown"].read_text()
+    # only the plots are pictures, each embedded: no picture, link, emphasis or code came from the strings
+    assert page.count("<img ") == report_md.count("](plots/") >= 1
+    assert "<a href" not in page and "<em>" not in page
+    assert html.escape(HOSTILE, quote=False) in page  # the name reads back as it was written
+
+
+def test_markdown_escapes_read_back_as_the_same_text():
+    """md() mid-line and in a cell, md_code() in a cell: the rendered text is the input, nothing else."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    for text in [HOSTILE, "a\\|b", "``x`", "\\", "_a_", "1. x", "x\\", "a  b", "<http://x>"]:
+        shown = html.escape(text, quote=False)
+        assert parser.render(f"A: {md(text)} .").strip() == f"<p>A: {shown} .</p>"
+        assert f"<td>{shown}</td>" in parser.render(f"| h |\n|---|\n| {md(text)} |\n")
+    for text in [HOSTILE, "a\\|b", "``x`", " x ", "`", "\\"]:
+        shown = html.escape(text, quote=False)
+        assert f"<td><code>{shown}</code></td>" in parser.render(f"| h |\n|---|\n| {md_code(text, table=True)} |\n")
+        assert f"<p>A: <code>{shown}</code></p>" in parser.render(f"A: {md_code(text)}")
+
