@@ -377,7 +377,7 @@ class Predictor:
 
         if isinstance(item, (str, os.PathLike)):
             return [self.load(item)]
-        arr = np.asarray(item)
+        arr = _finite_pixels(np.asarray(item))
         if arr.ndim == 4:  # a batch (N, H, W, C)
             return [to_rgb_uint8(a, self.image_size) for a in arr]
         return [to_rgb_uint8(arr, self.image_size)]
@@ -385,7 +385,7 @@ class Predictor:
     # -- predictions
     def predict_batch(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Probabilities (N, classes) for raw uint8 RGB images already at the model size (N, H, W, 3)."""
-        return self._predict_with(np.asarray(images), batch_size or self.batch_size)
+        return self._predict_with(_finite_pixels(np.asarray(images)), batch_size or self.batch_size)
 
     def predict(self, inputs: str | os.PathLike[str] | np.ndarray | Iterable[Any],
                 batch_size: int | None = None) -> list[Prediction]:
@@ -460,6 +460,19 @@ class Predictor:
             with self._lock:
                 outputs.append(runtime.predict(images[start:start + step]))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def _finite_pixels(arr: np.ndarray) -> np.ndarray:
+    """``arr`` unchanged, or an error when it holds NaN or infinite values: scaled to 0..255 they would
+    become an ordinary-looking image and a confident answer about pixels that do not exist."""
+    if arr.dtype.kind in "fc":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise EdgexferError(f"the pixel array of shape {arr.shape} holds {bad} NaN or infinite value(s)",
+                                "pass finite pixel values (uint8 0-255, or floats without NaN/inf)")
+    elif arr.dtype.kind not in "uib":
+        raise EdgexferError(f"the pixel array has dtype {arr.dtype}, not numbers", "pass a numeric array of pixels")
+    return arr
 
 
 def _check_batch_size(value: int) -> int:

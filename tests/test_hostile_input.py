@@ -235,3 +235,20 @@ def test_markdown_escapes_read_back_as_the_same_text():
         assert f"<td><code>{shown}</code></td>" in parser.render(f"| h |\n|---|\n| {md_code(text, table=True)} |\n")
         assert f"<p>A: <code>{shown}</code></p>" in parser.render(f"A: {md_code(text)}")
 
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_predictor_refuses_non_finite_pixels(handmade_export, fill):
+    from edgexfer.predict import Predictor
+
+    image = np.full((32, 32, 3), 120.0, dtype=np.float32)
+    with Predictor(handmade_export, precision="fp32") as model:
+        assert len(model.predict(image)) == 1  # finite floats are fine
+        spoiled = image.copy()
+        spoiled[3, 4, 1] = fill
+        for bad in (np.full_like(image, fill), spoiled):
+            with pytest.raises(EdgexferError, match="NaN or infinite"):
+                model.predict(bad)
+            with pytest.raises(EdgexferError, match="NaN or infinite"):
+                model.predict([image, bad[None]])
+            with pytest.raises(EdgexferError, match="NaN or infinite"):
+                model.predict_batch(bad[None])
