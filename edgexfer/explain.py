@@ -257,7 +257,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
                           batch_size: int = 16, progress: bool = False) -> list[Explanation]:
     """Grad-CAM for up to ``limit`` test images of a bench that the run's model gets wrong (most confident
     mistakes first), written to ``<bench>/gradcam/``; then the bench report is redrawn to show them."""
-    from edgexfer._folders import swap_in
+    from edgexfer._folders import swap_in, sweep_stale
     from edgexfer.contracts.bench import load_results
     from edgexfer.evaluate.bench_data import load_bench_data
     from edgexfer.evaluate.exported import load_export
@@ -287,6 +287,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
     sources = _paths_of(data, export, data_record, wrong)
     with FolderLock(bench, "edgexfer explain"):
+        sweep_stale(bench / GRADCAM_DIR)  # what a killed explain left (an old overlay folder is put back)
         staging = make_temp_dir(f".{GRADCAM_DIR}.staging-", bench)
         try:
             done = _explain_into(run, staging, sources, [int(data.labels[i]) for i in wrong], None, batch_size,

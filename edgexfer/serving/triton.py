@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgexfer._folders import swap_in
+from edgexfer._folders import swap_in, sweep_stale
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
@@ -104,6 +104,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     final = repository / model_name
     lock = lock_folder(final, "edgexfer package")
     try:
+        sweep_stale(final)  # what a killed package left (an old model folder is put back)
         if final.exists() and not overwrite:
             raise EdgexferError(f"{final} already exists", "pass --overwrite to replace it, or --name another model")
         staging = make_temp_dir(f".{model_name}.staging-", repository)
