@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_bench_tiny import FAST, handmade_export_fixture  # noqa: F401  (the hand-made export, shared)
 
 from edgexfer import _folders
 from edgexfer.errors import EdgexferError
@@ -75,3 +76,34 @@ def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
         _folders.swap_in(staging, final)
     assert (final / "manifest.json").read_text() == "old"
     assert not list(tmp_path.glob(".bench.old-*"))
+
+
+def _bench(export: Path, out: Path, *more: str):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    return CliRunner().invoke(cli, ["bench", str(export), "--out", str(out), *FAST, *more])
+
+
+def test_a_bench_that_fails_half_way_leaves_the_previous_folder_whole(handmade_export, tmp_path, monkeypatch):
+    from edgexfer.report import bench_report
+
+    out = tmp_path / "bench"
+    assert _bench(handmade_export, out).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_plots = bench_report.write_bench_plots
+
+    def disk_full_after_one_plot(results, plots_dir):
+        written = real_plots(results, plots_dir)  # the plots are written, then the disk is full
+        raise EdgexferError(f"cannot write {Path(plots_dir).parent / 'report.md'}: No space left on device",
+                            "check free disk space and permissions")
+        return written
+
+    monkeypatch.setattr(bench_report, "write_bench_plots", disk_full_after_one_plot)
+    failed = _bench(handmade_export, out)
+    assert failed.exit_code == 2 and "No space left" in failed.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    fresh = tmp_path / "fresh"
+    assert _bench(handmade_export, fresh).exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # nothing half-written, no staging left

@@ -11,6 +11,7 @@ import functools
 import gc
 import os
 import resource
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import staging_dir, swap_in, sweep_stale
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed
@@ -37,7 +39,7 @@ from edgexfer.evaluate.gate import (
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
-from edgexfer.io import lock_folder
+from edgexfer.io import fix_modes, lock_folder
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
 #: how latency is measured, recorded in results.json and said in report.md
@@ -151,6 +153,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     lock = lock_folder(out_dir, "edgexfer bench")
     try:
         check_bench_out(out_dir)  # another bench may have written it while we waited for nothing: check again
+        sweep_stale(out_dir)  # what a killed bench left (an old bench folder a kill left aside is put back)
         return _run_locked(config, export, out_dir, jobs, skipped, log)
     finally:
         lock.release()
@@ -205,9 +208,17 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     }
     from edgexfer.report.bench_report import write_bench_report
 
-    write_results(out_dir, results)
-    results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
-    write_bench_report(results, out_dir)
+    # built whole beside out_dir and swapped in: a full disk or a kill leaves the previous bench (or nothing)
+    staging = staging_dir(out_dir)
+    try:
+        write_results(staging, results)
+        results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
+        write_bench_report(results, staging)
+        fix_modes(staging)
+        swap_in(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     outcome = BenchOutcome(results, out_dir, breaches, model)
     if breaches:
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})
