@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import refuse_overlap
 from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
 from edgexfer.contracts.predictions import read_gradcam_index as _read_index
 from edgexfer.errors import EdgexferError
@@ -223,6 +224,8 @@ def explain_images(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.Pa
     if folder.exists() and not folder.is_dir():
         raise EdgexferError(f"--out {folder} is a file", "pass a folder for the overlays")
     files = collect_inputs(inputs)  # a missing input or an empty folder is an error before anything loads
+    # overlays are PNG files: written into an input folder they would be explained (or trained on) next time
+    refuse_overlap(folder, {"run folder": run_dir, **{f"input {i + 1}": p for i, p in enumerate(inputs)}})
     run = load_run_model(run_dir)
     target = _class_index(run, target_class)
     readable: list[str] = []

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import refuse_overlap
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
@@ -566,6 +567,12 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     _check_batch_size(batch_size)
     if out is not None:
         check_output_path(out)
+        # inside the export or its bench, the list is deleted by the next export/bench; over an input list, lost.
+        # A folder of images may hold it: only image files are read from folders.
+        refuse_overlap(out, {"export folder": export_dir, "bench folder": bench})
+        for given in inputs:
+            if not Path(given).is_dir():
+                refuse_overlap(out, {"input": given})
     files = collect_inputs(inputs)
     with Predictor(export_dir, precision, runtime, bench=bench, allow_failed=allow_failed, threads=threads,
                    batch_size=batch_size) as model:

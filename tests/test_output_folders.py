@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_bench_tiny import FAST, handmade_export_fixture  # noqa: F401  (the hand-made export, shared)
+from test_bench_tiny import FAST, export_copy_fixture, handmade_export_fixture  # noqa: F401  (shared exports)
 
 from edgexfer import _folders
 from edgexfer.errors import EdgexferError
@@ -107,3 +107,50 @@ def test_a_bench_that_fails_half_way_leaves_the_previous_folder_whole(handmade_e
     fresh = tmp_path / "fresh"
     assert _bench(handmade_export, fresh).exit_code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # nothing half-written, no staging left
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def _refused(result, words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+
+
+def test_outputs_inside_equal_to_or_holding_an_input_are_refused(export_copy, tmp_path):
+    from edgexfer.export.config import ExportConfig
+    from edgexfer.studies.compare import CompareConfig
+
+    data = export_copy.parent / "data"
+    image = data / "covid" / "covid_000.png"
+    def snapshot():
+        return sorted((p, p.read_bytes() if p.is_file() else None) for f in (export_copy, data) for p in f.rglob("*"))
+
+    before = snapshot()
+    tmp_path = tmp_path / "elsewhere"
+    tmp_path.mkdir()
+    _refused(_cli("bench", str(export_copy), "--out", str(export_copy / "bench"), *FAST), "lies inside the export")
+    alias = tmp_path / "alias"
+    alias.symlink_to(export_copy)
+    _refused(_cli("bench", str(export_copy), "--out", str(alias)), "is the export folder")  # seen through the link
+    _refused(_cli("bench", str(export_copy), "--out", str(export_copy.parent), *FAST), "holds the export folder")
+    _refused(_cli("bench", str(export_copy), "--data", str(data), "--out", str(data / "b"), *FAST), "inside the data")
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"{image}\n")
+    _refused(_cli("predict", str(export_copy), str(listing), "--out", str(listing)), "is the input")
+    assert listing.read_text() == f"{image}\n"
+    _refused(_cli("predict", str(export_copy), str(image), "--out", str(export_copy / "p.csv")), "inside the export")
+    _refused(_cli("package", str(export_copy), "--out", str(export_copy)), "inside the export")
+    _refused(_cli("finetune", "--data", str(data), "--out", str(data / "run"), "--backbone", "tinycnn"), "inside the data")
+    assert snapshot() == before
+    with pytest.raises(EdgexferError, match="lies inside the run folder"):
+        ExportConfig(run_dir=tmp_path / "run", out=tmp_path / "run" / "exported").validate()
+    with pytest.raises(EdgexferError, match="holds the data"):
+        CompareConfig(data=str(data), backbones=["tinycnn"], out=export_copy.parent)
+    # a prediction list beside the images it lists is fine: folders are searched for image files only
+    assert _cli("predict", str(export_copy), str(data / "covid"), "--out", str(data / "covid" / "p.csv")).exit_code == 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer._folders import staging_dir, swap_in, sweep_stale
+from edgexfer._folders import refuse_overlap, staging_dir, swap_in, sweep_stale
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed
@@ -143,6 +143,8 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     export = load_export(config.export_dir)
     config.thresholds.check_classes(export.classes)
     out_dir = Path(config.out or default_bench_dir(export))
+    # the bench folder is replaced whole; inside its export it would be deleted by the next export
+    refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})
     check_bench_out(out_dir)
     kinds, skipped = select_runtimes(config.runtimes)
     jobs, more_skipped = _plan(export, kinds, explicit=config.runtimes is not None)

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgexfer._folders import swap_in, sweep_stale
+from edgexfer._folders import refuse_overlap, swap_in, sweep_stale
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
@@ -102,6 +102,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     if repository.exists() and not repository.is_dir():
         raise EdgexferError(f"--out {repository} is a file", "pass a folder for the model repository")
     final = repository / model_name
+    refuse_overlap(final, {"export folder": export.path})
     lock = lock_folder(final, "edgexfer package")
     try:
         sweep_stale(final)  # what a killed package left (an old model folder is put back)

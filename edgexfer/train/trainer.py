@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.config import RESUME_FREE, FinetuneConfig
 from edgexfer.contracts import run as run_contract
 from edgexfer.errors import EdgexferError
@@ -97,6 +98,9 @@ def finetune(
     out = Path(config.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    # a run folder inside its data folder would become training data (its plots read as images of a class)
+    refuse_overlap(config.out, {"data": None if config.data == "demo" else config.data, "split file": config.split})
+    refuse_links_inside(out)
     options = _options_record(config, weights, image_size, fine_tune_epochs)
     distribution = None
     if cluster is not None:
