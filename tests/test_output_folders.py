@@ -154,3 +154,34 @@ def test_outputs_inside_equal_to_or_holding_an_input_are_refused(export_copy, tm
         CompareConfig(data=str(data), backbones=["tinycnn"], out=export_copy.parent)
     # a prediction list beside the images it lists is fine: folders are searched for image files only
     assert _cli("predict", str(export_copy), str(data / "covid"), "--out", str(data / "covid" / "p.csv")).exit_code == 0
+
+
+def test_a_folder_and_a_symlink_to_it_share_one_lock(tmp_path):
+    from edgexfer.io import FolderBusy, lock_folder
+
+    real = tmp_path / "bench"
+    real.mkdir()
+    alias = tmp_path / "alias"
+    alias.symlink_to(real)
+    with lock_folder(real, "edgexfer bench"):
+        with pytest.raises(FolderBusy, match="in use by process"):
+            lock_folder(alias, "edgexfer bench")
+        with pytest.raises(FolderBusy):
+            lock_folder(tmp_path / "sub" / ".." / "bench")
+    lock_folder(alias).release()  # free again once released
+
+
+@pytest.mark.parametrize("plant", ["symlink", "fifo"])
+def test_a_planted_lock_file_is_refused_not_followed(tmp_path, plant):
+    from edgexfer.io import lock_folder
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me")
+    lock_path = tmp_path / ".bench.lock"
+    if plant == "symlink":
+        lock_path.symlink_to(victim)
+    else:
+        os.mkfifo(lock_path)
+    with pytest.raises(EdgexferError, match="lock file .* is (a symbolic link|not a regular file)"):
+        lock_folder(tmp_path / "bench")
+    assert victim.read_text() == "do not truncate me"
