@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer._folders import refuse_overlap
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
 from edgexfer.contracts.predictions import read_gradcam_index as _read_index
 from edgexfer.errors import EdgexferError
@@ -226,6 +226,7 @@ def explain_images(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.Pa
     files = collect_inputs(inputs)  # a missing input or an empty folder is an error before anything loads
     # overlays are PNG files: written into an input folder they would be explained (or trained on) next time
     refuse_overlap(folder, {"run folder": run_dir, **{f"input {i + 1}": p for i, p in enumerate(inputs)}})
+    refuse_links_inside(folder)  # overlays are written in place: never through a link to somewhere else
     run = load_run_model(run_dir)
     target = _class_index(run, target_class)
     readable: list[str] = []

@@ -4,6 +4,7 @@ outputs never overlap their inputs, locks hold the resolved folder, and nothing 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,3 +186,25 @@ def test_a_planted_lock_file_is_refused_not_followed(tmp_path, plant):
     with pytest.raises(EdgexferError, match="lock file .* is (a symbolic link|not a regular file)"):
         lock_folder(tmp_path / "bench")
     assert victim.read_text() == "do not truncate me"
+
+
+def test_nothing_is_written_through_a_symlink_inside_an_output_folder(handmade_export, tmp_path):
+    out = tmp_path / "bench"
+    assert _bench(handmade_export, out).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "accuracy_vs_latency.png").write_bytes(b"not yours to replace")
+    shutil.rmtree(out / "plots")
+    (out / "plots").symlink_to(elsewhere)
+    # report redraws in place: refused, one line
+    _refused(_cli("report", str(out)), "is a symbolic link")
+    # bench builds a new folder and swaps it in: the link goes with the old folder, its target untouched
+    assert _bench(handmade_export, out).exit_code == 0
+    assert (elsewhere / "accuracy_vs_latency.png").read_bytes() == b"not yours to replace"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["accuracy_vs_latency.png"]
+    assert not (out / "plots").is_symlink() and (out / "plots" / "accuracy_vs_latency.png").is_file()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "plots").symlink_to(elsewhere)
+    _refused(_cli("finetune", "--data", str(handmade_export.parent / "data"), "--out", str(run), "--backbone",
+                  "tinycnn"), "is a symbolic link")

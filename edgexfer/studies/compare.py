@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from edgexfer._folders import refuse_overlap
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.errors import EdgexferError
 from edgexfer.io import lock_folder, read_json, sha256_file, write_json
 from edgexfer.studies.executors import ExecutorConfig, make_executor
@@ -408,6 +408,7 @@ class Study:
             worker = is_tuning_worker()
         # a KerasTuner worker runs its trials here, for the chief; only the chief hands jobs to an executor
         executor = make_executor(ExecutorConfig() if worker else c.executor)
+        refuse_links_inside(self.dir)  # the study is written in place: never through a link to somewhere else
         executor.start(c.out)  # Ray imported and reached before anything is written
         try:
             # one study writes a folder at a time; KerasTuner workers share the chief's folder by design
