@@ -25,3 +25,13 @@ def test_ctrl_c_exits_130_in_one_line(monkeypatch, tmp_path, command, target):
     assert result.exit_code == 130, (result.output, result.exception)
     assert result.stderr.strip().count("\n") == 0 and "interrupted (Ctrl-C)" in result.stderr
     assert "Aborted" not in result.output
+
+
+@pytest.mark.parametrize("command", [["export"], ["bench"], ["predict", "--out", "p.csv"], ["package", "--out", "repo"]])
+def test_a_file_where_a_folder_belongs_is_called_a_file(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile.txt").write_text("not a folder")
+    args = [command[0], "afile.txt", *(["afile.txt"] if command[0] == "predict" else []), *command[1:]]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "afile.txt is a file, not a folder" in result.stderr, result.output
+    assert "does not exist" not in result.stderr

@@ -107,7 +107,8 @@ def read_manifest_record(export_dir: str | os.PathLike[str]) -> dict[str, Any]:
     artifacts)."""
     root = Path(export_dir)
     if not root.is_dir():
-        raise EdgexferError(f"export directory {root} does not exist", "pass the folder written by edgexfer export")
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise EdgexferError(f"export directory {root} {state}", "pass the folder written by edgexfer export")
     path = root / MANIFEST_FILE
     if not path.is_file():
         raise EdgexferError(f"{root} has no {MANIFEST_FILE}, so it is not a finished export",

@@ -137,7 +137,8 @@ def load_run(run_dir: str | os.PathLike[str], *, require_files: bool = True) -> 
     and split.json present (``require_files=False`` reads run.json alone)."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise EdgexferError(f"run directory {path} does not exist", "pass the folder written by edgexfer finetune")
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise EdgexferError(f"run directory {path} {state}", "pass the folder written by edgexfer finetune")
     run_json = path / RUN_FILE
     if not run_json.is_file():
         raise EdgexferError(f"{path} has no run.json, so it is not a finished run", _FIX)
