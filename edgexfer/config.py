@@ -8,6 +8,7 @@ A run's own ``config.json`` is a valid config file, so ``--config RUN/config.jso
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -204,7 +205,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number: NaN and ±inf (``--learning-rate nan``, ``NaN`` in a JSON config) are not options."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finetune_config_from(config_file: str | os.PathLike[str] | None, options: dict[str, Any]) -> FinetuneConfig:

@@ -35,3 +35,21 @@ def test_a_file_where_a_folder_belongs_is_called_a_file(tmp_path, monkeypatch, c
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "afile.txt is a file, not a folder" in result.stderr, result.output
     assert "does not exist" not in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--learning-rate", "--fine-tune-learning-rate", "--dropout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused_before_anything_is_written(tmp_path, option, value):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["finetune", "--data", "demo", "--backbone", "tinycnn", "--out", str(out),
+                                      option, value])
+    assert result.exit_code == 2 and option.lstrip("-").replace("-", "_") in result.stderr, result.output
+    assert not out.exists() and not (tmp_path / "demo").exists()
+
+
+def test_non_finite_numbers_in_a_config_file_are_refused(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text('{"data": "demo", "backbone": "tinycnn", "out": "%s", "learning_rate": NaN}' % (tmp_path / "r"))
+    result = CliRunner().invoke(cli, ["finetune", "--config", str(config)])
+    assert result.exit_code == 2 and "learning_rate" in result.stderr, result.output
+    assert not (tmp_path / "r").exists()
