@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from test_bench_tiny import handmade_export_fixture  # noqa: F401  (the hand-made export, shared)
 
 from edgexfer.cli import cli
 
@@ -53,3 +54,24 @@ def test_non_finite_numbers_in_a_config_file_are_refused(tmp_path):
     result = CliRunner().invoke(cli, ["finetune", "--config", str(config)])
     assert result.exit_code == 2 and "learning_rate" in result.stderr, result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_package_batch_limits_are_the_ones_triton_parses(handmade_export, tmp_path):
+    pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="the serve extra parses config.pbtxt")
+    from google.protobuf import text_format
+
+    from edgexfer.serving.triton import MAX_BATCH_SIZE
+
+    def package(name, *args):
+        return CliRunner().invoke(cli, ["package", str(handmade_export), "--out", str(tmp_path / "repo"),
+                                        "--name", name, "--precision", "fp32", *args])
+
+    assert package("edge", "--max-batch-size", str(MAX_BATCH_SIZE)).exit_code == 0
+    config = text_format.Parse((tmp_path / "repo" / "edge" / "config.pbtxt").read_text(), pb2.ModelConfig())
+    assert config.max_batch_size == MAX_BATCH_SIZE
+    for value in (str(MAX_BATCH_SIZE + 1), "99999999999999999999"):
+        result = package("over", "--max-batch-size", value)
+        assert result.exit_code == 2 and "int32" in result.stderr, result.output
+    over = package("late", "--max-queue-delay-us", str(2**64))
+    assert over.exit_code == 2 and "uint64" in over.stderr
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["edge"]

@@ -29,6 +29,11 @@ from edgexfer.predict import BenchEvidence, Choice, choose_artifact
 
 CONFIG = "config.pbtxt"
 LABELS = "labels.txt"
+#: the field types of Triton's model_config.proto (``int32 max_batch_size``, ``uint64
+#: max_queue_delay_microseconds`` in DynamicBatching): larger values are rejected by Triton's own parser
+#: (https://github.com/triton-inference-server/common/blob/main/protobuf/model_config.proto)
+MAX_BATCH_SIZE = 2**31 - 1
+MAX_QUEUE_DELAY_US = 2**64 - 1
 INSTANCE_KINDS = ("auto", "gpu", "cpu")
 # Triton model names are folder names; keep them portable
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -80,10 +85,12 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     that passed the bench gate, else FP32), without asking whether that runtime is usable on this machine:
     the repository is for the server. An artifact whose gate failed is refused unless ``allow_failed``.
     """
-    if max_batch_size < 1:
-        raise EdgexferError(f"--max-batch-size {max_batch_size} must be at least 1", "e.g. --max-batch-size 32")
-    if max_queue_delay_us < 0:
-        raise EdgexferError(f"--max-queue-delay-us {max_queue_delay_us} must not be negative", "e.g. 100")
+    if not 1 <= max_batch_size <= MAX_BATCH_SIZE:
+        raise EdgexferError(f"--max-batch-size {max_batch_size} is outside 1..{MAX_BATCH_SIZE} (Triton's "
+                            "max_batch_size is an int32)", "e.g. --max-batch-size 32")
+    if not 0 <= max_queue_delay_us <= MAX_QUEUE_DELAY_US:
+        raise EdgexferError(f"--max-queue-delay-us {max_queue_delay_us} is outside 0..{MAX_QUEUE_DELAY_US} "
+                            "(Triton's max_queue_delay_microseconds is a uint64)", "e.g. 100")
     if instance_kind not in INSTANCE_KINDS:
         raise EdgexferError(f"unknown instance kind '{instance_kind}'", f"choose from: {', '.join(INSTANCE_KINDS)}")
     export = load_export(export_dir)  # manifest and every artifact's sha256
