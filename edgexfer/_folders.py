@@ -16,9 +16,12 @@ and the ``.old-*`` folder is litter. So readers see the old folder or the new on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from edgexfer.errors import EdgexferError
@@ -124,4 +127,48 @@ def refuse_links_inside(folder: str | os.PathLike[str]) -> None:
                                     "remove the link (edgexfer never writes through one) or choose another output")
 
 
-__all__ = ["refuse_links_inside", "refuse_overlap", "resolved", "staging_dir", "swap_in", "sweep_stale"]
+# ---------------------------------------------------------------------------------------------- temp files
+# Libraries called during an export (ONNX Runtime's quantize_static, our INT8 rounds) make temporary files
+# with `tempfile` and no ``dir=``; they must land in the staging folder, removed with it whatever happens.
+# Setting ``tempfile.tempdir`` (or TMPDIR) would send every other thread of the process there too, into a
+# folder that is about to be deleted. Instead `tempfile.gettempdir`, which every `tempfile` function asks
+# when no ``dir`` is given (CPython Lib/tempfile.py, ``_sanitize_params``), answers per thread while an
+# export runs: the staging folder for the thread that asked for it, the usual answer for every other one.
+
+_thread_dirs = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = 0
+_stock_gettempdir = tempfile.gettempdir
+
+
+def _gettempdir() -> str:
+    folder = getattr(_thread_dirs, "folder", None)
+    return folder if folder is not None else _stock_gettempdir()
+
+
+@contextlib.contextmanager
+def thread_temp_dir(folder: str | os.PathLike[str]) -> Iterator[str]:
+    """Within the block, this thread's `tempfile` files and folders go into ``folder`` (made if needed); other
+    threads' are unaffected, and nothing process-wide (``tempfile.tempdir``, TMPDIR) changes. Yields the path,
+    for a child process's TMPDIR."""
+    global _patch_users
+    path = os.fspath(folder)
+    os.makedirs(path, exist_ok=True)
+    previous = getattr(_thread_dirs, "folder", None)
+    with _patch_lock:
+        if _patch_users == 0:
+            tempfile.gettempdir = _gettempdir
+        _patch_users += 1
+    _thread_dirs.folder = path
+    try:
+        yield path
+    finally:
+        _thread_dirs.folder = previous
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                tempfile.gettempdir = _stock_gettempdir
+
+
+__all__ = ["refuse_links_inside", "refuse_overlap", "resolved", "staging_dir", "swap_in", "sweep_stale",
+           "thread_temp_dir"]

@@ -48,7 +48,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; do it once per call, restored at once (no threads write modes here)
+    """The process umask, read without changing it: os.umask can only read it by setting it, and for that
+    instant every other thread would create files with the wrong mode. Linux 4.7+ shows it in
+    /proc/self/status (proc(5), "Umask"); elsewhere the set-and-restore is the only way."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -208,3 +208,49 @@ def test_nothing_is_written_through_a_symlink_inside_an_output_folder(handmade_e
     (run / "plots").symlink_to(elsewhere)
     _refused(_cli("finetune", "--data", str(handmade_export.parent / "data"), "--out", str(run), "--backbone",
                   "tinycnn"), "is a symbolic link")
+
+
+def test_an_export_s_temp_folder_is_its_own_thread_s_only(tmp_path):
+    import tempfile
+    import threading
+
+    from edgexfer.export.pipeline import _temp_files_inside
+
+    (tmp_path / "staging").mkdir()
+    staging = tmp_path / "staging" / ".tmp"
+    before = (tempfile.gettempdir(), tempfile.tempdir, os.environ.get("TMPDIR"))
+    seen: dict[str, str] = {}
+    inside, checked = threading.Event(), threading.Event()
+
+    def other_thread():
+        inside.wait(10)
+        with tempfile.TemporaryDirectory() as other:
+            seen["other"] = other
+        seen["other_env"] = os.environ.get("TMPDIR")
+        checked.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with _temp_files_inside(staging):
+        with tempfile.TemporaryDirectory() as mine:
+            seen["mine"] = mine
+        inside.set()
+        checked.wait(10)
+    worker.join(10)
+    assert Path(seen["mine"]).parent == staging  # the export's own temp files go with its staging folder
+    assert not Path(seen["other"]).is_relative_to(tmp_path)  # a library user's other thread is unaffected
+    assert seen["other_env"] == before[2]
+    assert (tempfile.gettempdir(), tempfile.tempdir, os.environ.get("TMPDIR")) == before
+
+
+def test_reading_the_umask_does_not_change_it(monkeypatch):
+    from edgexfer import io
+
+    expected = 0o666 & ~io._umask()
+
+    def no_flipping(_mask):
+        raise AssertionError("os.umask changes the mask of every thread, even for an instant")
+
+    monkeypatch.setattr(os, "umask", no_flipping)
+    assert io.file_mode() == expected
+

@@ -157,20 +157,11 @@ def _interrupts_raise():
 
 @contextlib.contextmanager
 def _temp_files_inside(folder: Path):
-    """Route Python's temporary files and folders (ONNX Runtime's calibration models, tf2onnx, the INT8
-    sensitivity models, the conversion child process's: TMPDIR) into ``folder``, so that they go with the
-    staging folder whatever happens."""
-    folder.mkdir(exist_ok=True)
-    previous, previous_env = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir = os.environ["TMPDIR"] = os.fspath(folder)
-    try:
+    """Route this thread's temporary files and folders (ONNX Runtime's calibration models, the INT8
+    sensitivity models; the conversion child process gets it as its TMPDIR) into ``folder``, so that they go
+    with the staging folder whatever happens. Other threads of the process keep their own temp folder."""
+    with folders.thread_temp_dir(folder):  # this thread only: nothing process-wide changes
         yield
-    finally:
-        tempfile.tempdir = previous
-        if previous_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = previous_env
 
 
 def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timeline: Timeline
