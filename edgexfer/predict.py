@@ -31,6 +31,7 @@ from edgexfer._folders import refuse_overlap
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -323,6 +324,7 @@ class Predictor:
         if precision not in PRECISIONS:
             raise EdgexferError(f"unknown precision '{precision}'", f"choose from: {', '.join(PRECISIONS)}")
         self.batch_size = _check_batch_size(batch_size)
+        check_threads(threads)
         # the manifest and every artifact's sha256 are checked before anything is loaded
         self.export = load_export(export_dir)
         self.evidence = BenchEvidence.load(bench, self.export) if bench is not None else BenchEvidence.find(self.export)

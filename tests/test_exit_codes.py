@@ -75,3 +75,29 @@ def test_package_batch_limits_are_the_ones_triton_parses(handmade_export, tmp_pa
     over = package("late", "--max-queue-delay-us", str(2**64))
     assert over.exit_code == 2 and "uint64" in over.stderr
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["edge"]
+
+
+def test_numbers_beyond_the_machine_are_refused_before_anything_is_written(handmade_export, tmp_path):
+    from edgexfer.limits import max_image_side, memory_bytes, usable_cores
+
+    too_many = str(usable_cores() + 1)
+    image = str(handmade_export.parent / "data" / "covid" / "covid_000.png")
+    side = 32  # the hand-made export's input
+    huge_batch = str(memory_bytes() // (side * side * 3 * 4) + 1)
+
+    def refused(args, words):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and words in result.stderr, (args, result.output)
+        assert result.stderr.strip().count("\n") == 0
+
+    refused(["predict", str(handmade_export), image, "--threads", too_many, "--out", str(tmp_path / "p.csv")],
+            "the cores this process may use")
+    refused(["bench", str(handmade_export), "--threads", too_many, "--out", str(tmp_path / "b")], "cores")
+    refused(["bench", str(handmade_export), "--batch-sizes", f"1,{huge_batch}", "--out", str(tmp_path / "b")],
+            "for its input alone")
+    refused(["finetune", "--data", "demo", "--backbone", "tinycnn", "--out", str(tmp_path / "run"),
+             "--image-size", "99999999"], "Pillow reads back")
+    refused(["finetune", "--data", "demo", "--backbone", "tinycnn", "--out", str(tmp_path / "run"),
+             "--image-size", "64", "--batch-size", "2147483647"], "for its input alone")
+    refused(["data", "demo", str(tmp_path / "demo"), "--size", str(max_image_side() + 1)], "Pillow reads back")
+    assert sorted(tmp_path.iterdir()) == []

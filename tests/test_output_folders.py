@@ -254,3 +254,14 @@ def test_reading_the_umask_does_not_change_it(monkeypatch):
     monkeypatch.setattr(os, "umask", no_flipping)
     assert io.file_mode() == expected
 
+
+def test_demo_data_folders_get_the_mode_a_plain_mkdir_gives(tmp_path):
+    import stat
+
+    from edgexfer.data.synthetic import generate_demo
+    from edgexfer.io import dir_mode, file_mode
+
+    out = generate_demo(tmp_path / "demo", per_class=3, size=32)
+    for path in [out, *out.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (dir_mode() if path.is_dir() else file_mode()), f"{path} has mode {oct(mode)}"

@@ -40,6 +40,7 @@ from edgexfer.evaluate.gate import (
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
 from edgexfer.io import fix_modes, lock_folder
+from edgexfer.limits import check_batch_fits, check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
 #: how latency is measured, recorded in results.json and said in report.md
@@ -75,8 +76,7 @@ class BenchConfig:
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
         if self.iterations < 1 or self.warmup < 0:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
-        if self.threads is not None and self.threads < 1:
-            raise EdgexferError(f"--threads {self.threads} must be at least 1", "leave it out for the library default")
+        check_threads(self.threads)
         if isinstance(self.thresholds, dict):
             self.thresholds = Thresholds(**self.thresholds)
         if not isinstance(self.thresholds, Thresholds):
@@ -142,6 +142,8 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
     config.thresholds.check_classes(export.classes)
+    for batch in config.batch_sizes:
+        check_batch_fits(batch, *export.image_size, option="--batch-sizes")
     out_dir = Path(config.out or default_bench_dir(export))
     # the bench folder is replaced whole; inside its export it would be deleted by the next export
     refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})

@@ -21,6 +21,7 @@ from edgexfer.config import RESUME_FREE, FinetuneConfig
 from edgexfer.contracts import run as run_contract
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
+from edgexfer.limits import check_batch_fits
 from edgexfer.train.stages import augment_config, build_classifier
 
 CONFIG_SCHEMA = "edgexfer.finetune-config/1"
@@ -77,6 +78,7 @@ def finetune(
 
     spec = get_backbone(config.backbone)
     image_size = spec.check_image_size(config.image_size)
+    check_batch_fits(config.batch_size, *image_size)  # the backbone's native size, when --image-size is not given
     weights = resolve_weights(spec, config.weights)
     if config.data != "demo" and not Path(config.data).exists():
         raise EdgexferError(f"data path {config.data} does not exist", "pass a data folder, CSV, .npz file, or demo")
