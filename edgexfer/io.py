@@ -32,7 +32,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgexferError(f"cannot create folder {final.parent}: {exc.strerror}", "choose a writable --out") from exc
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise EdgexferError(f"cannot write {final}: {exc.strerror or exc}", "choose a writable --out") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,6 +48,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse now, before any work, a file ``path`` that could not be written at the end: its nearest existing
+    folder must take a new file (a probe file is created and removed: permissions, a read-only file system and
+    a file where a folder belongs all show)."""
+    final = Path(path)
+    folder = final.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EdgexferError(f"cannot write {final}: {folder} is not a folder", "choose a writable --out")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgexfer-probe-", dir=folder)
+    except OSError as exc:
+        raise EdgexferError(f"cannot write {final}: {exc.strerror or exc} in {folder}", "choose a writable --out") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _umask() -> int:

@@ -31,6 +31,7 @@ from edgexfer._folders import refuse_overlap
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.io import check_writable
 from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
@@ -569,6 +570,7 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     _check_batch_size(batch_size)
     if out is not None:
         check_output_path(out)
+        check_writable(out)  # a read-only folder: said now, not after every image was predicted
         # inside the export or its bench, the list is deleted by the next export/bench; over an input list, lost.
         # A folder of images may hold it: only image files are read from folders.
         refuse_overlap(out, {"export folder": export_dir, "bench folder": bench})

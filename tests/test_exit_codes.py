@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from test_bench_tiny import handmade_export_fixture  # noqa: F401  (the hand-made export, shared)
@@ -101,3 +103,68 @@ def test_numbers_beyond_the_machine_are_refused_before_anything_is_written(handm
              "--image-size", "64", "--batch-size", "2147483647"], "for its input alone")
     refused(["data", "demo", str(tmp_path / "demo"), "--size", str(max_image_side() + 1)], "Pillow reads back")
     assert sorted(tmp_path.iterdir()) == []
+
+
+def _object_npz(path):
+    import numpy as np
+
+    images = np.empty(4, dtype=object)
+    images[:] = [np.zeros((8, 8), np.uint8)] * 4
+    labels = np.array([0, 1, 0, 1])
+    np.savez(path, train_images=images, train_labels=labels, test_images=images, test_labels=labels)
+    return path
+
+
+def _one_line_2(result, words):
+    assert result.exit_code == 2 and words in result.stderr, result.output
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.output
+
+
+def test_an_npz_of_object_arrays_is_one_line(handmade_export, tmp_path):
+    npz = _object_npz(tmp_path / "objects.npz")
+    _one_line_2(CliRunner().invoke(cli, ["finetune", "--data", str(npz), "--backbone", "tinycnn",
+                                         "--out", str(tmp_path / "run")]), "object arrays")
+    _one_line_2(CliRunner().invoke(cli, ["bench", str(handmade_export), "--data", str(npz),
+                                         "--runtimes", "ort-cpu", "--out", str(tmp_path / "bench")]), "object arrays")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["objects.npz"]
+
+
+def test_predict_says_the_output_cannot_be_written_before_predicting(handmade_export, tmp_path, monkeypatch):
+    import tempfile
+
+    import edgexfer.predict
+
+    class NotLoaded:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the model was loaded although --out cannot be written")
+
+    monkeypatch.setattr(edgexfer.predict, "Predictor", NotLoaded)
+    image = str(handmade_export.parent / "data" / "covid" / "covid_000.png")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _one_line_2(CliRunner().invoke(cli, ["predict", str(handmade_export), image, "--out", str(afile / "p.csv")]),
+                "is not a folder")
+    real = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # what a read-only folder answers (root is never refused by modes)
+        if dir is not None and Path(dir) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    _one_line_2(CliRunner().invoke(cli, ["predict", str(handmade_export), image, "--out", str(tmp_path / "p.csv")]),
+                "Permission denied")
+
+
+def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(handmade_export, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    repo = tmp_path / "repo"
+    _one_line_2(CliRunner().invoke(cli, ["package", str(handmade_export), "--out", str(repo), "--precision", "fp32"]),
+                "No space left on device")
+    assert not repo.exists() or list(repo.iterdir()) == []

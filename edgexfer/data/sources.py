@@ -317,7 +317,8 @@ def _sorted_labels(labels: set[str]) -> list[str]:
 
 
 class _open_npz:
-    """np.load as a context manager with a clear error."""
+    """np.load as a context manager with a clear error; reading an array inside the block is checked too
+    (an object array, which would need pickle, or a damaged member: one line, not a traceback)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -329,8 +330,17 @@ class _open_npz:
             raise EdgexferError(f"cannot read {self.path} as a .npz file ({exc})", "check the file") from exc
         return self.npz
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, traceback):
         self.npz.close()
+        if exc_type is not None and issubclass(exc_type, (ValueError, OSError, EOFError)) \
+                and not issubclass(exc_type, EdgexferError):
+            # np.load(allow_pickle=False) refuses object arrays: never unpickle data from a file we were handed
+            why = ("it holds object arrays (saved from Python objects, readable only by unpickling)"
+                   if "allow_pickle" in str(exc) else str(exc))
+            raise EdgexferError(f"cannot read {self.path}: {why}",
+                                "save the images and labels as plain numeric arrays (np.savez with uint8/int arrays)"
+                                ) from None
+        return False
 
 
 def _discover_npz(path: Path) -> DataSource:

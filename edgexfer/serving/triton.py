@@ -117,9 +117,13 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
             raise EdgexferError(f"{final} already exists", "pass --overwrite to replace it, or --name another model")
         staging = make_temp_dir(f".{model_name}.staging-", repository)
         try:
-            model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
-                               model_name)
-            fix_modes(staging)
+            try:
+                model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
+                                   model_name)
+                fix_modes(staging)
+            except OSError as exc:  # a full disk, a quota: one line, and the staging folder goes
+                raise EdgexferError(f"cannot write the model folder {final}: {exc.strerror or exc}",
+                                    "check free disk space and permissions") from None
             swap_in(staging, final)
         finally:
             if staging.exists():
