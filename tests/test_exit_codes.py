@@ -168,3 +168,27 @@ def test_package_on_a_full_disk_is_one_line_and_leaves_nothing(handmade_export, 
     _one_line_2(CliRunner().invoke(cli, ["package", str(handmade_export), "--out", str(repo), "--precision", "fp32"]),
                 "No space left on device")
     assert not repo.exists() or list(repo.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not json"])
+def test_a_damaged_resume_point_or_state_says_what_and_how_to_start_over(tmp_path, damage):
+    import numpy as np
+
+    from edgexfer.errors import EdgexferError
+    from edgexfer.train.callbacks import RESUME_FILE, STATE_FILE, RunState, read_resume_point
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    np.savez(checkpoints / RESUME_FILE, meta=np.asarray('{"stage": "phase1", "epochs_done": 2}'),
+             w0000=np.zeros(4096, np.float32))
+    (checkpoints / STATE_FILE).write_text('{"completed": ["phase1"], "best": null, "history": []}')
+    assert read_resume_point(checkpoints / RESUME_FILE)["epochs_done"] == 2  # intact files read back
+    assert RunState(checkpoints, "val_loss").completed == ["phase1"]
+    for name in (RESUME_FILE, STATE_FILE):
+        path = checkpoints / name
+        data = path.read_bytes()
+        path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "not json": b"[1, 2"}[damage])
+    with pytest.raises(EdgexferError, match=rf"{RESUME_FILE} is damaged.*delete .*checkpoints to start"):
+        read_resume_point(checkpoints / RESUME_FILE)
+    with pytest.raises(EdgexferError, match=rf"{STATE_FILE} is damaged.*delete .*checkpoints to start"):
+        RunState(checkpoints, "val_loss")
