@@ -63,7 +63,12 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
-        raise EdgexferError(f"Keras cannot load {model_path}: {exc}", "check the run directory") from exc
+        if "Lambda" in str(exc):  # Keras's safe mode: a Lambda layer is Python code, not loaded from a file
+            raise EdgexferError(f"{model_path} holds a Lambda layer (Python code), which Keras does not load from a "
+                                "file (safe mode), and edgexfer never runs code from a model file",
+                                "explain a model trained by edgexfer finetune (it has no Lambda layer)") from None
+        raise EdgexferError(f"Keras cannot load {model_path}: {' '.join(str(exc).split())}",
+                            "check the run directory") from None
     return RunModel(model, list(record.classes), record.image_size, expected, root)
 
 

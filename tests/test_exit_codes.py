@@ -192,3 +192,26 @@ def test_a_damaged_resume_point_or_state_says_what_and_how_to_start_over(tmp_pat
         read_resume_point(checkpoints / RESUME_FILE)
     with pytest.raises(EdgexferError, match=rf"{STATE_FILE} is damaged.*delete .*checkpoints to start"):
         RunState(checkpoints, "val_loss")
+
+
+def test_explain_on_a_model_with_a_lambda_layer_is_one_line(tmp_path):
+    keras = pytest.importorskip("keras")
+    import json
+
+    from edgexfer.io import sha256_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(run / "model.keras")
+    (run / "run.json").write_text(json.dumps({"schema": "edgexfer.run/1", "backbone": "custom", "image_size": [8, 8],
+                                              "classes": ["a", "b"], "model_sha256": sha256_file(run / "model.keras")}))
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    result = CliRunner().invoke(cli, ["explain", str(run), str(image), "--out", str(tmp_path / "overlays")])
+    _one_line_2(result, "holds a Lambda layer")
+    assert not (tmp_path / "overlays").exists()
