@@ -215,3 +215,27 @@ def test_explain_on_a_model_with_a_lambda_layer_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["explain", str(run), str(image), "--out", str(tmp_path / "overlays")])
     _one_line_2(result, "holds a Lambda layer")
     assert not (tmp_path / "overlays").exists()
+
+
+_CRASH_WHILE_HELD = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from edgexfer.logs import held_stderr
+with held_stderr():
+    os.write(2, b"I0000 00:00:1700000000.000000   123 port.cc:153] oneDNN custom operations are on\\n")
+    os.write(2, b"F0000 fatal: a check failed in the native import\\n")
+    os.abort()
+"""
+
+
+def test_a_native_crash_while_tensorflow_is_imported_still_shows_its_output():
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run([sys.executable, "-c", _CRASH_WHILE_HELD, str(root)], capture_output=True, text=True,
+                           timeout=60)
+    assert child.returncode == -signal.SIGABRT
+    assert "a check failed in the native import" in child.stderr  # the crash's own words reach the user
+    assert "oneDNN custom operations" not in child.stderr  # the notices are still held back
