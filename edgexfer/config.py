@@ -8,12 +8,14 @@ A run's own ``config.json`` is a valid config file, so ``--config RUN/config.jso
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import EdgexferError
+from edgexfer.limits import check_batch_fits, check_image_side
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 MONITORS = ("val_loss", "val_accuracy")
@@ -97,6 +99,10 @@ class FinetuneConfig:
                 raise bad(name, "is not a whole number ≥ 1", "pass 1 or more")
         if self.image_size is not None and (not _is_int(self.image_size) or self.image_size < 1):
             raise bad("image_size", "is not a positive whole number", "pass a size in pixels, e.g. 224")
+        if self.image_size is not None:
+            check_image_side(self.image_size, "--image-size")
+            check_batch_fits(self.batch_size, self.image_size, self.image_size)
+        check_image_side(self.demo_size, "--demo-size")
         if not _is_int(self.seed):
             raise bad("seed", "is not a whole number", "pass an integer seed")
         for name in ("learning_rate", "fine_tune_learning_rate", "stage_lr_factor"):
@@ -204,7 +210,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number: NaN and ±inf (``--learning-rate nan``, ``NaN`` in a JSON config) are not options."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def finetune_config_from(config_file: str | os.PathLike[str] | None, options: dict[str, Any]) -> FinetuneConfig:

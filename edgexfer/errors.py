@@ -20,6 +20,17 @@ class EdgexferError(Exception):
         return f"{self.problem}. {self.fix}." if self.fix else f"{self.problem}."
 
 
+class Interrupted(EdgexferError):
+    """Ctrl-C (SIGINT) ended the command: exit 130 (128 + SIGINT, what shells report), never 1, which says
+    that a gate failed. What the commands write is whole or absent, so running the command again is safe."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C); nothing half-written was left",
+                         "run the same command again (finetune and compare resume where they stopped)")
+
+
 class GateFailed(EdgexferError):
     """The accuracy gate broke: a precision lost more than its threshold against FP32 (exit 1)."""
 

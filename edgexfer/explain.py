@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
 from edgexfer.contracts.predictions import read_gradcam_index as _read_index
 from edgexfer.errors import EdgexferError
+from edgexfer.report.formats import md, md_url
 
 BACKBONE_LAYER = "backbone"  # the nested feature extractor in every edgexfer classifier
 LOGITS_LAYER = "probabilities"  # the Dense(softmax) classifier layer of every edgexfer head
@@ -61,7 +63,12 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
-        raise EdgexferError(f"Keras cannot load {model_path}: {exc}", "check the run directory") from exc
+        if "Lambda" in str(exc):  # Keras's safe mode: a Lambda layer is Python code, not loaded from a file
+            raise EdgexferError(f"{model_path} holds a Lambda layer (Python code), which Keras does not load from a "
+                                "file (safe mode), and edgexfer never runs code from a model file",
+                                "explain a model trained by edgexfer finetune (it has no Lambda layer)") from None
+        raise EdgexferError(f"Keras cannot load {model_path}: {' '.join(str(exc).split())}",
+                            "check the run directory") from None
     return RunModel(model, list(record.classes), record.image_size, expected, root)
 
 
@@ -222,6 +229,9 @@ def explain_images(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.Pa
     if folder.exists() and not folder.is_dir():
         raise EdgexferError(f"--out {folder} is a file", "pass a folder for the overlays")
     files = collect_inputs(inputs)  # a missing input or an empty folder is an error before anything loads
+    # overlays are PNG files: written into an input folder they would be explained (or trained on) next time
+    refuse_overlap(folder, {"run folder": run_dir, **{f"input {i + 1}": p for i, p in enumerate(inputs)}})
+    refuse_links_inside(folder)  # overlays are written in place: never through a link to somewhere else
     run = load_run_model(run_dir)
     target = _class_index(run, target_class)
     readable: list[str] = []
@@ -256,7 +266,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
                           batch_size: int = 16, progress: bool = False) -> list[Explanation]:
     """Grad-CAM for up to ``limit`` test images of a bench that the run's model gets wrong (most confident
     mistakes first), written to ``<bench>/gradcam/``; then the bench report is redrawn to show them."""
-    from edgexfer._folders import swap_in
+    from edgexfer._folders import swap_in, sweep_stale
     from edgexfer.contracts.bench import load_results
     from edgexfer.evaluate.bench_data import load_bench_data
     from edgexfer.evaluate.exported import load_export
@@ -286,6 +296,7 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
     sources = _paths_of(data, export, data_record, wrong)
     with FolderLock(bench, "edgexfer explain"):
+        sweep_stale(bench / GRADCAM_DIR)  # what a killed explain left (an old overlay folder is put back)
         staging = make_temp_dir(f".{GRADCAM_DIR}.staging-", bench)
         try:
             done = _explain_into(run, staging, sources, [int(data.labels[i]) for i in wrong], None, batch_size,
@@ -337,7 +348,7 @@ def gradcam_markdown(bench_dir: str | os.PathLike[str]) -> str:
     for e in explanations:
         caption = f"{Path(e.source).name}: predicted {e.predicted_class} ({e.probability:.2f})" + (
             f", true {e.true_class}" if e.true_class else "")
-        lines += [f"![{caption}]({GRADCAM_DIR}/{e.file})", ""]
+        lines += [f"![{md(caption)}]({md_url(f'{GRADCAM_DIR}/{e.file}')})", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -31,7 +32,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgexferError(f"cannot create folder {final.parent}: {exc.strerror}", "choose a writable --out") from exc
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise EdgexferError(f"cannot write {final}: {exc.strerror or exc}", "choose a writable --out") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -46,8 +50,35 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse now, before any work, a file ``path`` that could not be written at the end: its nearest existing
+    folder must take a new file (a probe file is created and removed: permissions, a read-only file system and
+    a file where a folder belongs all show)."""
+    final = Path(path)
+    folder = final.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise EdgexferError(f"cannot write {final}: {folder} is not a folder", "choose a writable --out")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgexfer-probe-", dir=folder)
+    except OSError as exc:
+        raise EdgexferError(f"cannot write {final}: {exc.strerror or exc} in {folder}", "choose a writable --out") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _umask() -> int:
-    # os.umask can only be read by setting it; do it once per call, restored at once (no threads write modes here)
+    """The process umask, read without changing it: os.umask can only read it by setting it, and for that
+    instant every other thread would create files with the wrong mode. Linux 4.7+ shows it in
+    /proc/self/status (proc(5), "Umask"); elsewhere the set-and-restore is the only way."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -97,11 +128,16 @@ class FolderLock:
     The lock is ``fcntl.flock`` on ``<parent>/.<name>.lock`` (beside the folder, so that a folder swapped
     in by rename keeps its lock). The kernel drops it when the process dies, kill -9 included, so a
     killed run never blocks the next one. A second process asking for it fails at once with one line
-    naming the folder and the process that holds it.
+    naming the folder and the process that holds it. The folder is resolved first (symlinks, ``..``), so two
+    names of one folder share one lock; the lock file is opened with ``O_NOFOLLOW`` and must be a regular file.
+
+    The ``filelock`` library was considered: its Unix lock is the same ``flock`` call, but it leaves the lock
+    file in place after release (litter beside every output) and records no holder for the one-line error.
     """
 
     def __init__(self, folder: str | os.PathLike[str], command: str = "edgexfer"):
-        self.folder = Path(folder).absolute()
+        # the folder it really is: `--out real` and `--out alias` (a symlink to it) take the same lock
+        self.folder = Path(folder).expanduser().resolve()
         self.command = command
         self.lock_path = self.folder.parent / f".{self.folder.name}.lock"
         self._fd: int | None = None
@@ -114,10 +150,20 @@ class FolderLock:
                                 "choose a writable output folder") from exc
         while True:
             try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, file_mode())
+                # O_NOFOLLOW: a symlink planted at the lock's name is refused, never followed (we truncate the file);
+                # O_NONBLOCK: a FIFO planted there cannot hang the open; then only a regular file is accepted
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                             file_mode())
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise EdgexferError(f"the lock file {self.lock_path} is a symbolic link",
+                                        "remove it (edgexfer creates its lock files itself)") from None
                 raise EdgexferError(f"cannot create the lock file {self.lock_path}: {exc.strerror}",
                                     "choose a writable output folder") from exc
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise EdgexferError(f"the lock file {self.lock_path} is not a regular file",
+                                    "remove it (edgexfer creates its lock files itself)")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -129,7 +175,7 @@ class FolderLock:
                 raise FolderBusy(self.folder, holder) from None
             # the holder before us may have unlinked the file after we opened it: lock the file on disk
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.lock_path))
             except FileNotFoundError:
                 same = False
             if same:

@@ -8,8 +8,9 @@ nothing was wrong. Where they come from, as seen with TensorFlow 2.21:
   drivers …`` and the ``WARNING: All log messages before absl::InitializeLog() is called …`` banner are
   written by static initializers while ``import tensorflow`` loads its shared libraries, *before* absl
   logging is initialized. absl ignores every threshold at that point (``TF_CPP_MIN_LOG_LEVEL`` does
-  not remove them), so the only way to keep them off the console is to hold file descriptor 2 while
-  TensorFlow is imported and pass on afterwards only the lines that are not absl notices.
+  not remove them), so the only way to keep them off the console is to route file descriptor 2 through a
+  filter while TensorFlow is imported, passing on only the lines that are not absl notices (a crash's
+  output included: see ``held_stderr``).
 - ``E0000 … cuda_platform.cc] failed call to cuInit: … UNKNOWN ERROR (303)`` (the first op, on a machine
   without a GPU), ``E0000 … node_def_util.cc] NodeDef mentions attribute use_unbounded_threadpool …``
   (tf.data, a known harmless mismatch between the Python and C++ op definitions), the
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
+import json
 import logging
 import os
 import re
+import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 
@@ -107,11 +109,30 @@ def is_absl_notice(line: str) -> bool:
     return bool(_ABSL_LINE.match(line)) or line.startswith(_ABSL_NOTICES)
 
 
+# the filter that holds descriptor 2 while TensorFlow is imported: a small child process, so that what a
+# native crash of the import writes (and everything before it) still reaches the user: the child reads
+# until the pipe closes, which happens when this process ends, however it ends
+_FILTER = """
+import json, re, sys
+pattern, notices = json.loads(sys.argv[1])
+line_re, notices, out = re.compile(pattern), tuple(notices), sys.stdout.buffer
+for raw in sys.stdin.buffer:
+    text = raw.decode("utf-8", "replace")
+    if not (line_re.match(text) or text.startswith(notices)):
+        out.write(raw)
+        out.flush()
+"""
+
+
 @contextlib.contextmanager
 def held_stderr() -> Iterator[None]:
-    """Hold file descriptor 2 in a temporary file; afterwards write back every line but absl's notices.
+    """Route file descriptor 2 through a filter while the block runs: every line but absl's notices is
+    passed on, in order, to the real stderr.
 
-    A file rather than a pipe: nothing reads while the block runs, and a full pipe would block the writer.
+    The filter is a child process reading a pipe (``python -S``: no site, no edgexfer import, a few tens of
+    milliseconds beside TensorFlow's seconds): if the block crashes natively (SIGSEGV, SIGABRT from a C++
+    CHECK), the pipe closes with the process and the child still writes out everything it was given,
+    the crash's own message included. Without a usable interpreter or descriptor 2, nothing is held.
     """
     try:
         sys.stderr.flush()
@@ -119,21 +140,28 @@ def held_stderr() -> Iterator[None]:
     except (OSError, ValueError, AttributeError):  # no real descriptor 2 (embedded interpreters)
         yield
         return
-    with tempfile.TemporaryFile(mode="w+b") as held:
-        os.dup2(held.fileno(), 2)
+    try:
+        child = subprocess.Popen([sys.executable, "-S", "-c", _FILTER, json.dumps([_ABSL_LINE.pattern,
+                                                                                   list(_ABSL_NOTICES)])],
+                                 stdin=subprocess.PIPE, stdout=saved, stderr=saved, close_fds=True)
+    except (OSError, ValueError):  # no interpreter to run the filter: show everything rather than risk losing it
+        os.close(saved)
+        yield
+        return
+    assert child.stdin is not None
+    os.dup2(child.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        child.stdin.close()  # the filter sees the end of its input, writes what is left and exits
         try:
-            yield
-        finally:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            kept = [ln for ln in held.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not is_absl_notice(ln)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 class _QuietLoader(importlib.abc.Loader):

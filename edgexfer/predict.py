@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import refuse_overlap
 from edgexfer.contracts.bench import (
     RESULTS_FILE,
     bench_locations,
@@ -42,7 +43,8 @@ from edgexfer.contracts.bench import SCHEMA as BENCH_SCHEMA
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
-from edgexfer.io import sha256_file
+from edgexfer.io import check_writable, sha256_file
+from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -368,6 +370,7 @@ class Predictor:
         if precision not in PRECISIONS:
             raise EdgexferError(f"unknown precision '{precision}'", f"choose from: {', '.join(PRECISIONS)}")
         self.batch_size = _check_batch_size(batch_size)
+        check_threads(threads)
         # the manifest and every artifact's sha256 are checked before anything is loaded
         self.export = load_export(export_dir)
         self.evidence = BenchEvidence.load(bench) if bench is not None else BenchEvidence.find(self.export)
@@ -424,7 +427,7 @@ class Predictor:
 
         if isinstance(item, (str, os.PathLike)):
             return [self.load(item)]
-        arr = np.asarray(item)
+        arr = _finite_pixels(np.asarray(item))
         if arr.ndim == 4:  # a batch (N, H, W, C)
             return [to_rgb_uint8(a, self.image_size) for a in arr]
         return [to_rgb_uint8(arr, self.image_size)]
@@ -432,7 +435,7 @@ class Predictor:
     # -- predictions
     def predict_batch(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """Probabilities (N, classes) for raw uint8 RGB images already at the model size (N, H, W, 3)."""
-        return self._predict_with(np.asarray(images), batch_size or self.batch_size)
+        return self._predict_with(_finite_pixels(np.asarray(images)), batch_size or self.batch_size)
 
     def predict(self, inputs: str | os.PathLike[str] | np.ndarray | Iterable[Any],
                 batch_size: int | None = None) -> list[Prediction]:
@@ -518,6 +521,19 @@ def check_unchanged(artifact: Artifact, on_change: Callable[[], None] | None = N
             on_change()
         raise EdgexferError(f"{artifact.path} changed while it was loaded (sha256 {actual[:12]}…, the manifest says "
                             f"{str(artifact.sha256)[:12]}…)", "leave the export alone while it is loaded, and retry")
+
+
+def _finite_pixels(arr: np.ndarray) -> np.ndarray:
+    """``arr`` unchanged, or an error when it holds NaN or infinite values: scaled to 0..255 they would
+    become an ordinary-looking image and a confident answer about pixels that do not exist."""
+    if arr.dtype.kind in "fc":
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise EdgexferError(f"the pixel array of shape {arr.shape} holds {bad} NaN or infinite value(s)",
+                                "pass finite pixel values (uint8 0-255, or floats without NaN/inf)")
+    elif arr.dtype.kind not in "uib":
+        raise EdgexferError(f"the pixel array has dtype {arr.dtype}, not numbers", "pass a numeric array of pixels")
+    return arr
 
 
 def _check_batch_size(value: int) -> int:
@@ -611,6 +627,13 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     _check_batch_size(batch_size)
     if out is not None:
         check_output_path(out)
+        check_writable(out)  # a read-only folder: said now, not after every image was predicted
+        # inside the export or its bench, the list is deleted by the next export/bench; over an input list, lost.
+        # A folder of images may hold it: only image files are read from folders.
+        refuse_overlap(out, {"export folder": export_dir, "bench folder": bench})
+        for given in inputs:
+            if not Path(given).is_dir():
+                refuse_overlap(out, {"input": given})
     files = collect_inputs(inputs)
     with Predictor(export_dir, precision, runtime, bench=bench, allow_failed=allow_failed, threads=threads,
                    batch_size=batch_size) as model:

@@ -72,21 +72,18 @@ def test_two_backbone_compare_report_and_resume(tmp_path, second_backbone):
     for name in ("tinycnn", SECOND_BACKBONE):
         assert json.loads((study / "runs" / name / "split.json").read_text())["splits"] == study_split
     rec = results["recommendation"]
-    # one epoch on 12 images per class may not learn: a model that does not beat the majority-class baseline
-    # is never recommended (the bench fails its gate with "the model itself is not usable")
     from edgexfer.studies.recommend import is_deployable
 
-    passing = [r for r in results["results"] if r["gate_passed"] and r["runtime"] != "keras"]
-    if any(is_deployable(r) for r in results["results"]):
-        assert rec["status"] == "ok" and rec["latency_p50_ms"] <= 1000.0
-        assert rec["accuracy"] == max(r["accuracy"] for r in passing)
-        assert any(r["pareto"] for r in results["results"])
-    else:
-        assert rec["status"] == "none" and "no model is usable" in rec["reason"]
-        assert not any(r["pareto"] for r in results["results"])
-        for r in results["results"]:  # every artifact either failed the gate or sits at the baseline
-            baseline = max(map(sum, r["confusion_matrix"])) / sum(map(sum, r["confusion_matrix"]))
-            assert not r["gate_passed"] or r["accuracy"] <= baseline + 1e-9
+    # one epoch on 12 images per class (seeded, so always the same models): tinycnn gets 8 of 12 test images
+    # right, but its run's sanity check finds that no better than chance on so few; a model that is not usable
+    # is never recommended, and its bench fails the gate at every precision saying so
+    assert not any(is_deployable(r) for r in results["results"])
+    assert rec["status"] == "none" and rec["reason"].startswith("no model is usable: none beats the majority-class")
+    assert not any(r["pareto"] for r in results["results"])
+    for r in results["results"]:
+        if r["runtime"] != "keras":
+            assert r["gate_passed"] is False
+            assert any("the model itself is not usable" in str(reason) for reason in r["gate_reasons"]), r
     assert [len(b["history"]) for b in results["backbones"]] == [1, 1]
 
     page = parse_page(outcome.report["html"].read_text())

@@ -13,7 +13,7 @@ import sys
 import click
 
 from edgexfer import __version__
-from edgexfer.errors import EdgexferError
+from edgexfer.errors import EdgexferError, Interrupted
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -71,6 +71,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgexferError as exc:
             raise UserError(exc) from None
+        except KeyboardInterrupt:  # click would print "Aborted!" and exit 1, the failed-gate code
+            raise UserError(Interrupted()) from None
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

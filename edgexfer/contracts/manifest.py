@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
+from edgexfer.data.names import check_class_names
 from edgexfer.errors import EdgexferError
 from edgexfer.io import sha256_file, write_json
 
@@ -50,7 +51,7 @@ class SourceRun:
     def from_dict(cls, d: dict[str, Any]) -> SourceRun:
         h, w = d["image_size"]
         return cls(path=d.get("path"), name=d.get("name"), model_sha256=d.get("model_sha256"),
-                   backbone=d.get("backbone"), image_size=(int(h), int(w)), classes=[str(c) for c in d["classes"]],
+                   backbone=d.get("backbone"), image_size=(int(h), int(w)), classes=check_class_names(d["classes"], "the export manifest", "re-export the model"),
                    labels_file=str(d.get("labels_file") or "labels.json"),
                    split_file=str(d.get("split_file") or "split.json"), split_sha256=d.get("split_sha256"))
 
@@ -106,7 +107,8 @@ def read_manifest_record(export_dir: str | os.PathLike[str]) -> dict[str, Any]:
     artifacts)."""
     root = Path(export_dir)
     if not root.is_dir():
-        raise EdgexferError(f"export directory {root} does not exist", "pass the folder written by edgexfer export")
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise EdgexferError(f"export directory {root} {state}", "pass the folder written by edgexfer export")
     path = root / MANIFEST_FILE
     if not path.is_file():
         raise EdgexferError(f"{root} has no {MANIFEST_FILE}, so it is not a finished export",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
+from edgexfer.data.names import check_class_names
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
 
@@ -92,7 +93,7 @@ class RunRecord:
                  "model_sha256", "split_sha256", "sanity", "created"}
         h, w = record["image_size"]
         return cls(path=path, backbone=str(record.get("backbone", "unknown")), image_size=(int(h), int(w)),
-                   classes=[str(c) for c in record["classes"]], model_sha256=str(record["model_sha256"]),
+                   classes=check_class_names(record["classes"], path / RUN_FILE, _FIX), model_sha256=str(record["model_sha256"]),
                    model_file=str(record.get("model_file") or MODEL_FILE), split_sha256=record.get("split_sha256"),
                    head=record.get("head"), weights=record.get("weights"), preprocessing=record.get("preprocessing"),
                    sanity=record.get("sanity"), created=record.get("created"),
@@ -136,7 +137,8 @@ def load_run(run_dir: str | os.PathLike[str], *, require_files: bool = True) -> 
     and split.json present (``require_files=False`` reads run.json alone)."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise EdgexferError(f"run directory {path} does not exist", "pass the folder written by edgexfer finetune")
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise EdgexferError(f"run directory {path} {state}", "pass the folder written by edgexfer finetune")
     run_json = path / RUN_FILE
     if not run_json.is_file():
         raise EdgexferError(f"{path} has no run.json, so it is not a finished run", _FIX)

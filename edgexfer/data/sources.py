@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgexfer.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, load_image, to_rgb_uint8
+from edgexfer.data.names import check_class_names
 from edgexfer.errors import EdgexferError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -124,6 +125,7 @@ class DataSource:
             classes = list(record["classes"])
         except (KeyError, TypeError) as exc:
             raise EdgexferError(f"the data source record has no {exc}", "regenerate split.json with edgexfer finetune") from None
+        check_class_names(classes, "the split record", "regenerate split.json with edgexfer finetune")
         if kind not in ("folders", "presplit", "csv", "npz"):
             raise EdgexferError(f"unknown data source kind '{kind}' in the split record", "regenerate split.json")
         if data_root is not None:
@@ -200,7 +202,7 @@ def _scan_class_folders(folder: Path, root: Path | None = None) -> tuple[list[st
             f"{folder} holds no class folders and no images",
             f"point --data to a folder with one sub-folder of images per class ({', '.join(sorted(IMAGE_SUFFIXES))})",
         )
-    classes = [d.name for d in class_dirs]
+    classes = check_class_names([d.name for d in class_dirs], folder, "rename that class folder")
     samples: list[Sample] = []
     for label, class_dir in enumerate(class_dirs):
         files = _images_below(class_dir)
@@ -300,6 +302,7 @@ def _discover_csv(path: Path) -> DataSource:
         if seen.setdefault(ref, label) != label:
             raise EdgexferError(f"CSV {path} lists {ref} twice with different labels", "keep one row per image")
     classes = _sorted_labels({label for _, label in pairs})
+    check_class_names(classes, f"CSV {path}", "rename that label in every row")
     _require_two_classes(classes, path)
     index = {name: i for i, name in enumerate(classes)}
     samples = sorted({Sample(ref, index[label]) for ref, label in pairs}, key=lambda s: s.ref)
@@ -314,7 +317,8 @@ def _sorted_labels(labels: set[str]) -> list[str]:
 
 
 class _open_npz:
-    """np.load as a context manager with a clear error."""
+    """np.load as a context manager with a clear error; reading an array inside the block is checked too
+    (an object array, which would need pickle, or a damaged member: one line, not a traceback)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -326,8 +330,17 @@ class _open_npz:
             raise EdgexferError(f"cannot read {self.path} as a .npz file ({exc})", "check the file") from exc
         return self.npz
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, traceback):
         self.npz.close()
+        if exc_type is not None and issubclass(exc_type, (ValueError, OSError, EOFError)) \
+                and not issubclass(exc_type, EdgexferError):
+            # np.load(allow_pickle=False) refuses object arrays: never unpickle data from a file we were handed
+            why = ("it holds object arrays (saved from Python objects, readable only by unpickling)"
+                   if "allow_pickle" in str(exc) else str(exc))
+            raise EdgexferError(f"cannot read {self.path}: {why}",
+                                "save the images and labels as plain numeric arrays (np.savez with uint8/int arrays)"
+                                ) from None
+        return False
 
 
 def _discover_npz(path: Path) -> DataSource:
@@ -364,7 +377,12 @@ def _discover_npz(path: Path) -> DataSource:
             labels[name] = y.astype(np.int64)
         n_classes = int(max(int(y.max()) for y in labels.values() if y.size) + 1)
         if "label_names" in files:
-            classes = [str(c) for c in npz["label_names"].tolist()]
+            names = npz["label_names"]
+            if names.ndim != 1 or names.dtype.kind not in "Uiu":
+                raise EdgexferError(f"{path}: label_names has shape {names.shape} and type {names.dtype}",
+                                    "store the class names as a 1-D array of str (numpy dtype U)")
+            classes = check_class_names([str(c) for c in names.tolist()], f"{path} label_names",
+                                        "rename that class in label_names")
             if len(classes) < n_classes:
                 raise EdgexferError(f"{path}: label_names has {len(classes)} names for {n_classes} classes", "name every class")
         else:

@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from edgexfer.errors import EdgexferError
-from edgexfer.io import read_json, write_json
+from edgexfer.io import fix_modes, read_json, write_json
+from edgexfer.limits import check_image_side
 
 DEMO_CLASSES = ("nodule", "normal", "pneumonia")  # sorted: the index order discover() gives
 DEMO_SCHEMA = "edgexfer.demo/1"
@@ -191,6 +192,7 @@ def generate_demo(
         raise EdgexferError(f"--per-class {per_class} is too small", "use at least 3 images per class (train, val and test)")
     if size < MIN_SIZE:
         raise EdgexferError(f"--size {size} is too small", f"use at least {MIN_SIZE} pixels")
+    check_image_side(size, "--size")
     out = Path(out_dir).expanduser()
     marker = {"schema": DEMO_SCHEMA, "generator": GENERATOR_VERSION, "classes": list(DEMO_CLASSES),
               "per_class": per_class, "size": size, "seed": seed}
@@ -213,6 +215,7 @@ def generate_demo(
                 pixels = render_image(name, size, seed, i)
                 Image.fromarray(pixels, mode="L").save(tmp / name / f"{name}_{i:05d}.png", optimize=False)
         write_json(tmp / MARKER, marker)
+        fix_modes(tmp)  # mkdtemp makes 0700: give the folder the mode a plain mkdir gives, like every other output
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

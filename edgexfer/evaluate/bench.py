@@ -11,6 +11,7 @@ import functools
 import gc
 import os
 import resource
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._folders import refuse_overlap, staging_dir, swap_in, sweep_stale
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.bench import default_bench_dir as bench_dir_of
 from edgexfer.contracts.run import read_sanity as read_run_sanity
@@ -38,7 +40,8 @@ from edgexfer.evaluate.gate import (
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
-from edgexfer.io import lock_folder, sha256_file
+from edgexfer.io import fix_modes, lock_folder, sha256_file
+from edgexfer.limits import check_batch_fits, check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select_runtimes
 from edgexfer.versions import int8_instructions, library_versions, machine_info, onnxruntime_version
 
@@ -75,8 +78,7 @@ class BenchConfig:
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
         if self.iterations < 1 or self.warmup < 0:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
-        if self.threads is not None and self.threads < 1:
-            raise EdgexferError(f"--threads {self.threads} must be at least 1", "leave it out for the library default")
+        check_threads(self.threads)
         if isinstance(self.thresholds, dict):
             self.thresholds = Thresholds(**self.thresholds)
         if not isinstance(self.thresholds, Thresholds):
@@ -144,7 +146,11 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
     config.thresholds.check_classes(export.classes)
+    for batch in config.batch_sizes:
+        check_batch_fits(batch, *export.image_size, option="--batch-sizes")
     out_dir = Path(config.out or default_bench_dir(export))
+    # the bench folder is replaced whole; inside its export it would be deleted by the next export
+    refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})
     check_bench_out(out_dir)
     kinds, skipped = select_runtimes(config.runtimes)
     jobs, more_skipped = _plan(export, kinds, explicit=config.runtimes is not None)
@@ -155,6 +161,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     lock = lock_folder(out_dir, "edgexfer bench")
     try:
         check_bench_out(out_dir)  # another bench may have written it while we waited for nothing: check again
+        sweep_stale(out_dir)  # what a killed bench left (an old bench folder a kill left aside is put back)
         return _run_locked(config, export, out_dir, jobs, skipped, log)
     finally:
         lock.release()
@@ -209,9 +216,17 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     }
     from edgexfer.report.bench_report import write_bench_report
 
-    write_results(out_dir, results)
-    results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
-    write_bench_report(results, out_dir)
+    # built whole beside out_dir and swapped in: a full disk or a kill leaves the previous bench (or nothing)
+    staging = staging_dir(out_dir)
+    try:
+        write_results(staging, results)
+        results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
+        write_bench_report(results, staging)
+        fix_modes(staging)
+        swap_in(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     outcome = BenchOutcome(results, out_dir, breaches, model)
     if breaches:
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})

@@ -7,6 +7,7 @@ one the run was trained with.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from edgexfer.contracts.manifest import SourceRun, read_manifest_record
 from edgexfer.errors import EdgexferError
 from edgexfer.io import sha256_file
 from edgexfer.runtime.base import Artifact
+
+#: the ONNX metadata key under which export records the classes (JSON list, index order)
+CLASSES_KEY = "edgexfer.classes"
 
 
 @dataclass
@@ -82,9 +86,42 @@ def load_export(path: str | os.PathLike[str], verify_hashes: bool = True) -> Exp
                                 "re-export the model or restore the file")
         if verify_hashes:
             _check_hash(artifact.path, artifact.sha256)
+            _check_recorded_classes(artifact, export.classes)
     if verify_hashes and export.split_path.is_file():
         _check_hash(export.split_path, source.get("split_sha256"))
     return export
+
+
+def recorded_classes(path: Path) -> list[str] | None:
+    """The classes an ONNX file records in its own ``edgexfer.classes`` metadata, or None when it records none."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001  (protobuf raises its own DecodeError; any failure is an unreadable file)
+        raise EdgexferError(f"{path} is not a readable ONNX file ({type(exc).__name__})", "re-export the model") from None
+    value = next((p.value for p in model.metadata_props if p.key == CLASSES_KEY), None)
+    if value is None:
+        return None
+    try:
+        classes = json.loads(value)
+    except ValueError:
+        classes = None
+    if not isinstance(classes, list):
+        raise EdgexferError(f"{path}: its {CLASSES_KEY} metadata is not a JSON list", "re-export the model")
+    return [str(c) for c in classes]
+
+
+def _check_recorded_classes(artifact: Artifact, classes: list[str]) -> None:
+    """Refuse an ONNX artifact whose own record of its classes disagrees with the manifest's (a swapped or
+    edited manifest would label the same probabilities with the wrong class)."""
+    if artifact.format != "onnx":
+        return
+    recorded = recorded_classes(artifact.path)
+    if recorded is not None and recorded != list(classes):
+        raise EdgexferError(
+            f"the manifest lists the classes {classes} but {artifact.path.name} was exported for {recorded} "
+            "(in that index order)", "restore the export's own manifest.json or re-export the model")
 
 
 def _check_hash(path: Path, expected: str | None) -> None:

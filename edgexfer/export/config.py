@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgexfer._folders import refuse_overlap
 from edgexfer.errors import EdgexferError
 
 TARGETS = ("cpu", "tensorrt")
@@ -113,6 +114,8 @@ class ExportConfig:
             raise EdgexferError(f"opset {self.opset} is too old for per-channel Q/DQ", "use --opset 13 or newer (default 17)")
         if not 0.0 <= self.int8_min_agreement <= 1.0:
             raise EdgexferError(f"INT8 agreement threshold {self.int8_min_agreement} is not in [0, 1]", "pass a fraction such as 0.98")
+        # the export folder is replaced whole: it must neither be nor hold nor lie inside the run or the data
+        refuse_overlap(self.export_dir, {"run folder": self.run_dir, "data": self.data_root})
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)

@@ -187,7 +187,9 @@ def convert_run_model(
         job["probs"] = os.fspath(tmp / "probs.npy")
         job["result"] = os.fspath(tmp / "result.json")
         (tmp / "job.json").write_text(json.dumps(job))
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        # the child's temporary files go where this thread's go (an export's staging folder): its TMPDIR only
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+               "TMPDIR": tempfile.gettempdir()}
         with open(tmp / "stderr.txt", "wb") as err:
             code = subprocess.call([sys.executable, "-m", "edgexfer.export.keras_onnx", os.fspath(tmp / "job.json")],
                                    stdout=subprocess.DEVNULL, stderr=err, env=env)

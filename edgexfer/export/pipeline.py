@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer import _folders as folders
 from edgexfer.contracts import manifest as contract
 from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.errors import EdgexferError
@@ -121,17 +122,9 @@ def check_export_dependencies() -> None:
 
 
 def sweep_stale(out: Path) -> list[Path]:
-    """Remove ``.<name>.staging-*`` and ``.<name>.old-*`` folders beside ``out``: call only while holding
-    ``out``'s lock, so that they can only be the leftovers of a process that was killed."""
-    removed: list[Path] = []
-    if not out.parent.is_dir():
-        return removed
-    for pattern in (f".{out.name}.staging-*", f".{out.name}.old-*"):
-        for path in sorted(out.parent.glob(pattern)):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return removed
+    """Undo a killed export beside ``out`` (`edgexfer._folders.sweep_stale`): an old export a kill left aside
+    is put back, ``.<name>.staging-*`` and ``.<name>.old-*`` folders are removed. Call holding ``out``'s lock."""
+    return folders.sweep_stale(out)
 
 
 class ExportInterrupted(EdgexferError):
@@ -165,20 +158,11 @@ def _interrupts_raise():
 
 @contextlib.contextmanager
 def _temp_files_inside(folder: Path):
-    """Route Python's temporary files and folders (ONNX Runtime's calibration models, tf2onnx, the INT8
-    sensitivity models, the conversion child process's: TMPDIR) into ``folder``, so that they go with the
-    staging folder whatever happens."""
-    folder.mkdir(exist_ok=True)
-    previous, previous_env = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir = os.environ["TMPDIR"] = os.fspath(folder)
-    try:
+    """Route this thread's temporary files and folders (ONNX Runtime's calibration models, the INT8
+    sensitivity models; the conversion child process gets it as its TMPDIR) into ``folder``, so that they go
+    with the staging folder whatever happens. Other threads of the process keep their own temp folder."""
+    with folders.thread_temp_dir(folder):  # this thread only: nothing process-wide changes
         yield
-    finally:
-        tempfile.tempdir = previous
-        if previous_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = previous_env
 
 
 def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timeline: Timeline
@@ -497,17 +481,5 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames: the old export stays whole until the new one is in place."""
-    old = None
-    try:
-        if out.exists():
-            old = make_temp_dir(f".{out.name}.old-", out.parent)
-            os.rename(out, old / out.name)
-        os.rename(staging, out)
-    except OSError as exc:
-        if old is not None and (old / out.name).exists() and not out.exists():
-            os.rename(old / out.name, out)
-        raise EdgexferError(f"cannot write the export folder {out}: {exc.strerror or exc}", "check free disk space and permissions") from None
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    """Replace ``out`` by ``staging`` (`edgexfer._folders.swap_in`: safe whatever step a kill lands on)."""
+    folders.swap_in(staging, out)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.io import write_text
-from edgexfer.report.formats import DASH, fmt, fmt_ms, fmt_size
+from edgexfer.report.formats import DASH, fmt, fmt_ms, fmt_size, md, md_code, md_url
 from edgexfer.report.plots import confusion_matrix
 from edgexfer.report.summary import bench_title
 
@@ -35,7 +35,7 @@ def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str])
 
 
 def _row_label(row: dict[str, Any]) -> str:
-    return f"{row['artifact']} ({row['runtime']})"
+    return f"{md(row['artifact'])} ({md(row['runtime'])})"
 
 
 def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
@@ -50,15 +50,15 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     failed = [r for r in rows if not r["gate"]["passed"]]
     gpu = machine.get("gpu") or {}
     lines = [
-        f"# {bench_title(results)}",
+        f"# {md(bench_title(results))}",
         "",
-        f"- Export: `{export.get('path', '')}` — created {results.get('created', '')}",
-        f"- Machine: {machine.get('cpu') or machine.get('processor')}, {machine.get('cores_usable') or machine.get('cores')} "
-        f"usable cores; GPU: {gpu.get('name') or 'none'} ({gpu.get('reason', '')})",
+        f"- Export: {md_code(export.get('path', ''))} — created {md(results.get('created', ''))}",
+        f"- Machine: {md(machine.get('cpu') or machine.get('processor'))}, {machine.get('cores_usable') or machine.get('cores')} "
+        f"usable cores; GPU: {md(gpu.get('name') or 'none')} ({md(gpu.get('reason', ''))})",
         f"- Data: {data.get('n')} images ("
-        + (f"the run's test split, `{data.get('split_file')}`" if data.get("kind") == "split"
-           else f"`{data.get('path')}`, part `{data.get('split')}`") + "), "
-        f"classes {', '.join(f'{c} ({n})' for c, n in (data.get('class_counts') or {}).items())}, "
+        + (f"the run's test split, {md_code(data.get('split_file'))}" if data.get("kind") == "split"
+           else f"{md_code(data.get('path'))}, part {md_code(data.get('split'))}") + "), "
+        f"classes {', '.join(f'{md(c)} ({n})' for c, n in (data.get('class_counts') or {}).items())}, "
         f"{data.get('image_size', ['?', '?'])[0]}×{data.get('image_size', ['?', '?'])[1]} px"
         + (f"; {len(data['skipped'])} unreadable file(s) skipped" if data.get("skipped") else ""),
         f"- Latency: {settings.get('warmup')} warm-up then {settings.get('iterations')} timed calls per batch size; "
@@ -78,15 +78,15 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     ]
     model = results.get("model_check") or {}
     if model and not model.get("usable", True):
-        lines += [f"**The model itself is not usable: {model.get('reason')}.** Every precision fails the gate "
+        lines += [f"**The model itself is not usable: {md(model.get('reason'))}.** Every precision fails the gate "
                   "whatever it does against FP32.", ""]
     elif model:
         lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the majority-class baseline "
-                  f"{fmt(model.get('baseline_accuracy'))} (always '{model.get('majority_class')}').", ""]
+                  f"{fmt(model.get('baseline_accuracy'))} (always '{md(model.get('majority_class'))}').", ""]
     warnings = (results.get("statistics") or {}).get("resolution_warnings") or []
     if warnings:
         lines += ["**The test split is too small for the thresholds:**", ""]
-        lines += [f"- {w}" for w in warnings]
+        lines += [f"- {md(w)}" for w in warnings]
         lines.append("")
     lines += [
         "## Models",
@@ -101,7 +101,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         ref = r.get("reference") or {}
         ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
         delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
-        cells = [f"`{r['artifact']}`", r["precision"], f"{r['runtime']}", fmt_size(r["size_bytes"]),
+        cells = [md_code(r["artifact"], table=True), md(r["precision"]), md(r["runtime"]), fmt_size(r["size_bytes"]),
                  fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else (DASH if delta is None else f"{delta:+.2f}"), fmt(r["f1"]),
                  fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
@@ -115,11 +115,11 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
 
     classes = list(rows[0]["per_class"])
     lines += ["## Per class: recall (sensitivity) / specificity", "",
-              "| Artifact | Runtime | " + " | ".join(classes) + " |",
+              "| Artifact | Runtime | " + " | ".join(md(c) for c in classes) + " |",
               "|---|---|" + "|".join(["---:"] * len(classes)) + "|"]
     for r in rows:
         cells = [f"{r['per_class'][c]['recall']:.4f} / {r['per_class'][c]['specificity']:.4f}" for c in classes]
-        lines.append(f"| `{r['artifact']}` | {r['runtime']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_code(r['artifact'], table=True)} | {md(r['runtime'])} | " + " | ".join(cells) + " |")
     lines.append("")
 
     lines += ["## Latency by batch size (ms per batch: p50 / p90 / p99 / mean; images per second)", "",
@@ -128,7 +128,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         for b in batch_sizes:
             s = r["latency_ms"].get(str(b))
             if s:
-                lines.append(f"| `{r['artifact']}` | {r['runtime']} | {b} | {fmt_ms(s['p50'])} | {fmt_ms(s['p90'])} | "
+                lines.append(f"| {md_code(r['artifact'], table=True)} | {md(r['runtime'])} | {b} | {fmt_ms(s['p50'])} | {fmt_ms(s['p90'])} | "
                              f"{fmt_ms(s['p99'])} | {fmt_ms(s['mean'])} | {fmt(r['throughput_ips'][str(b)], 1)} |")
     lines.append("")
 
@@ -141,7 +141,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         first = str(batch_sizes[0])
         mine, ref = r["latency_ms"].get(first, {}).get("p50"), fp32_row["latency_ms"].get(first, {}).get("p50")
         if mine and ref and mine >= ref:
-            slow_int8.append(f"- `{r['artifact']}` on {r['runtime']}: {fmt_ms(mine)} ms vs FP32 {fmt_ms(ref)} ms at batch {first}. "
+            slow_int8.append(f"- {md_code(r['artifact'])} on {md(r['runtime'])}: {fmt_ms(mine)} ms vs FP32 {fmt_ms(ref)} ms at batch {first}. "
                              "INT8 is slower than FP32 here: use FP32/FP16.")
     if slow_int8:
         lines += ["## INT8 that does not pay", "", *slow_int8, ""]
@@ -155,23 +155,24 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
             for b in r["gate"].get("breaches", []):
                 images = f"{b['images']} of {b['out_of']}" if b.get("images") is not None else DASH
                 kind = {"floor": "below floor", "model": "model not usable"}.get(b.get("kind", "drop"), "drop vs FP32")
-                lines.append(f"| `{b['artifact']}` | {b['precision']} | {b['runtime']} | {b['metric']} | {kind} | "
+                lines.append(f"| {md_code(b['artifact'], table=True)} | {md(b['precision'])} | {md(b['runtime'])} | "
+                             f"{md(b['metric'])} | {kind} | "
                              f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} | "
                              f"{fmt(b.get('lost'))} | {fmt(b.get('gained'))} |")
         lines.append("")
     if results.get("skipped"):
         lines += ["## Skipped", ""]
         for s in results["skipped"]:
-            what = f"{s['runtime']}" + (f" / {s['artifact']}" if s.get("artifact") else "")
-            lines.append(f"- {what}: {s['reason']}")
+            what = md(s["runtime"]) + (f" / {md(s['artifact'])}" if s.get("artifact") else "")
+            lines.append(f"- {what}: {md(s['reason'])}")
         lines.append("")
     if plots:
         lines += ["## Plots", ""]
         for key, path in plots.items():
-            lines += [f"![{key}]({path.as_posix()})", ""]
+            lines += [f"![{md(key)}]({md_url(path.as_posix())})", ""]
     libs = machine.get("libraries") or {}
     shown = {k: v for k, v in libs.items() if v}
-    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in shown.items()), ""]
+    lines += ["## Versions", "", ", ".join(f"{md(k)} {md(v)}" for k, v in shown.items()), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -182,7 +183,7 @@ def _floors_text(thresholds: dict[str, Any]) -> str:
     if thresholds.get("min_f1") is not None:
         parts.append(f"macro F1 ≥ {thresholds['min_f1']:g}")
     for cls, value in (thresholds.get("min_recall") or {}).items():
-        parts.append(f"recall of {'every class' if cls == '*' else cls} ≥ {value:g}")
+        parts.append(f"recall of {'every class' if cls == '*' else md(cls)} ≥ {value:g}")
     return ("; floors for every artifact: " + ", ".join(parts)) if parts else ""
 
 
@@ -205,14 +206,14 @@ def _statistics_section(rows: list[dict[str, Any]]) -> list[str]:
              "Wilson score intervals (statsmodels). McNemar's exact test compares each artifact with FP32 on the "
              "same images: lost = FP32 right, this one wrong; gained = the other way; a small p says the "
              "difference is not chance.", "",
-             "| Artifact | Runtime | Accuracy | 95% CI | " + " | ".join(f"recall {c} 95% CI" for c in classes)
+             "| Artifact | Runtime | Accuracy | 95% CI | " + " | ".join(f"recall {md(c)} 95% CI" for c in classes)
              + " | Lost | Gained | McNemar p |",
              "|---|---|---:|---:|" + "|".join(["---:"] * len(classes)) + "|---:|---:|---:|"]
     for r in rows:
         ci = r.get("ci95") or {}
         paired = r.get("vs_reference") or {}
         recall = ci.get("recall") or {}
-        cells = [f"`{r['artifact']}`", r["runtime"], fmt(r["accuracy"]), _interval(ci.get("accuracy"))]
+        cells = [md_code(r["artifact"], table=True), md(r["runtime"]), fmt(r["accuracy"]), _interval(ci.get("accuracy"))]
         cells += [_interval(recall.get(c)) for c in classes]
         if paired:
             cells += [str(paired.get("lost")), str(paired.get("gained")), _p(paired.get("p_value"))]

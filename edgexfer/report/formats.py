@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from edgexfer.io import atomic_path
 
@@ -70,6 +72,43 @@ def fmt_duration(seconds: Any) -> str:
         return DASH
     s = float(seconds)
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+# ---------------------------------------------------------------------------------------------- markdown
+# Every string a user controls (class names, paths, run and export names, titles, reasons that quote them)
+# goes into markdown through one of these, so that it reads back as the same text and never as markup: a
+# label such as ``![x](/home/u/.ssh/id_rsa)`` must stay a label, not become an image. CommonMark lets any
+# ASCII punctuation be backslash-escaped (spec 0.31.2, section 2.4 "Backslash escapes"); a code span
+# holds any text when its backtick fence is longer than every backtick run inside it (section 6.1); in a
+# GFM table ``\|`` is a pipe inside a cell, code spans included (GFM spec, section 4.10 "Tables").
+
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+#: the characters that can start inline markup, an entity, a cell or a heading's closing sequence
+_MARKUP = re.compile(r"([\\`*_\[\]<>#!|&~])")
+
+
+def md(value: Any) -> str:
+    """``value`` as literal markdown text: line breaks and control characters become spaces, every character
+    that could start markup is backslash-escaped (safe mid-line in paragraphs, headings, list items and cells)."""
+    return _MARKUP.sub(r"\\\1", _BREAKS.sub(" ", str(value)))
+
+
+def md_code(value: Any, *, table: bool = False) -> str:
+    """``value`` as a code span that shows it literally; ``table``: the span sits in a table cell."""
+    text = _BREAKS.sub(" ", str(value))
+    if not text:
+        return DASH
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    if text[0] in "` " or text[-1] in "` ":  # one space each side is stripped again by the parser
+        text = f" {text} "
+    if table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"
+
+
+def md_url(path: str) -> str:
+    """A relative file path as a link destination (percent-encoded: no space, parenthesis or bracket left)."""
+    return quote(path, safe="/")
 
 
 # ---------------------------------------------------------------------------------------------- figures

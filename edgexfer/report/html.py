@@ -14,6 +14,7 @@ import html
 import mimetypes
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 
@@ -76,10 +77,12 @@ def _is_local(src: str) -> bool:
 def markdown_to_html(markdown: str, base_dir: str | Path, title: str | None = None) -> str:
     """Render ``markdown`` to a complete HTML page, embedding images found relative to ``base_dir``.
 
+    Only files inside ``base_dir`` (after resolving symlinks) are embedded; any other local image is refused.
+
     A local image that is missing is an error rather than a broken picture in the page: a report
     that silently lost a figure would be worse than no report.
     """
-    base = Path(base_dir)
+    base = Path(base_dir).resolve()
     parser = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = parser.parse(markdown)
     for token in tokens:
@@ -89,7 +92,12 @@ def markdown_to_html(markdown: str, base_dir: str | Path, title: str | None = No
             src = str(child.attrs.get("src", ""))
             if not _is_local(src):
                 continue
-            image = (base / src).resolve()
+            # markdown-it percent-encodes destinations (normalizeLink); resolve() follows every symlink, so a
+            # link or a "../" that leads out of the report folder is caught here, whatever the markdown says
+            image = (base / unquote(src)).resolve()
+            if not image.is_relative_to(base):
+                raise EdgexferError(f"the report refers to the image {src}, which lies outside its folder {base}",
+                                    "only files inside the report folder are embedded: re-render the report")
             if not image.is_file():
                 raise EdgexferError(f"the report refers to the image {image}, which does not exist",
                                     "re-render the report (edgexfer report DIR) to redraw its plots")

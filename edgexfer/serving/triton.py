@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgexfer._folders import swap_in
+from edgexfer._folders import refuse_overlap, swap_in, sweep_stale
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
@@ -30,6 +30,11 @@ from edgexfer.predict import BenchEvidence, Choice, choose_artifact
 
 CONFIG = "config.pbtxt"
 LABELS = "labels.txt"
+#: the field types of Triton's model_config.proto (``int32 max_batch_size``, ``uint64
+#: max_queue_delay_microseconds`` in DynamicBatching): larger values are rejected by Triton's own parser
+#: (https://github.com/triton-inference-server/common/blob/main/protobuf/model_config.proto)
+MAX_BATCH_SIZE = 2**31 - 1
+MAX_QUEUE_DELAY_US = 2**64 - 1
 INSTANCE_KINDS = ("auto", "gpu", "cpu")
 # Triton model names are folder names; keep them portable
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,10 +86,12 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     that passed the bench gate, else FP32), without asking whether that runtime is usable on this machine:
     the repository is for the server. An artifact whose gate failed is refused unless ``allow_failed``.
     """
-    if max_batch_size < 1:
-        raise EdgexferError(f"--max-batch-size {max_batch_size} must be at least 1", "e.g. --max-batch-size 32")
-    if max_queue_delay_us < 0:
-        raise EdgexferError(f"--max-queue-delay-us {max_queue_delay_us} must not be negative", "e.g. 100")
+    if not 1 <= max_batch_size <= MAX_BATCH_SIZE:
+        raise EdgexferError(f"--max-batch-size {max_batch_size} is outside 1..{MAX_BATCH_SIZE} (Triton's "
+                            "max_batch_size is an int32)", "e.g. --max-batch-size 32")
+    if not 0 <= max_queue_delay_us <= MAX_QUEUE_DELAY_US:
+        raise EdgexferError(f"--max-queue-delay-us {max_queue_delay_us} is outside 0..{MAX_QUEUE_DELAY_US} "
+                            "(Triton's max_queue_delay_microseconds is a uint64)", "e.g. 100")
     if instance_kind not in INSTANCE_KINDS:
         raise EdgexferError(f"unknown instance kind '{instance_kind}'", f"choose from: {', '.join(INSTANCE_KINDS)}")
     export = load_export(export_dir)  # manifest and every artifact's sha256
@@ -103,15 +110,21 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     if repository.exists() and not repository.is_dir():
         raise EdgexferError(f"--out {repository} is a file", "pass a folder for the model repository")
     final = repository / model_name
+    refuse_overlap(final, {"export folder": export.path})
     lock = lock_folder(final, "edgexfer package")
     try:
+        sweep_stale(final)  # what a killed package left (an old model folder is put back)
         if final.exists() and not overwrite:
             raise EdgexferError(f"{final} already exists", "pass --overwrite to replace it, or --name another model")
         staging = make_temp_dir(f".{model_name}.staging-", repository)
         try:
-            model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
-                               model_name)
-            fix_modes(staging)
+            try:
+                model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
+                                   model_name)
+                fix_modes(staging)
+            except OSError as exc:  # a full disk, a quota: one line, and the staging folder goes
+                raise EdgexferError(f"cannot write the model folder {final}: {exc.strerror or exc}",
+                                    "check free disk space and permissions") from None
             swap_in(staging, final)
         finally:
             if staging.exists():

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.errors import EdgexferError
 from edgexfer.io import lock_folder, read_json, sha256_file, write_json
 from edgexfer.studies.executors import ExecutorConfig, make_executor
@@ -100,6 +101,8 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        # a study folder inside its data folder would become training data; one holding it could delete it
+        refuse_overlap(self.out, {"data": None if str(self.data) == "demo" else self.data})
         names = [b.strip().lower() for b in self.backbones if b and b.strip()]
         if not names:
             raise EdgexferError("no backbone to compare", "pass --backbones a,b (see edgexfer backbones)")
@@ -405,6 +408,7 @@ class Study:
             worker = is_tuning_worker()
         # a KerasTuner worker runs its trials here, for the chief; only the chief hands jobs to an executor
         executor = make_executor(ExecutorConfig() if worker else c.executor)
+        refuse_links_inside(self.dir)  # the study is written in place: never through a link to somewhere else
         executor.start(c.out)  # Ray imported and reached before anything is written
         try:
             # one study writes a folder at a time; KerasTuner workers share the chief's folder by design

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgexfer._folders import refuse_links_inside
 from edgexfer.contracts import bench as bench_contract
 from edgexfer.contracts import study as study_contract
 from edgexfer.errors import EdgexferError
@@ -34,6 +35,7 @@ def render_report(directory: str | Path, latency_budget_ms: float | None = None)
     if not path.is_dir():
         raise EdgexferError(f"{path} is not a directory", "give a study directory (edgexfer compare --out) "
                                                           "or a bench directory (edgexfer bench --out)")
+    refuse_links_inside(path)  # plots are redrawn in place: never through a link to somewhere else
     schema = study_contract.results_schema(path)
     if schema == study_contract.SCHEMA:
         results = study_contract.read_study_results(path)

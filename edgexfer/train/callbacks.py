@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgexfer.errors import EdgexferError
 from edgexfer.io import atomic_path, write_json
 
 STATE_FILE = "state.json"
@@ -31,10 +33,13 @@ class RunState:
         self.monitor = monitor
         self.mode = "max" if "acc" in monitor else "min"
         path = self.dir / STATE_FILE
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        self.completed: list[str] = data.get("completed", [])
-        self.best: dict[str, Any] | None = data.get("best")
-        self.history: list[dict[str, Any]] = data.get("history", [])
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+            self.completed: list[str] = list(data.get("completed", []))
+            self.best: dict[str, Any] | None = data.get("best")
+            self.history: list[dict[str, Any]] = list(data.get("history", []))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise corrupt_checkpoint(path, exc) from None
 
     def save(self) -> None:
         write_json(self.dir / STATE_FILE, {"completed": self.completed, "best": self.best, "history": self.history})
@@ -66,9 +71,20 @@ def save_weights(model, path: str | os.PathLike[str]) -> None:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
 
 
+def corrupt_checkpoint(path: Path, exc: BaseException) -> EdgexferError:
+    """The one line for a checkpoint file a resume cannot read (a kill during a copy, a full disk, an edit)."""
+    checkpoints = Path(path).parent
+    return EdgexferError(f"cannot resume: {path} is damaged ({type(exc).__name__}: {exc})",
+                         f"delete {checkpoints} to start this run over (the run folder's other files are rewritten)")
+
+
 def load_weights(model, path: str | os.PathLike[str]) -> None:
-    with np.load(path) as data:
-        model.set_weights([data[f"w{i:04d}"] for i in range(len(data.files))])
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = [data[f"w{i:04d}"] for i in range(len(data.files))]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise corrupt_checkpoint(Path(path), exc) from None
+    model.set_weights(arrays)
 
 
 def _seed_states(model) -> list[Any]:
@@ -90,9 +106,13 @@ def save_resume_point(model, path: str | os.PathLike[str], stage: str, epochs_do
 def read_resume_point(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not Path(path).is_file():
         return None
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        meta["arrays"] = {k: data[k] for k in data.files if k != "meta"}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            meta["arrays"] = {k: data[k] for k in data.files if k != "meta"}
+        meta["stage"], meta["epochs_done"] = str(meta["stage"]), int(meta["epochs_done"])
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise corrupt_checkpoint(Path(path), exc) from None
     return meta
 
 

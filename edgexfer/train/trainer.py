@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer.config import RESUME_FREE, FinetuneConfig
 from edgexfer.contracts import run as run_contract
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
+from edgexfer.limits import check_batch_fits
 from edgexfer.train.stages import augment_config, build_classifier
 
 CONFIG_SCHEMA = "edgexfer.finetune-config/1"
@@ -76,6 +78,7 @@ def finetune(
 
     spec = get_backbone(config.backbone)
     image_size = spec.check_image_size(config.image_size)
+    check_batch_fits(config.batch_size, *image_size)  # the backbone's native size, when --image-size is not given
     weights = resolve_weights(spec, config.weights)
     if config.data != "demo" and not Path(config.data).exists():
         raise EdgexferError(f"data path {config.data} does not exist", "pass a data folder, CSV, .npz file, or demo")
@@ -97,6 +100,9 @@ def finetune(
     out = Path(config.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise EdgexferError(f"--out {out} is a file", "pass a folder for the run")
+    # a run folder inside its data folder would become training data (its plots read as images of a class)
+    refuse_overlap(config.out, {"data": None if config.data == "demo" else config.data, "split file": config.split})
+    refuse_links_inside(out)
     options = _options_record(config, weights, image_size, fine_tune_epochs)
     distribution = None
     if cluster is not None:
