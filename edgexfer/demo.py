@@ -80,11 +80,11 @@ def check_demo(config: DemoConfig) -> None:
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     """Run every stage; end with the summary table and the verdict; raise GateFailed (exit 1) when a
-    precision breaks the accuracy gate. Nothing is written before :func:`check_demo` passed."""
+    precision breaks the accuracy gate, GateInconclusive (exit 3) when the test images cannot decide it. Nothing is written before :func:`check_demo` passed."""
     check_demo(config)
     from edgexfer.config import FinetuneConfig
     from edgexfer.data.synthetic import generate_demo
-    from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
+    from edgexfer.evaluate.bench import BenchConfig, BenchVerdictError, run_bench
     from edgexfer.export import export_run
     from edgexfer.export.config import ExportConfig
     from edgexfer.export.pipeline import summary_lines
@@ -116,7 +116,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
             export_dir=out / "exported", out=out / "bench", batch_sizes=config.batch_sizes,
             iterations=config.iterations,
         ))
-    except BenchGateFailed as failure:
+    except BenchVerdictError as failure:
         _explain_mistakes(run.run_dir, out / "bench", log)
         log(closing_lines(failure.outcome.results, failure.outcome.out_dir))
         raise

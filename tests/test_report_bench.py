@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+from test_bench_tiny import bench_outcome, handmade_export_fixture  # noqa: F401  (shared: the hand-made export)
 
 from edgexfer.contracts.bench import load_results, validate_results
 from edgexfer.errors import EdgexferError
@@ -15,10 +15,10 @@ from edgexfer.report.bench_report import write_bench_report
 
 @pytest.fixture(scope="module")
 def bench_results(handmade_export, tmp_path_factory):
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig
 
     out = tmp_path_factory.mktemp("bench")
-    run_bench(BenchConfig(handmade_export, out=out, runtimes=["ort-cpu"], batch_sizes=(1, 2), warmup=0,
+    bench_outcome(BenchConfig(handmade_export, out=out, runtimes=["ort-cpu"], batch_sizes=(1, 2), warmup=0,
                           iterations=2, progress=False, end_to_end_images=2))
     return out
 

@@ -82,7 +82,8 @@ def test_two_backbone_compare_report_and_resume(tmp_path, second_backbone):
         assert rec["accuracy"] == max(r["accuracy"] for r in passing)
         assert any(r["pareto"] for r in results["results"])
     else:
-        assert rec["status"] == "none" and "no model is usable" in rec["reason"]
+        # nothing passed: the models did not learn, or (12 test images per class) the gates could not decide
+        assert rec["status"] == "none" and ("no model is usable" in rec["reason"] or rec["gate"] == "inconclusive")
         assert not any(r["pareto"] for r in results["results"])
         for r in results["results"]:  # every artifact either failed the gate or sits at the baseline
             baseline = max(map(sum, r["confusion_matrix"])) / sum(map(sum, r["confusion_matrix"]))

@@ -56,14 +56,17 @@ def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, thre
     """Accuracy, F1, AUC and per-class recall of every artifact of EXPORT_DIR on every usable runtime,
     gated against the FP32 ONNX model, and latency per batch size.
 
-    Every artifact also gets 95% Wilson intervals and McNemar's exact test against FP32. The gate also
-    fails when the FP32 model itself does not beat the majority-class baseline. Writes results.json,
-    report.md and plots/ to the bench directory. Exit code 1 when a precision loses more than a
-    threshold or is below a floor (the table of what broke is printed), 2 on bad input.
+    Each threshold is a paired decision on the same images as FP32 (Tango's score interval of the drop;
+    macro F1 by paired bootstrap): pass when the interval is within the limit, fail when it lies above it,
+    inconclusive when these images cannot tell. Every artifact also gets 95% Wilson intervals and McNemar's
+    exact test. The gate also fails when the FP32 model itself is shown no better than always answering one
+    class. Writes results.json, report.md and plots/ to the bench directory. Exit code 0 pass, 1 fail
+    (the table of what broke is printed), 3 inconclusive (the table of what is undecided and how many
+    images would decide it), 2 on bad input.
     """
     import json
 
-    from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
+    from edgexfer.evaluate.bench import BenchConfig, BenchVerdictError, run_bench
     from edgexfer.evaluate.gate import Thresholds
     from edgexfer.io import strict_json
     from edgexfer.report.summary import closing_lines
@@ -76,7 +79,7 @@ def bench(export_dir, out, data, runtimes, batch_sizes, warmup, iterations, thre
     )
     try:
         outcome = run_bench(config)
-    except BenchGateFailed as failure:
+    except BenchVerdictError as failure:
         if as_json:
             click.echo(json.dumps(strict_json(failure.outcome.results), indent=2, allow_nan=False))
         click.echo(failure.table, err=True)

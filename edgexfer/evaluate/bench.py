@@ -22,7 +22,7 @@ import numpy as np
 
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.run import read_sanity as read_run_sanity
-from edgexfer.errors import EdgexferError, GateFailed
+from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
 from edgexfer.evaluate.bench_data import BenchData, load_bench_data
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.evaluate.gate import (
@@ -31,12 +31,25 @@ from edgexfer.evaluate.gate import (
     Thresholds,
     breach_table,
     check_floors,
-    check_gate,
     check_model,
+    decision_breach,
+    judge_drops,
     model_breach,
+    undecided_table,
+    verdict_of,
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
+from edgexfer.evaluate.stats import (
+    F1_METHOD,
+    PAIRED_METHOD,
+    PairedDecision,
+    confidence_intervals,
+    f1_drop_interval,
+    flips_by_metric,
+    mcnemar_exact,
+    resolution_warnings,
+)
 from edgexfer.io import lock_folder
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
@@ -81,16 +94,51 @@ class BenchConfig:
             raise EdgexferError(f"thresholds {self.thresholds!r} are not a Thresholds", "pass edgexfer.evaluate.gate.Thresholds")
 
 
+@dataclass(frozen=True)
+class Undecided:
+    """An inconclusive decision of one artifact on one runtime."""
+
+    artifact: str
+    precision: str
+    runtime: str
+    decision: PairedDecision
+
+
 @dataclass
 class BenchOutcome:
     results: dict[str, Any]
     out_dir: Path
     breaches: list[Breach]
     model_check: ModelCheck | None = None
+    undecided: list[Undecided] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """pass, fail or inconclusive over every row (the exit code: 0, 1, 3)."""
+        return verdict_of(self.breaches, [u.decision for u in self.undecided], self.model_check)
 
     @property
     def passed(self) -> bool:
-        return not self.breaches
+        return self.verdict == "pass"
+
+    def settle_line(self) -> str:
+        """Which precision is inconclusive and what would decide it, in one line: per artifact and runtime,
+        the most images any undecided threshold needs overall and per class (rows needing the same merge)."""
+        parts = []
+        if self.model_check is not None and self.model_check.verdict == "inconclusive":
+            parts.append(f"the model check: {self.model_check.reason}")
+        needs: dict[tuple[str, str], dict[str, PairedDecision]] = {}
+        for u in self.undecided:
+            slot = needs.setdefault((u.artifact, u.runtime), {})
+            key = u.decision.population
+            if key not in slot or (u.decision.images_needed or 0) > (slot[key].images_needed or 0):
+                slot[key] = u.decision
+        texts: dict[str, list[str]] = {}
+        for (artifact, runtime), slot in needs.items():
+            text = ", ".join(d.settle_text() for d in slot.values())
+            texts.setdefault(text, []).append(f"{artifact} on {runtime}")
+        parts += [f"{' and '.join(rows)}: {text}" for text, rows in texts.items()]
+        return "; ".join(parts)
 
 
 @dataclass
@@ -106,6 +154,20 @@ class BenchGateFailed(GateFailed):
         super().__init__(problem, fix)
         self.outcome = outcome
         self.table = breach_table(outcome.breaches)
+
+
+class BenchGateInconclusive(GateInconclusive):
+    """Nothing broke but something is undecided (exit 3) after every output was written: ``table`` lists the
+    undecided thresholds and how many images would decide each, ``outcome`` holds all."""
+
+    def __init__(self, problem: str, fix: str, *, outcome: BenchOutcome):
+        super().__init__(problem, fix)
+        self.outcome = outcome
+        self.table = undecided_table([(u.artifact, u.precision, u.runtime, u.decision) for u in outcome.undecided])
+
+
+#: either verdict that is not a pass (both carry ``.outcome`` and ``.table``)
+BenchVerdictError = (BenchGateFailed, BenchGateInconclusive)
 
 
 def default_bench_dir(export: ExportDir) -> Path:
@@ -133,9 +195,10 @@ def read_sanity(export: ExportDir) -> dict[str, Any] | None:
 
 
 def run_bench(config: BenchConfig) -> BenchOutcome:
-    """Run the bench; write results.json, report.md, plots/; raise GateFailed (exit 1) if the gate broke.
+    """Run the bench; write results.json, report.md, plots/; raise GateFailed (exit 1) if the gate broke,
+    GateInconclusive (exit 3) if nothing broke but something could not be decided on these images.
 
-    The error (``BenchGateFailed``) carries ``.table`` (what broke, as text) and ``.outcome``.
+    The error (``BenchGateFailed``/``BenchGateInconclusive``) carries ``.table`` (as text) and ``.outcome``.
     """
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
@@ -175,10 +238,9 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         rows.append(row)
     assert reference_key is not None  # _plan puts an FP32 job first
 
-    from edgexfer.evaluate.stats import resolution_warnings
-
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
-    breaches, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data, sanity)
+    breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
+                                                   sanity)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
                                    config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)
     for line in warnings:
@@ -192,6 +254,10 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "model_check": model.as_dict(),
         "statistics": {"intervals": "Wilson score, 95% (statsmodels proportion_confint)",
                        "paired_test": "McNemar's exact test against FP32 on the same images (statsmodels mcnemar)",
+                       "decision": {"proportions": PAIRED_METHOD, "f1": F1_METHOD,
+                                    "rule": "pass: the interval of the drop is within the limit; fail: it lies "
+                                            "above the limit (or a floor is broken, or the model is not usable); "
+                                            "inconclusive: otherwise"},
                        "resolution_warnings": warnings},
         "settings": {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup,
                      "iterations": config.iterations, "threads": config.threads,
@@ -208,10 +274,17 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     write_results(out_dir, results)
     results = {"schema": SCHEMA, **results, "results": [r.to_dict() for r in rows]}
     write_bench_report(results, out_dir)
-    outcome = BenchOutcome(results, out_dir, breaches, model)
-    if breaches:
+    outcome = BenchOutcome(results, out_dir, breaches, model, undecided)
+    if outcome.verdict == "inconclusive":
+        rows_undecided = sorted({f"{u.artifact} on {u.runtime}" for u in undecided})
+        what = ", ".join(rows_undecided) if rows_undecided else "every precision"
+        raise BenchGateInconclusive(
+            f"accuracy gate inconclusive for {what}: too few images to show the loss is within the thresholds "
+            f"({outcome.settle_line()})",
+            f"bench on more images (--data) to decide; see {out_dir / 'report.md'}", outcome=outcome)
+    if outcome.verdict == "fail":
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})
-        if not model.usable:
+        if model.verdict == "not_usable":
             problem = f"accuracy gate failed: the model itself is not usable ({model.reason})"
             fix = f"fine-tune a model that learns (see the run's metrics.json) before exporting; {out_dir / 'report.md'}"
         else:
@@ -311,16 +384,16 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
 
 def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str], np.ndarray],
                       reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
-                      sanity: dict[str, Any] | None) -> tuple[list[Breach], ModelCheck]:
+                      sanity: dict[str, Any] | None) -> tuple[list[Breach], list[Undecided], ModelCheck]:
     """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
     when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
-    default); absolute floors for every row; and every row fails when the FP32 model itself is not usable."""
-    from edgexfer.evaluate.stats import confidence_intervals, flips_by_metric, mcnemar_exact
-
+    default); paired non-inferiority decisions for every relative threshold; absolute floors for every row;
+    and every row fails when the FP32 model itself is not usable (is inconclusive when that cannot be told)."""
     by_key = {r.key: r for r in rows}
     labels = data.labels
     model = check_model(by_key[reference_key].metrics(), sanity)
     breaches: list[Breach] = []
+    undecided: list[Undecided] = []
     for row in rows:
         key = row.key
         ref_key = ("fp32", row.runtime) if ("fp32", row.runtime) in by_key else reference_key
@@ -335,21 +408,32 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         row.vs_reference = None if is_reference else mcnemar_exact(ref_pred == labels, pred == labels).as_dict()
         flips = flips_by_metric(labels, ref_pred, pred, data.classes)
         found: list[Breach] = []
+        decisions = []
         if not is_reference:
-            found += check_gate(ref_metrics, row.metrics(), thresholds, artifact=row.artifact,
-                                precision=row.precision, runtime=row.runtime, flips=flips)
+            f1_interval = f1_drop_interval(labels, ref_pred, pred, len(data.classes))
+            decisions = judge_drops(ref_metrics, row.metrics(), thresholds, flips=flips, f1_interval=f1_interval)
+            found += [decision_breach(d, artifact=row.artifact, precision=row.precision, runtime=row.runtime)
+                      for d in decisions if d.outcome == "fail"]
         found += check_floors(row.metrics(), thresholds, reference=ref_metrics, artifact=row.artifact,
                               precision=row.precision, runtime=row.runtime,
                               flips=None if is_reference else flips)
-        if not model.usable:
+        if model.verdict == "not_usable":
             found.insert(0, model_breach(model, artifact=row.artifact, precision=row.precision,
                                          runtime=row.runtime))
-        row.gate = {"passed": not found, "reasons": [b.reason() for b in found],
-                    "breaches": [b.__dict__ for b in found]}
+        open_items = [d for d in decisions if d.outcome == "inconclusive"]
+        verdict = verdict_of(found, open_items, model)
+        reasons = [b.reason() for b in found] + [d.reason() for d in open_items]
+        if model.verdict == "inconclusive":
+            reasons.append(f"the model check is inconclusive: {model.reason}")
+        row.gate = {"passed": verdict == "pass", "verdict": verdict, "reasons": reasons,
+                    "breaches": [b.__dict__ for b in found],
+                    "inconclusive": [d.as_dict() for d in open_items],
+                    "decisions": [d.as_dict() for d in decisions]}
         if is_reference:
             row.gate["reference"] = True
         breaches += found
-    return breaches, model
+        undecided += [Undecided(row.artifact, row.precision, row.runtime, d) for d in open_items]
+    return breaches, undecided, model
 
 
 def peak_rss_mb() -> float:

@@ -38,6 +38,34 @@ def _row_label(row: dict[str, Any]) -> str:
     return f"{row['artifact']} ({row['runtime']})"
 
 
+def _outcome(row: dict[str, Any]) -> str:
+    """A row's gate verdict: pass, fail or inconclusive (rows written before verdicts: from ``passed``)."""
+    gate = row.get("gate") or {}
+    return str(gate.get("verdict") or ("pass" if gate.get("passed") else "fail"))
+
+
+def _undecided_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The thresholds these images could not decide, with the interval of each drop and what would decide it."""
+    items = [(r, d) for r in rows for d in (r.get("gate") or {}).get("inconclusive", [])]
+    if not items:
+        return []
+    lines = ["## Undecided: too few images to tell", "",
+             "The 95% interval of the drop (Tango's score interval on the images FP32 and this artifact both "
+             "classified) straddles the limit: these images can show neither that the loss is within it nor that "
+             "it is beyond it. The last column is the sample size that would decide it if the rates seen here held "
+             "(80% power).", "",
+             "| Artifact | Runtime | Metric | Drop (pt) | 95% interval (pt) | Limit (pt) | Lost | Gained | Would decide |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r, d in items:
+        lo, hi = d["interval"]
+        needed = (f"about {d['images_needed']} {d['population']} (have {d['n']})" if d.get("images_needed")
+                  else d.get("note") or DASH)
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | {d['metric']} | {d['drop'] * 100:.2f} | "
+                     f"{lo * 100:.2f} to {hi * 100:.2f} | {d['limit'] * 100:.2f} | {d['lost']} | {d['gained']} | "
+                     f"{needed} |")
+    return [*lines, ""]
+
+
 def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
     plots = plots or {}
     rows = results["results"]
@@ -47,7 +75,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     thresholds = results["thresholds"]
     export = results.get("export", {})
     batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
-    failed = [r for r in rows if not r["gate"]["passed"]]
+    failed = [r for r in rows if _outcome(r) == "fail"]
+    undecided = [r for r in rows if _outcome(r) == "inconclusive"]
     gpu = machine.get("gpu") or {}
     lines = [
         f"# {bench_title(results)}",
@@ -70,19 +99,27 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         f"accuracy drop ≤ {thresholds['max_accuracy_drop'] * 100:g} pt, macro F1 drop ≤ {thresholds['max_f1_drop'] * 100:g} pt, "
         f"recall drop of any class ≤ {thresholds['max_recall_drop'] * 100:g} pt"
         + _floors_text(thresholds)
-        + "; and the FP32 model must beat the majority-class baseline.",
+        + "; and the FP32 model must beat the majority-class baseline. Each drop is a paired decision on the "
+        "same images (Tango's score interval; macro F1 by paired bootstrap): pass when its 95% interval is within "
+        "the limit, fail when it lies above it, inconclusive when these images cannot tell.",
         "",
-        f"**Gate: {'FAILED' if failed else 'passed'}**"
-        + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else ""),
+        f"**Gate: {'FAILED' if failed else 'INCONCLUSIVE' if undecided else 'passed'}**"
+        + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else "")
+        + (f" — undecided: {', '.join(_row_label(r) for r in undecided)}" if undecided and not failed else ""),
         "",
     ]
     model = results.get("model_check") or {}
-    if model and not model.get("usable", True):
+    model_verdict = model.get("verdict") or ("usable" if model.get("usable", True) else "not_usable")
+    if model and model_verdict == "not_usable":
         lines += [f"**The model itself is not usable: {model.get('reason')}.** Every precision fails the gate "
                   "whatever it does against FP32.", ""]
+    elif model and model_verdict == "inconclusive":
+        lines += [f"**The model check is inconclusive: {model.get('reason')}.** No precision can pass until it is "
+                  "decided.", ""]
     elif model:
-        lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the majority-class baseline "
-                  f"{fmt(model.get('baseline_accuracy'))} (always '{model.get('majority_class')}').", ""]
+        named = model.get("baseline") or f"always '{model.get('majority_class')}'"
+        lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the baseline "
+                  f"{fmt(model.get('baseline_accuracy'))} ({named}).", ""]
     warnings = (results.get("statistics") or {}).get("resolution_warnings") or []
     if warnings:
         lines += ["**The test split is too small for the thresholds:**", ""]
@@ -107,7 +144,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
         cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("peak_rss_mb"), 0),
-                  "ref" if r["gate"].get("reference") else ("pass" if r["gate"]["passed"] else "**FAIL**")]
+                  "ref" if r["gate"].get("reference") and _outcome(r) == "pass"
+                  else {"pass": "pass", "inconclusive": "*inconclusive*"}.get(_outcome(r), "**FAIL**")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
 
@@ -159,6 +197,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                              f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} | "
                              f"{fmt(b.get('lost'))} | {fmt(b.get('gained'))} |")
         lines.append("")
+    lines += _undecided_section(rows)
     if results.get("skipped"):
         lines += ["## Skipped", ""]
         for s in results["skipped"]:
