@@ -10,14 +10,14 @@ import pytest
 
 @pytest.mark.slow
 def test_bench_real_export_with_keras_reference(tiny_export, tmp_path):
-    from edgexfer.evaluate.bench import BenchConfig, BenchGateFailed, run_bench
+    from edgexfer.evaluate.bench import BenchConfig, BenchVerdictError, run_bench
 
     manifest = json.loads((tiny_export / "manifest.json").read_text())
     try:
         outcome = run_bench(BenchConfig(tiny_export, out=tmp_path / "bench", runtimes=["keras", "ort-cpu"],
                                         batch_sizes=(1, 4), warmup=1, iterations=3, progress=False,
                                         end_to_end_images=3))
-    except BenchGateFailed as failure:  # the fixture run trains for 3 epochs: it may be at chance level
+    except BenchVerdictError as failure:  # 3 epochs, a small test split: any verdict, the outputs are written
         outcome = failure.outcome
     rows = {(r["artifact"], r["runtime"]): r for r in outcome.results["results"]}
     assert set(rows) == {("fp32", "ort-cpu"), ("fp16", "ort-cpu"), ("int8", "ort-cpu"), ("keras", "keras")}

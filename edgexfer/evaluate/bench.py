@@ -23,7 +23,7 @@ import numpy as np
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
-from edgexfer.evaluate.bench_data import BenchData, load_bench_data
+from edgexfer.evaluate.bench_data import AgreementPool, BenchData, load_agreement_pool, load_bench_data
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.evaluate.gate import (
     Breach,
@@ -41,9 +41,12 @@ from edgexfer.evaluate.gate import (
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
 from edgexfer.evaluate.stats import (
+    AGREEMENT_METHOD,
     F1_METHOD,
     PAIRED_METHOD,
     PairedDecision,
+    agreement_bounds,
+    agreement_evidence,
     confidence_intervals,
     f1_drop_interval,
     flips_by_metric,
@@ -66,6 +69,7 @@ class BenchConfig:
     export_dir: Path
     out: Path | None = None  # default: benchmarks/<export name>
     data: Path | None = None  # default: the run's test split
+    unlabeled: Path | None = None  # a folder of images that add to the agreement with FP32 (no labels needed)
     runtimes: list[str] | None = None  # default: every runtime usable here
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     warmup: int = 10
@@ -81,6 +85,7 @@ class BenchConfig:
         self.export_dir = Path(self.export_dir)
         self.out = Path(self.out) if self.out is not None else None
         self.data = Path(self.data) if self.data is not None else None
+        self.unlabeled = Path(self.unlabeled) if self.unlabeled is not None else None
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
             raise EdgexferError(f"batch sizes {list(self.batch_sizes)} must be positive integers", "e.g. --batch-sizes 1,8,32")
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
@@ -224,15 +229,18 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     for entry in skipped:
         log(f"skipped {entry['runtime']}{' / ' + entry['artifact'] if entry.get('artifact') else ''}: {entry['reason']}")
     data = load_bench_data(export, config.data, progress=config.progress)
+    pool = load_agreement_pool(export, data, config.data, config.unlabeled, progress=config.progress)
 
     rows: list[BenchRow] = []
     probabilities: dict[tuple[str, str], np.ndarray] = {}
+    pool_predictions: dict[tuple[str, str], np.ndarray] = {}
     reference_key: tuple[str, str] | None = None
     for job in jobs:
-        row, probs = _bench_one(job, export, data, config)
+        row, probs, pool_pred = _bench_one(job, export, data, config, pool)
         gc.collect()  # the session is closed: free it now, before the next one is built and timed
         key = (job.artifact.name, job.kind.name)
         probabilities[key] = probs
+        pool_predictions[key] = pool_pred
         if reference_key is None and job.artifact.name == "fp32":
             reference_key = key
         rows.append(row)
@@ -240,7 +248,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
 
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
     breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
-                                                   sanity)
+                                                   sanity, pool, pool_predictions)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
                                    config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)
     for line in warnings:
@@ -254,7 +262,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "model_check": model.as_dict(),
         "statistics": {"intervals": "Wilson score, 95% (statsmodels proportion_confint)",
                        "paired_test": "McNemar's exact test against FP32 on the same images (statsmodels mcnemar)",
-                       "decision": {"proportions": PAIRED_METHOD, "f1": F1_METHOD,
+                       "decision": {"proportions": PAIRED_METHOD, "f1": F1_METHOD, "agreement": AGREEMENT_METHOD,
                                     "rule": "pass: the interval of the drop is within the limit; fail: it lies "
                                             "above the limit (or a floor is broken, or the model is not usable); "
                                             "inconclusive: otherwise"},
@@ -266,6 +274,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
                      "latency_method": LATENCY_METHOD},
         "machine": machine_record(),
         "data": data.description,
+        "agreement_pool": pool.description,
         "skipped": skipped,
         "results": rows,
     }
@@ -281,7 +290,8 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         raise BenchGateInconclusive(
             f"accuracy gate inconclusive for {what}: too few images to show the loss is within the thresholds "
             f"({outcome.settle_line()})",
-            f"bench on more images (--data) to decide; see {out_dir / 'report.md'}", outcome=outcome)
+            "bench on more labelled images (--data), or add unlabeled images (--unlabeled) for the agreement with "
+            f"FP32, to decide; see {out_dir / 'report.md'}", outcome=outcome)
     if outcome.verdict == "fail":
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})
         if model.verdict == "not_usable":
@@ -323,7 +333,8 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
     return jobs, skipped
 
 
-def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig) -> tuple[BenchRow, np.ndarray]:
+def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig,
+               pool: AgreementPool) -> tuple[BenchRow, np.ndarray, np.ndarray]:
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
@@ -339,6 +350,10 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             outputs.append(runtime.predict(data.images[start:start + step]))
         probs = np.concatenate(outputs)
         metrics = classification_metrics(data.labels, probs, data.classes)
+        pool_pred = [runtime.predict(pool.images[start:start + step]).argmax(1)
+                     for start in tqdm(range(0, len(pool.images), step), desc=f"agreement {label}", unit="batch",
+                                       disable=None if config.progress else True, file=sys.stderr, leave=False)]
+        pool_pred_all = np.concatenate(pool_pred) if pool_pred else np.zeros(0, np.int64)
 
         latency, throughput, raw = {}, {}, {}
         for batch_size in config.batch_sizes:
@@ -379,12 +394,14 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         peak_rss_mb=peak_rss_mb(),
         threads=config.threads,
     )
-    return row, probs
+    return row, probs, pool_pred_all
 
 
 def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str], np.ndarray],
                       reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
-                      sanity: dict[str, Any] | None) -> tuple[list[Breach], list[Undecided], ModelCheck]:
+                      sanity: dict[str, Any] | None, pool: AgreementPool | None = None,
+                      pool_predictions: dict[tuple[str, str], np.ndarray] | None = None,
+                      ) -> tuple[list[Breach], list[Undecided], ModelCheck]:
     """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
     when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
     default); paired non-inferiority decisions for every relative threshold; absolute floors for every row;
@@ -409,9 +426,17 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         flips = flips_by_metric(labels, ref_pred, pred, data.classes)
         found: list[Breach] = []
         decisions = []
+        evidence = None
         if not is_reference:
             f1_interval = f1_drop_interval(labels, ref_pred, pred, len(data.classes))
-            decisions = judge_drops(ref_metrics, row.metrics(), thresholds, flips=flips, f1_interval=f1_interval)
+            extra_ref = (pool_predictions or {}).get(ref_key, np.zeros(0, np.int64))
+            extra = (pool_predictions or {}).get(key, np.zeros(0, np.int64))
+            sources = ["test"] * len(labels) + (list(pool.sources) if pool is not None else [])
+            evidence = agreement_evidence(np.concatenate([ref_pred, extra_ref]), np.concatenate([pred, extra]),
+                                          sources, data.classes)
+            bounds = agreement_bounds(evidence, labels, ref_pred, data.classes)
+            decisions = judge_drops(ref_metrics, row.metrics(), thresholds, flips=flips, f1_interval=f1_interval,
+                                    agreement=bounds)
             found += [decision_breach(d, artifact=row.artifact, precision=row.precision, runtime=row.runtime)
                       for d in decisions if d.outcome == "fail"]
         found += check_floors(row.metrics(), thresholds, reference=ref_metrics, artifact=row.artifact,
@@ -428,7 +453,7 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         row.gate = {"passed": verdict == "pass", "verdict": verdict, "reasons": reasons,
                     "breaches": [b.__dict__ for b in found],
                     "inconclusive": [d.as_dict() for d in open_items],
-                    "decisions": [d.as_dict() for d in decisions]}
+                    "decisions": [d.as_dict() for d in decisions], "agreement": evidence}
         if is_reference:
             row.gate["reference"] = True
         breaches += found

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.stats import (
+    AGREEMENT_METHOD,
     CONFIDENCE,
+    AgreementBound,
     BaselineEvidence,
     PairedDecision,
     baseline_evidence,
@@ -149,18 +151,23 @@ class Breach:
 
 def judge_drops(reference: dict[str, Any], candidate: dict[str, Any], thresholds: Thresholds, *,
                 flips: dict[str, tuple[int, int]], f1_interval: tuple[float, float] | None = None,
+                agreement: dict[str, AgreementBound] | None = None,
                 confidence: float = CONFIDENCE) -> list[PairedDecision]:
     """Each relative threshold (accuracy, macro F1, every class's recall) judged on the same images as FP32.
 
     ``reference``/``candidate`` are ``classification_metrics``; ``flips`` maps accuracy and recall[<class>]
     to (lost, gained) image counts against FP32 (``stats.flips_by_metric``); ``f1_interval`` is the paired
     bootstrap interval of the macro-F1 drop (``stats.f1_drop_interval``; None: F1 follows accuracy). A class
-    with no test images has no recall decision.
+    with no test images has no recall decision. ``agreement`` (``stats.agreement_bounds``): upper bounds of
+    the drops from agreement with FP32 on more images than the labelled ones; a decision the labelled images
+    leave inconclusive passes when its bound is within the limit (agreement can only show a drop is small).
     """
+    agreement = agreement or {}
     n = int(candidate.get("n") or 0)
     lost, gained = flips.get("accuracy", (0, 0))
-    accuracy = decide_drop("accuracy", reference["accuracy"], candidate["accuracy"], lost, gained, n,
-                           thresholds.max_accuracy_drop, confidence=confidence)
+    accuracy = by_agreement(decide_drop("accuracy", reference["accuracy"], candidate["accuracy"], lost, gained, n,
+                                        thresholds.max_accuracy_drop, confidence=confidence),
+                            agreement.get("accuracy"))
     interval = f1_interval if f1_interval is not None else accuracy.interval
     decisions = [accuracy, decide_f1(reference["f1"], candidate["f1"], interval, thresholds.max_f1_drop, accuracy)]
     for name, ref_class in reference["per_class"].items():
@@ -169,10 +176,19 @@ def judge_drops(reference: dict[str, Any], candidate: dict[str, Any], thresholds
         if cand_class is None or support == 0:
             continue
         lost, gained = flips.get(f"recall[{name}]", (0, 0))
-        decisions.append(decide_drop(f"recall[{name}]", ref_class["recall"], cand_class["recall"], lost, gained,
-                                     support, thresholds.max_recall_drop, population=f"images of class '{name}'",
-                                     confidence=confidence))
+        decisions.append(by_agreement(
+            decide_drop(f"recall[{name}]", ref_class["recall"], cand_class["recall"], lost, gained, support,
+                        thresholds.max_recall_drop, population=f"images of class '{name}'", confidence=confidence),
+            agreement.get(f"recall[{name}]")))
     return decisions
+
+
+def by_agreement(decision: PairedDecision, bound: AgreementBound | None) -> PairedDecision:
+    """An inconclusive decision passes when agreement with FP32 bounds its drop within the limit."""
+    if decision.outcome != "inconclusive" or bound is None or bound.bound > decision.limit + 1e-12:
+        return decision
+    return replace(decision, outcome="pass", images_needed=None, method=f"{decision.method}; {AGREEMENT_METHOD}",
+                   note=f"shown by agreement with FP32: {bound.text}")
 
 
 def decision_breach(decision: PairedDecision, *, artifact: str = "", precision: str = "",

@@ -66,6 +66,49 @@ def _undecided_section(rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _agreement_section(results: dict[str, Any]) -> list[str]:
+    """Agreement with FP32 on every usable image (no labels needed), what each source contributed, and per
+    class FP32 gave the share of answers that changed with its 95% upper bound."""
+    pool = results.get("agreement_pool") or {}
+    rows = [r for r in results["results"] if (r.get("gate") or {}).get("agreement")]
+    if not pool or not rows:
+        return []
+    sources = pool.get("sources") or {}
+    contributed = ", ".join(f"{name} {count}" for name, count in sources.items() if count)
+    lines = ["## Agreement with FP32 (no labels needed)", "",
+             f"Images: {pool.get('n')} ({contributed}). Train images are never used: the model is most confident "
+             "on the images it was fitted to, so a precision's flips would be under-counted there. "
+             f"Calibration: {pool.get('calibration_check')}"
+             + (f"; {pool['left_out_calibration']} calibration image(s) left out" if pool.get("left_out_calibration")
+                else "")
+             + (f"; {pool['left_out_duplicates']} duplicate(s) left out" if pool.get("left_out_duplicates") else "")
+             + "." + "".join(f" {note}." for note in pool.get("notes") or []), "",
+             "A changed answer bounds the loss without a label: the accuracy drop is at most the share of changed "
+             "answers, and a class's recall drop at most the changed share of the answers FP32 gave for that class "
+             "(times FP32's answers per image of the class). A threshold the labelled images leave undecided "
+             "passes when that bound (95%) is within it.", ""]
+    classes = list(rows[0]["gate"]["agreement"]["per_class"])
+    header = ["Artifact", "Runtime", "Changed", "95% interval", *[f"FP32 said {c}" for c in classes],
+              *[f"from {s}" for s, k in sources.items() if k]]
+    lines += ["| " + " | ".join(header) + " |", "|---|---|" + "|".join(["---:"] * (len(header) - 2)) + "|"]
+    for r in rows:
+        a = r["gate"]["agreement"]
+        interval = a.get("interval") or [None, None]
+        cells = [f"`{r['artifact']}`", r["runtime"], f"{a['disagree']} of {a['n']}",
+                 f"{fmt(interval[0], 4)}–{fmt(interval[1], 4)}" if interval[0] is not None else DASH]
+        for c in classes:
+            pc = a["per_class"].get(c) or {}
+            upper = (pc.get("interval") or [None, None])[1]
+            cells.append(f"{pc.get('disagree', 0)}/{pc.get('n', 0)} (≤ {upper * 100:.2f}%)" if upper is not None
+                         else DASH)
+        for s, k in sources.items():
+            if k:
+                part = (a.get("by_source") or {}).get(s) or {}
+                cells.append(f"{part.get('disagree', 0)}/{part.get('n', 0)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
     plots = plots or {}
     rows = results["results"]
@@ -198,6 +241,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                              f"{fmt(b.get('lost'))} | {fmt(b.get('gained'))} |")
         lines.append("")
     lines += _undecided_section(rows)
+    lines += _agreement_section(results)
     if results.get("skipped"):
         lines += ["## Skipped", ""]
         for s in results["skipped"]:
