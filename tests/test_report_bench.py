@@ -59,7 +59,8 @@ def test_report_redrawn_from_results(bench_results, tmp_path):
     assert text.startswith("# Bench: tiny")
     header = next(line for line in text.splitlines() if line.startswith("| Artifact | Precision"))
     assert "p50 ms @1" in header and "p50 ms @2" in header and "e2e ms" in header and "Gate" in header
-    assert text.count("![") == 5  # accuracy vs latency, latency by batch, three confusion matrices
-    for name in ("accuracy_vs_latency", "latency_by_batch", "confusion_fp32", "confusion_fp16", "confusion_int8"):
+    assert text.count("![") == 6  # accuracy vs latency, latency by batch, reliability, three confusion matrices
+    for name in ("accuracy_vs_latency", "latency_by_batch", "reliability", "confusion_fp32", "confusion_fp16",
+                 "confusion_int8"):
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

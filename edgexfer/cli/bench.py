@@ -34,6 +34,13 @@ def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
               help="A folder of images without labels (searched recursively; e.g. the images a site already has): "
                    "they add to each precision's agreement with FP32, which can show a drop small enough when the "
                    "labelled test images are too few. Calibration images are left out.")
+@click.option("--positive-class", default=None,
+              help="Clinical operating point: this class against the rest (a binary task uses its second class "
+                   "without it). The threshold on its probability is chosen on the run's validation split; every "
+                   "precision's sensitivity and specificity at it are reported and gated.")
+@click.option("--target-sensitivity", default=None, callback=_fraction,
+              help="Choose the threshold for this sensitivity on the validation split (e.g. 0.95); default: "
+                   "Youden's J (sensitivity + specificity - 1 at its largest).")
 @click.option("--runtimes", multiple=True, callback=runtimes_list, help=RUNTIMES_HELP)
 @click.option("--batch-sizes", default="1,8,32", show_default=True, callback=batch_sizes,
               help="Batch sizes to time.")
@@ -55,7 +62,7 @@ def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
                    "(repeatable), e.g. --min-recall pneumonia=0.95.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def bench(export_dir, out, data, unlabeled, runtimes, batch_sizes, warmup, iterations, threads, max_accuracy_drop,
+def bench(export_dir, out, data, unlabeled, positive_class, target_sensitivity, runtimes, batch_sizes, warmup, iterations, threads, max_accuracy_drop,
           max_f1_drop, max_recall_drop, min_accuracy, min_f1, min_recall, as_json, quiet) -> None:
     """Accuracy, F1, AUC and per-class recall of every artifact of EXPORT_DIR on every usable runtime,
     gated against the FP32 ONNX model, and latency per batch size.
@@ -78,7 +85,8 @@ def bench(export_dir, out, data, unlabeled, runtimes, batch_sizes, warmup, itera
     from edgexfer.report.summary import closing_lines
 
     config = BenchConfig(
-        export_dir=export_dir, out=out, data=data, unlabeled=unlabeled, runtimes=runtimes, batch_sizes=batch_sizes, warmup=warmup,
+        export_dir=export_dir, out=out, data=data, unlabeled=unlabeled, positive_class=positive_class,
+        target_sensitivity=target_sensitivity, runtimes=runtimes, batch_sizes=batch_sizes, warmup=warmup,
         iterations=iterations, threads=threads,
         thresholds=Thresholds(max_accuracy_drop, max_f1_drop, max_recall_drop, min_accuracy, min_f1, min_recall),
         progress=not quiet, log=lambda line: click.echo(line, err=True),

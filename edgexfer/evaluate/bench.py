@@ -40,8 +40,16 @@ from edgexfer.evaluate.gate import (
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
+from edgexfer.evaluate.operating_point import (
+    OperatingPoint,
+    choose_threshold,
+    decide_at,
+    positive_index,
+    read_at,
+)
 from edgexfer.evaluate.stats import (
     AGREEMENT_METHOD,
+    ECE_METHOD,
     F1_METHOD,
     PAIRED_METHOD,
     PairedDecision,
@@ -51,6 +59,7 @@ from edgexfer.evaluate.stats import (
     f1_drop_interval,
     flips_by_metric,
     mcnemar_exact,
+    reliability,
     resolution_warnings,
 )
 from edgexfer.io import lock_folder
@@ -70,6 +79,8 @@ class BenchConfig:
     out: Path | None = None  # default: benchmarks/<export name>
     data: Path | None = None  # default: the run's test split
     unlabeled: Path | None = None  # a folder of images that add to the agreement with FP32 (no labels needed)
+    positive_class: str | None = None  # clinical operating point: this class against the rest (binary: the 2nd)
+    target_sensitivity: float | None = None  # the threshold's sensitivity on validation images (None: Youden's J)
     runtimes: list[str] | None = None  # default: every runtime usable here
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     warmup: int = 10
@@ -91,6 +102,10 @@ class BenchConfig:
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
         if self.iterations < 1 or self.warmup < 0:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
+        if self.target_sensitivity is not None:
+            from edgexfer.evaluate.gate import parse_fraction
+
+            self.target_sensitivity = parse_fraction("--target-sensitivity", self.target_sensitivity)
         if self.threads is not None and self.threads < 1:
             raise EdgexferError(f"--threads {self.threads} must be at least 1", "leave it out for the library default")
         if isinstance(self.thresholds, dict):
@@ -208,6 +223,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
     config.thresholds.check_classes(export.classes)
+    positive_index(export.classes, config.positive_class)  # an unknown class: one line, before any work
     out_dir = Path(config.out or default_bench_dir(export))
     check_bench_out(out_dir)
     kinds, skipped = select_runtimes(config.runtimes)
@@ -236,19 +252,20 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     pool_predictions: dict[tuple[str, str], np.ndarray] = {}
     reference_key: tuple[str, str] | None = None
     for job in jobs:
-        row, probs, pool_pred = _bench_one(job, export, data, config, pool)
+        row, probs, pool_probs = _bench_one(job, export, data, config, pool)
         gc.collect()  # the session is closed: free it now, before the next one is built and timed
         key = (job.artifact.name, job.kind.name)
         probabilities[key] = probs
-        pool_predictions[key] = pool_pred
+        pool_predictions[key] = pool_probs
         if reference_key is None and job.artifact.name == "fp32":
             reference_key = key
         rows.append(row)
     assert reference_key is not None  # _plan puts an FP32 job first
 
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
+    point, point_record = _operating_point(config, data, pool, pool_predictions[reference_key])
     breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
-                                                   sanity, pool, pool_predictions)
+                                                   sanity, pool, pool_predictions, point)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
                                    config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)
     for line in warnings:
@@ -275,6 +292,10 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "machine": machine_record(),
         "data": data.description,
         "agreement_pool": pool.description,
+        "operating_point": point_record,
+        "calibration": {"method": ECE_METHOD,
+                        "rows": [{"artifact": r.artifact, "runtime": r.runtime,
+                                  **reliability(data.labels, probabilities[r.key])} for r in rows]},
         "skipped": skipped,
         "results": rows,
     }
@@ -350,10 +371,11 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             outputs.append(runtime.predict(data.images[start:start + step]))
         probs = np.concatenate(outputs)
         metrics = classification_metrics(data.labels, probs, data.classes)
-        pool_pred = [runtime.predict(pool.images[start:start + step]).argmax(1)
-                     for start in tqdm(range(0, len(pool.images), step), desc=f"agreement {label}", unit="batch",
-                                       disable=None if config.progress else True, file=sys.stderr, leave=False)]
-        pool_pred_all = np.concatenate(pool_pred) if pool_pred else np.zeros(0, np.int64)
+        pool_out = [runtime.predict(pool.images[start:start + step])
+                    for start in tqdm(range(0, len(pool.images), step), desc=f"agreement {label}", unit="batch",
+                                      disable=None if config.progress else True, file=sys.stderr, leave=False)]
+        pool_probs = (np.concatenate(pool_out) if pool_out
+                      else np.zeros((0, len(data.classes)), dtype=np.float32))
 
         latency, throughput, raw = {}, {}, {}
         for batch_size in config.batch_sizes:
@@ -394,13 +416,14 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         peak_rss_mb=peak_rss_mb(),
         threads=config.threads,
     )
-    return row, probs, pool_pred_all
+    return row, probs, pool_probs
 
 
 def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str], np.ndarray],
                       reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
                       sanity: dict[str, Any] | None, pool: AgreementPool | None = None,
                       pool_predictions: dict[tuple[str, str], np.ndarray] | None = None,
+                      point: OperatingPoint | None = None,
                       ) -> tuple[list[Breach], list[Undecided], ModelCheck]:
     """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
     when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
@@ -429,14 +452,17 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         evidence = None
         if not is_reference:
             f1_interval = f1_drop_interval(labels, ref_pred, pred, len(data.classes))
-            extra_ref = (pool_predictions or {}).get(ref_key, np.zeros(0, np.int64))
-            extra = (pool_predictions or {}).get(key, np.zeros(0, np.int64))
+            extra_ref = _argmax((pool_predictions or {}).get(ref_key))
+            extra = _argmax((pool_predictions or {}).get(key))
             sources = ["test"] * len(labels) + (list(pool.sources) if pool is not None else [])
             evidence = agreement_evidence(np.concatenate([ref_pred, extra_ref]), np.concatenate([pred, extra]),
                                           sources, data.classes)
             bounds = agreement_bounds(evidence, labels, ref_pred, data.classes)
             decisions = judge_drops(ref_metrics, row.metrics(), thresholds, flips=flips, f1_interval=f1_interval,
                                     agreement=bounds)
+            if point is not None:
+                decisions += decide_at(labels, probabilities[ref_key][:, point.positive_index],
+                                       probabilities[key][:, point.positive_index], point, thresholds.max_recall_drop)
             found += [decision_breach(d, artifact=row.artifact, precision=row.precision, runtime=row.runtime)
                       for d in decisions if d.outcome == "fail"]
         found += check_floors(row.metrics(), thresholds, reference=ref_metrics, artifact=row.artifact,
@@ -453,12 +479,41 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         row.gate = {"passed": verdict == "pass", "verdict": verdict, "reasons": reasons,
                     "breaches": [b.__dict__ for b in found],
                     "inconclusive": [d.as_dict() for d in open_items],
-                    "decisions": [d.as_dict() for d in decisions], "agreement": evidence}
+                    "decisions": [d.as_dict() for d in decisions], "agreement": evidence,
+                    "operating_point": (read_at(labels, probabilities[key][:, point.positive_index], point)
+                                        if point is not None else None)}
         if is_reference:
             row.gate["reference"] = True
         breaches += found
         undecided += [Undecided(row.artifact, row.precision, row.runtime, d) for d in open_items]
     return breaches, undecided, model
+
+
+def _operating_point(config: BenchConfig, data: BenchData, pool: AgreementPool, reference_pool_probs: np.ndarray
+                     ) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
+    """The clinical operating point, chosen on FP32's probabilities of the validation images (None, with a
+    record saying why, when the task has no positive class or there are no validation images of both kinds)."""
+    positive = positive_index(data.classes, config.positive_class)
+    if positive is None:
+        return None, None
+    val = np.asarray([s == "val" for s in pool.sources], dtype=bool) & (pool.labels >= 0)
+    base = {"positive_class": data.classes[positive],
+            "method": "target_sensitivity" if config.target_sensitivity is not None else "youden",
+            "target_sensitivity": config.target_sensitivity}
+    if not val.any():
+        return None, {**base, "threshold": None,
+                      "note": "no validation images here to choose the threshold on (the run's validation split is "
+                              "needed: it is never chosen on the images it is judged on)"}
+    point = choose_threshold(pool.labels[val], reference_pool_probs[val][:, positive], positive, data.classes,
+                             config.target_sensitivity, f"the run's validation split ({int(val.sum())} images)")
+    if point is None:
+        return None, {**base, "threshold": None,
+                      "note": "the validation images lack positives or negatives: no threshold can be chosen"}
+    return point, point.as_dict()
+
+
+def _argmax(probabilities: np.ndarray | None) -> np.ndarray:
+    return probabilities.argmax(1) if probabilities is not None and len(probabilities) else np.zeros(0, np.int64)
 
 
 def peak_rss_mb() -> float:

@@ -122,6 +122,8 @@ class AgreementPool:
     images: np.ndarray
     sources: list[str]
     description: dict[str, Any] = field(default_factory=dict)
+    #: per image, its class for validation images (they choose a clinical operating point), -1 unlabeled
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def calibration_hashes(export: ExportDir) -> tuple[set[str], str]:
@@ -186,19 +188,22 @@ def load_agreement_pool(export: ExportDir, labelled: BenchData, data: str | os.P
 
     size = export.image_size
     notes: list[str] = []
-    chosen: list[tuple[str, np.ndarray]] = []
+    chosen: list[tuple[str, np.ndarray, int]] = []
     skipped: list[dict[str, str]] = []
     if data is None and export.split_path.is_file():
         from edgexfer.data.splits import Split
 
         try:
             split = Split.load(export.split_path, require_data=False)
-            refs = [s.ref for s in split.samples("val")]
+            samples = split.samples("val")
+            refs = [s.ref for s in samples]
+            label_of = {s.ref: int(s.label) for s in samples}
             if refs and not Path(split.source.root).exists():
                 notes.append(f"validation images not used: {split.source.root} is not on this machine")
             elif refs:
                 images, bad = _load_refs(lambda ref: split.source.load(ref, size), refs, "validation", progress)
-                chosen += [("val", img) for img in images]
+                read = [ref for ref in refs if ref not in {b["ref"] for b in bad}]
+                chosen += [("val", img, label_of[ref]) for img, ref in zip(images, read, strict=True)]
                 skipped += bad
         except EdgexferError as exc:
             notes.append(f"validation images not used: {exc.line()}")
@@ -213,13 +218,13 @@ def load_agreement_pool(export: ExportDir, labelled: BenchData, data: str | os.P
             raise EdgexferError(f"--unlabeled {folder} holds no image files",
                                 "pass a folder of PNG, JPEG, BMP, TIFF or DICOM images")
         images, bad = _load_refs(lambda ref: load_image(ref, size), files, "unlabeled", progress)
-        chosen += [("unlabeled", img) for img in images]
+        chosen += [("unlabeled", img, -1) for img in images]
         skipped += bad
     calibration, calibration_text = calibration_hashes(export)
     seen = {pixel_hash(img) for img in labelled.images}
-    kept_images, kept_sources = [], []
+    kept_images, kept_sources, kept_labels = [], [], []
     duplicates = in_calibration = 0
-    for source, img in chosen:
+    for source, img, label in chosen:
         digest = pixel_hash(img)
         if digest in calibration:
             in_calibration += 1
@@ -229,6 +234,7 @@ def load_agreement_pool(export: ExportDir, labelled: BenchData, data: str | os.P
             seen.add(digest)
             kept_images.append(img)
             kept_sources.append(source)
+            kept_labels.append(label)
     counts = {s: 0 for s in POOL_SOURCES}
     counts["test"] = int(len(labelled.images))
     for s in kept_sources:
@@ -241,4 +247,4 @@ def load_agreement_pool(export: ExportDir, labelled: BenchData, data: str | os.P
                                    "a precision's flips would be under-counted there"}
     shape = (0, size[0], size[1], 3)
     stacked = np.stack(kept_images).astype(np.uint8) if kept_images else np.zeros(shape, np.uint8)
-    return AgreementPool(stacked, kept_sources, description)
+    return AgreementPool(stacked, kept_sources, description, np.asarray(kept_labels, dtype=np.int64))

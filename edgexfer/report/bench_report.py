@@ -66,6 +66,48 @@ def _undecided_section(rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _operating_point_section(results: dict[str, Any]) -> list[str]:
+    """The clinical operating point: where its threshold was chosen, and every precision's sensitivity and
+    specificity at it on the test images."""
+    point = results.get("operating_point")
+    if not point:
+        return []
+    lines = ["## Clinical operating point", ""]
+    if point.get("threshold") is None:
+        return [*lines, f"`{point.get('positive_class')}` against the rest: {point.get('note')}.", ""]
+    how = (f"the highest threshold reaching sensitivity {point['target_sensitivity']:g}" if point.get("method") ==
+           "target_sensitivity" else "Youden's J (sensitivity + specificity − 1 at its largest)")
+    lines += [f"`{point['positive_class']}` against the rest, P({point['positive_class']}) ≥ "
+              f"{point['threshold']:.4g}: {how}, chosen on {point['chosen_on']} with FP32 (there: sensitivity "
+              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f}). Each precision is read at the same "
+              "threshold on the test images; its sensitivity and specificity drops are paired decisions against "
+              "FP32 like the recalls.", "",
+              "| Artifact | Runtime | Sensitivity | 95% interval | Specificity | 95% interval |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in results["results"]:
+        at = (r.get("gate") or {}).get("operating_point")
+        if not at:
+            continue
+        sens, spec = at.get("sensitivity_ci95") or [None, None], at.get("specificity_ci95") or [None, None]
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | {fmt(at.get('sensitivity'))} | "
+                     f"{fmt(sens[0])}–{fmt(sens[1])} | {fmt(at.get('specificity'))} | {fmt(spec[0])}–{fmt(spec[1])} |")
+    return [*lines, ""]
+
+
+def _calibration_section(results: dict[str, Any]) -> list[str]:
+    """Expected calibration error per precision (the reliability diagram is plots/reliability.png)."""
+    calibration = results.get("calibration") or {}
+    entries = calibration.get("rows") or []
+    if not entries:
+        return []
+    lines = ["## Calibration of the probabilities", "",
+             f"{str(calibration.get('method', ''))[:1].upper()}{str(calibration.get('method', ''))[1:]}. A precision can keep every answer and still "
+             "move the probabilities a clinical threshold reads; the reliability diagram is in the plots.", "",
+             "| Artifact | Runtime | ECE |", "|---|---|---:|"]
+    lines += [f"| `{e['artifact']}` | {e['runtime']} | {fmt(e.get('ece'), 4)} |" for e in entries]
+    return [*lines, ""]
+
+
 def _agreement_section(results: dict[str, Any]) -> list[str]:
     """Agreement with FP32 on every usable image (no labels needed), what each source contributed, and per
     class FP32 gave the share of answers that changed with its 95% upper bound."""
@@ -242,6 +284,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         lines.append("")
     lines += _undecided_section(rows)
     lines += _agreement_section(results)
+    lines += _operating_point_section(results)
+    lines += _calibration_section(results)
     if results.get("skipped"):
         lines += ["## Skipped", ""]
         for s in results["skipped"]:
@@ -325,6 +369,12 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
     if batch_sizes:
         written["accuracy_vs_latency"] = accuracy_vs_latency(rows, batch_sizes[0], out / "accuracy_vs_latency.png")
         written["latency_by_batch"] = latency_by_batch(rows, out / "latency_by_batch.png")
+
+    calibration = (results.get("calibration") or {}).get("rows") or []
+    if calibration:
+        from edgexfer.report.plots import reliability_diagram
+
+        written["reliability"] = reliability_diagram(calibration, out / "reliability.png")
 
     # one confusion matrix per artifact (precision), from the first runtime that ran it
     classes = list(rows[0]["per_class"])
