@@ -30,6 +30,7 @@ import numpy as np
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.evaluate.operating_point import DecisionRule
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -65,6 +66,8 @@ class BenchEvidence:
 
     path: Path
     verdicts: tuple[GateVerdict, ...]
+    #: the clinical operating point bench chose (binary task or --positive-class), applied when predicting
+    decision: DecisionRule | None = None
 
     @classmethod
     def load(cls, location: str | os.PathLike[str], export: ExportDir | None = None) -> BenchEvidence:
@@ -91,7 +94,7 @@ class BenchEvidence:
                 passed=bool(passed) if isinstance(passed, bool) else None,
                 reasons=tuple(str(r) for r in gate.get("reasons") or ()),
                 latency_ms=_per_image_latency(row.get("latency_ms") or {})))
-        return cls(path, tuple(verdicts))
+        return cls(path, tuple(verdicts), DecisionRule.from_record(results.get("operating_point"), str(path)))
 
     @classmethod
     def find(cls, export: ExportDir) -> BenchEvidence | None:
@@ -439,13 +442,21 @@ class Predictor:
         return PredictionRun(predictions, skipped, self.artifact, self.runtime, self.provider, self.classes,
                              str(self.export.path), self.choice.reason)
 
+    @property
+    def decision(self) -> DecisionRule | None:
+        """The operating point the answers follow (from the bench results in use), or None: the most probable
+        class."""
+        return self.evidence.decision if self.evidence is not None else None
+
     def _answer(self, images: list[np.ndarray], sources: list[str], batch_size: int | None) -> list[Prediction]:
         if not images:
             return []
         probs = self._predict_with(np.stack(images), batch_size or self.batch_size)
+        rule = self.decision
+        indices = rule.answer(probs) if rule is not None else probs.argmax(axis=1)
         out = []
-        for source, row in zip(sources, probs, strict=True):
-            index = int(np.argmax(row))
+        for source, row, chosen in zip(sources, probs, indices, strict=True):
+            index = int(chosen)
             out.append(Prediction(source, self.classes[index], index, float(row[index]),
                                   tuple(float(v) for v in row), self.classes, self.artifact, self.runtime))
         return out

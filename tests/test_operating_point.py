@@ -113,3 +113,31 @@ def test_without_validation_images_no_threshold_is_chosen_on_the_test_images(tmp
     bad = CliRunner().invoke(cli, ["bench", str(export), "--out", str(tmp_path / "b2"), *FAST,
                                    "--positive-class", "flu"])
     assert bad.exit_code == 2 and "is not a class of the model" in bad.stderr
+
+
+def test_predictor_and_triton_package_apply_the_benched_operating_point(tmp_path):
+    from test_bench_tiny import LOOSE
+
+    from edgexfer.predict import Predictor
+    from edgexfer.serving.triton import write_triton_repository
+
+    export = _export_with_validation(tmp_path)
+    bench = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["bench", str(export), "--out", str(bench), *FAST, *LOOSE,
+                                      "--positive-class", "pneumonia", "--target-sensitivity", "0.99"])
+    assert result.exit_code in (0, 1, 3), result.output
+    threshold = json.loads((bench / "results.json").read_text())["operating_point"]["threshold"]
+    files = sorted((tmp_path / "data").rglob("*.png"))
+    with Predictor(export, precision="fp32", bench=bench) as model:
+        assert model.decision is not None and model.decision.threshold == threshold
+        answers = model.predict(files)
+    overridden = 0
+    for a in answers:
+        p_pos = a.probabilities[2]
+        assert (a.predicted_class == "pneumonia") == (p_pos >= threshold)
+        overridden += a.predicted_class == "pneumonia" and int(np.argmax(a.probabilities)) != 2
+    assert overridden > 0  # a low threshold for a 99% sensitivity calls some images pneumonia that argmax would not
+    model = write_triton_repository(export, tmp_path / "triton", precision="fp32", bench=bench)
+    config = (model.folder / "config.pbtxt").read_text()
+    assert f"'pneumonia' when its probability is at least {threshold:.6g}" in config
+    assert "the client applies this rule" in config

@@ -355,7 +355,8 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
 
 
 def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig,
-               pool: AgreementPool) -> tuple[BenchRow, np.ndarray, np.ndarray]:
+               pool: AgreementPool | None = None) -> tuple[BenchRow, np.ndarray, np.ndarray]:
+    """One artifact on one runtime: (its row, its probabilities on the labelled images, and on ``pool``'s)."""
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
@@ -371,8 +372,9 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             outputs.append(runtime.predict(data.images[start:start + step]))
         probs = np.concatenate(outputs)
         metrics = classification_metrics(data.labels, probs, data.classes)
-        pool_out = [runtime.predict(pool.images[start:start + step])
-                    for start in tqdm(range(0, len(pool.images), step), desc=f"agreement {label}", unit="batch",
+        extra = pool.images if pool is not None else data.images[:0]
+        pool_out = [runtime.predict(extra[start:start + step])
+                    for start in tqdm(range(0, len(extra), step), desc=f"agreement {label}", unit="batch",
                                       disable=None if config.progress else True, file=sys.stderr, leave=False)]
         pool_probs = (np.concatenate(pool_out) if pool_out
                       else np.zeros((0, len(data.classes)), dtype=np.float32))

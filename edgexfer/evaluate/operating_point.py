@@ -119,3 +119,32 @@ def decide_at(labels: np.ndarray, reference_scores: np.ndarray, candidate_scores
                                float(right_cand[mask].mean()), lost, gained, n, limit, population=population,
                                confidence=confidence))
     return out
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How a served model answers at an operating point: the positive class when its probability reaches the
+    threshold, else the most probable of the other classes (what Predictor applies and a Triton client must)."""
+
+    positive_class: str
+    positive_index: int
+    threshold: float
+    source: str = ""  # the bench results it came from
+
+    @classmethod
+    def from_record(cls, record: Any, source: str = "") -> DecisionRule | None:
+        """From a results.json ``operating_point`` (None when absent or when no threshold was chosen)."""
+        if not isinstance(record, dict) or record.get("threshold") is None:
+            return None
+        return cls(str(record["positive_class"]), int(record["positive_index"]), float(record["threshold"]), source)
+
+    def answer(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class index of each row of ``probabilities`` under this rule."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        others = p.copy()
+        others[:, self.positive_index] = -np.inf
+        return np.where(p[:, self.positive_index] >= self.threshold, self.positive_index, others.argmax(axis=1))
+
+    def describe(self) -> str:
+        return (f"'{self.positive_class}' when its probability is at least {self.threshold:.6g}, else the most "
+                "probable other class")
