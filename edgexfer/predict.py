@@ -51,11 +51,14 @@ class GateVerdict:
     passed: bool | None
     reasons: tuple[str, ...] = ()
     latency_ms: float | None = None  # p50 per image at the smallest batch size measured
+    #: the gate's verdict: pass, fail or inconclusive (None: a bench before verdicts)
+    outcome: str | None = None
 
     def describe(self) -> str:
         if self.passed is None:
             return f"{self.artifact} on {self.runtime}: not benched"
-        state = "passed" if self.passed else "FAILED (" + "; ".join(self.reasons or ("no reason recorded",)) + ")"
+        word = "INCONCLUSIVE" if self.outcome == "inconclusive" else "FAILED"
+        state = "passed" if self.passed else f"{word} (" + "; ".join(self.reasons or ("no reason recorded",)) + ")"
         speed = f", {self.latency_ms:.3g} ms/image" if self.latency_ms is not None else ""
         return f"{self.artifact} on {self.runtime}: gate {state}{speed}"
 
@@ -93,7 +96,8 @@ class BenchEvidence:
                 artifact=str(row.get("artifact")), runtime=str(row.get("runtime")),
                 passed=bool(passed) if isinstance(passed, bool) else None,
                 reasons=tuple(str(r) for r in gate.get("reasons") or ()),
-                latency_ms=_per_image_latency(row.get("latency_ms") or {})))
+                latency_ms=_per_image_latency(row.get("latency_ms") or {}),
+                outcome=str(gate["verdict"]) if gate.get("verdict") else None))
         return cls(path, tuple(verdicts), DecisionRule.from_record(results.get("operating_point"), str(path)))
 
     @classmethod

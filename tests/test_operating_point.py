@@ -141,3 +141,16 @@ def test_predictor_and_triton_package_apply_the_benched_operating_point(tmp_path
     config = (model.folder / "config.pbtxt").read_text()
     assert f"'pneumonia' when its probability is at least {threshold:.6g}" in config
     assert "the client applies this rule" in config
+
+
+def test_an_undecided_precision_is_refused_by_name_saying_it_is_inconclusive(tmp_path):
+    from edgexfer.errors import EdgexferError
+    from edgexfer.predict import Predictor
+
+    export = build_export(tmp_path)
+    bench = tmp_path / "bench"
+    assert CliRunner().invoke(cli, ["bench", str(export), "--out", str(bench), *FAST]).exit_code == 3
+    with pytest.raises(EdgexferError, match="fp16 on ort-cpu: gate INCONCLUSIVE .*too few images to tell"):
+        Predictor(export, precision="fp16", runtime="ort-cpu", bench=bench)
+    with Predictor(export, precision="auto", runtime="ort-cpu", bench=bench) as model:
+        assert model.artifact == "fp32"  # nothing else was shown within the gate
