@@ -294,9 +294,13 @@ def f1_drop_interval(labels: np.ndarray, reference_pred: np.ndarray, candidate_p
     if y.size == 0:
         return (-1.0, 1.0)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, y.size, size=(resamples, y.size))
-    drops = (_macro_f1_rows(y, np.asarray(reference_pred, np.int64), idx, n_classes)
-             - _macro_f1_rows(y, np.asarray(candidate_pred, np.int64), idx, n_classes))
+    ref, cand = np.asarray(reference_pred, np.int64), np.asarray(candidate_pred, np.int64)
+    chunk = max(1, min(resamples, 2_000_000 // y.size))  # at most ~16 MB of indices at a time
+    parts = []
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, y.size, size=(min(chunk, resamples - start), y.size))
+        parts.append(_macro_f1_rows(y, ref, idx, n_classes) - _macro_f1_rows(y, cand, idx, n_classes))
+    drops = np.concatenate(parts)
     tail = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(drops, [tail, 1.0 - tail])
     return float(lo), float(hi)
