@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from edgexfer.errors import EdgexferError, GateFailed  # noqa: E402
+from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive  # noqa: E402
 
 if TYPE_CHECKING:
     from edgexfer.api import bench, compare, export, finetune
@@ -55,5 +55,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = ["__version__", "EdgexferError", "GateFailed", "finetune", "export", "bench", "compare",
+__all__ = ["__version__", "EdgexferError", "GateFailed", "GateInconclusive", "finetune", "export", "bench", "compare",
            "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run", "Predictor"]

@@ -99,7 +99,8 @@ def bench(config: BenchConfig | None = None, /, **options: Any) -> BenchOutcome:
     """Bench every artifact of an export on the test split: metrics, accuracy gate, latency, report.
 
     ``bench(BenchConfig(...))`` or ``bench(export_dir=..., out=..., ...)``. Raises ``GateFailed``
-    when a precision breaks the gate (the results and report are written first).
+    when a precision breaks the gate, ``GateInconclusive`` when the images cannot decide it (the results and
+    report are written first).
     """
     cfg = make_config(resolve("BenchConfig"), config, options, "bench")
     outcome: BenchOutcome = _entry("edgexfer.evaluate.bench", "run_bench")(cfg)

@@ -32,6 +32,18 @@ class Interrupted(EdgexferError):
 
 
 class GateFailed(EdgexferError):
-    """The accuracy gate broke: a precision lost more than its threshold against FP32 (exit 1)."""
+    """The accuracy gate broke: a precision was shown to lose more than its threshold against FP32, or is below
+    a floor, or the model itself is not usable (exit 1)."""
 
     exit_code = 1
+
+
+class GateInconclusive(EdgexferError):
+    """The accuracy gate could not decide: nothing was shown to lose too much, but some precision was not shown
+    to stay within its threshold on these images (exit 3, never 0). The message names what would decide."""
+
+    exit_code = 3
+
+
+#: exit codes of a verdict (bench, demo, compare): pass, fail, inconclusive; 2 is bad input
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3

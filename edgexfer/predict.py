@@ -43,6 +43,7 @@ from edgexfer.contracts.bench import SCHEMA as BENCH_SCHEMA
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.evaluate.operating_point import DecisionRule
 from edgexfer.io import check_writable, sha256_file
 from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
@@ -69,13 +70,16 @@ class GateVerdict:
     sha256: str | None = None  # of the file the bench ran (None: a row of edgexfer.bench/1)
     file: str | None = None
     unbound: str = ""  # why results that name this artifact judge other bytes ("" when they do not)
+    #: the gate's verdict: pass, fail or inconclusive (None: a bench before verdicts)
+    outcome: str | None = None
 
     def describe(self) -> str:
         if self.unbound:
             return self.unbound
         if self.passed is None:
             return f"{self.artifact} on {self.runtime}: not benched"
-        state = "passed" if self.passed else "FAILED (" + "; ".join(self.reasons or ("no reason recorded",)) + ")"
+        word = "INCONCLUSIVE" if self.outcome == "inconclusive" else "FAILED"
+        state = "passed" if self.passed else f"{word} (" + "; ".join(self.reasons or ("no reason recorded",)) + ")"
         speed = f", {self.latency_ms:.3g} ms/image" if self.latency_ms is not None else ""
         bytes_ = f", sha256 {self.sha256[:12]}…" if self.sha256 else ""
         return f"{self.artifact} on {self.runtime}: gate {state}{speed}{bytes_}"
@@ -89,6 +93,8 @@ class BenchEvidence:
     path: Path
     verdicts: tuple[GateVerdict, ...]
     schema: str = BENCH_SCHEMA
+    #: the clinical operating point bench chose (binary task or --positive-class), applied when predicting
+    decision: DecisionRule | None = None
 
     @classmethod
     def load(cls, location: str | os.PathLike[str]) -> BenchEvidence:
@@ -106,8 +112,10 @@ class BenchEvidence:
                 passed=bool(passed) if isinstance(passed, bool) else None,
                 reasons=tuple(str(r) for r in gate.get("reasons") or ()),
                 latency_ms=_per_image_latency(row.latency_ms or {}),
-                sha256=row.sha256 if is_sha256(row.sha256) else None, file=row.file))
-        return cls(path, tuple(verdicts), str(results["schema"]))
+                sha256=row.sha256 if is_sha256(row.sha256) else None, file=row.file,
+                outcome=str(gate["verdict"]) if gate.get("verdict") else None))
+        return cls(path, tuple(verdicts), str(results["schema"]),
+                   DecisionRule.from_record(results.get("operating_point"), str(path)))
 
     @classmethod
     def find(cls, export: ExportDir) -> BenchEvidence | None:
@@ -489,13 +497,21 @@ class Predictor:
         return PredictionRun(predictions, skipped, self.artifact, self.runtime, self.provider, self.classes,
                              str(self.export.path), self.choice.reason)
 
+    @property
+    def decision(self) -> DecisionRule | None:
+        """The operating point the answers follow (from the bench results in use), or None: the most probable
+        class."""
+        return self.evidence.decision if self.evidence is not None else None
+
     def _answer(self, images: list[np.ndarray], sources: list[str], batch_size: int | None) -> list[Prediction]:
         if not images:
             return []
         probs = self._predict_with(np.stack(images), batch_size or self.batch_size)
+        rule = self.decision
+        indices = rule.answer(probs) if rule is not None else probs.argmax(axis=1)
         out = []
-        for source, row in zip(sources, probs, strict=True):
-            index = int(np.argmax(row))
+        for source, row, chosen in zip(sources, probs, indices, strict=True):
+            index = int(chosen)
             out.append(Prediction(source, self.classes[index], index, float(row[index]),
                                   tuple(float(v) for v in row), self.classes, self.artifact, self.runtime))
         return out

@@ -137,5 +137,6 @@ def test_the_readme_notebook_example_runs(tmp_path):
     results = json.loads((bench_dir / "results.json").read_text())
     assert {r["artifact"] for r in results["results"]} == {"fp32", "fp16", "int8"}
     assert (bench_dir / "report.md").is_file()
-    # the example prints either the passed gate's report or the one-line gate failure
-    assert "gate passed; report: benchmarks/notebook/report.md" in proc.stdout or "accuracy gate failed" in proc.stdout
+    # the example prints the passed gate's report, or the one-line verdict of a failed or undecided gate
+    assert ("gate passed; report: benchmarks/notebook/report.md" in proc.stdout or "accuracy gate failed" in proc.stdout
+            or "accuracy gate inconclusive" in proc.stdout)

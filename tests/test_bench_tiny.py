@@ -166,6 +166,21 @@ def break_int8(export: Path) -> None:
 
 
 FAST = ["--batch-sizes", "1,4", "--warmup", "1", "--iterations", "3", "--quiet", "--runtimes", "ort-cpu"]
+# 36 images (12 per class) cannot show a precision within the default 1- and 2-point limits even when it flips
+# nothing (the paired 95% interval of a zero drop reaches 9.6 points overall, 24 per class): tests that need a
+# bench to pass allow what 36 images can show
+LOOSE = ["--max-accuracy-drop", "0.25", "--max-f1-drop", "0.25", "--max-recall-drop", "0.5"]
+LOOSE_DROPS = (0.25, 0.25, 0.5)
+
+
+def bench_outcome(config):
+    """run_bench's outcome whatever the verdict (tests about outputs, not about the gate)."""
+    from edgexfer.evaluate.bench import BenchVerdictError, run_bench
+
+    try:
+        return run_bench(config)
+    except BenchVerdictError as verdict:
+        return verdict.outcome
 
 
 def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
@@ -176,7 +191,7 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
     from edgexfer.evaluate.metrics import classification_metrics
 
     out = tmp_path / "bench"
-    result = CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST, "--json"])
+    result = CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST, *LOOSE, "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     results = load_results(out)
@@ -224,9 +239,34 @@ def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):
     assert "int8       int8" in table or "int8  " in table
     assert "recall[" in table and "accuracy" in table
     results = json.loads((out / "results.json").read_text())  # written before the failure
-    gates = {r["artifact"]: r["gate"]["passed"] for r in results["results"]}
-    assert gates == {"fp32": True, "fp16": True, "int8": False}
+    gates = {r["artifact"]: (r["gate"]["passed"], r["gate"]["verdict"]) for r in results["results"]}
+    # a failure is the exit code even when another precision is only undecided (FP16 flips nothing, but 36
+    # images cannot show a 1-point limit)
+    assert gates == {"fp32": (True, "pass"), "fp16": (False, "inconclusive"), "int8": (False, "fail")}
     assert "What broke the gate" in (out / "report.md").read_text()
+
+
+def test_default_gate_on_36_images_is_inconclusive_exit_3_naming_the_images_that_would_decide(
+        handmade_export, tmp_path):
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST])
+    assert result.exit_code == 3, result.output
+    error = [ln for ln in result.stderr.splitlines() if ln.startswith("edgexfer: error:")]
+    assert len(error) == 1 and "accuracy gate inconclusive for fp16 on ort-cpu" in error[0]
+    assert "images of class 'covid' (have 12)" in error[0] and "test images (have 36)" in error[0]
+    assert "would decide" in result.stderr  # the table of what is undecided
+    results = json.loads((out / "results.json").read_text())
+    fp16 = results["results"][1]
+    assert fp16["gate"]["verdict"] == "inconclusive" and fp16["gate"]["passed"] is False
+    accuracy = next(d for d in fp16["gate"]["decisions"] if d["metric"] == "accuracy")
+    assert accuracy["lost"] == accuracy["gained"] == 0 and accuracy["interval"][1] > 0.01
+    report = (out / "report.md").read_text()
+    assert "**Gate: INCONCLUSIVE**" in report and "## Undecided: too few images to tell" in report
+    assert "INCONCLUSIVE:" in result.stdout
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -282,7 +322,7 @@ def test_bench_npz_with_wrong_image_size_is_refused(export_copy, tmp_path):
 
 
 def test_bench_with_npz_data_of_the_right_size(export_copy, tmp_path):
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig
     from edgexfer.evaluate.gate import Thresholds
 
     rng = np.random.default_rng(1)
@@ -291,7 +331,7 @@ def test_bench_with_npz_data_of_the_right_size(export_copy, tmp_path):
     npz = tmp_path / "data.npz"
     np.savez(npz, train_images=images, train_labels=labels, test_images=images, test_labels=labels,
              label_names=np.array(CLASSES))
-    outcome = run_bench(BenchConfig(export_copy, out=tmp_path / "b", data=npz, runtimes=["ort-cpu"],
-                                    batch_sizes=(1,), warmup=0, iterations=2, progress=False,
-                                    thresholds=Thresholds(1, 1, 1)))
+    outcome = bench_outcome(BenchConfig(export_copy, out=tmp_path / "b", data=npz, runtimes=["ort-cpu"],
+                                        batch_sizes=(1,), warmup=0, iterations=2, progress=False,
+                                        thresholds=Thresholds(1, 1, 1)))
     assert outcome.results["data"]["n"] == 9 and outcome.results["data"]["split"] == "test"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edgexfer.errors import GateFailed
+from edgexfer.errors import GateFailed, GateInconclusive
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_demo_runs_every_stage(tmp_path):
     try:
         result = run_demo(config, log=lines.append)
         bench_dir = result.bench_dir
-    except GateFailed:  # a two-epoch model may flip a test image at INT8; the outputs are written first
+    except (GateFailed, GateInconclusive):  # 12 images per class rarely decide a gate; the outputs are written first
         bench_dir = tmp_path / "demo" / "bench"
     out = tmp_path / "demo"
     assert (out / "run" / "run.json").is_file()

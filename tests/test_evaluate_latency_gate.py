@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as skm
 from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
 
-from edgexfer.evaluate.gate import Breach, Thresholds, breach_table, check_gate
+from edgexfer.evaluate.gate import Breach, Thresholds, breach_table, decision_breach, judge_drops
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.runtime.base import InputSpec, Runtime
 
@@ -79,30 +79,65 @@ def test_predict_refuses_wrong_shape_and_casts():
     assert out.dtype == np.float32 and rt.last_latency_ms >= 0
 
 
-def _metrics(acc_recalls: dict[str, float], accuracy: float, f1: float) -> dict:
-    return {"accuracy": accuracy, "f1": f1, "n": 200,
-            "per_class": {k: {"recall": v, "support": 100} for k, v in acc_recalls.items()}}
+def _metrics(acc_recalls: dict[str, float], accuracy: float, f1: float, n: int = 200, support: int = 100) -> dict:
+    return {"accuracy": accuracy, "f1": f1, "n": n,
+            "per_class": {k: {"recall": v, "support": support} for k, v in acc_recalls.items()}}
 
 
-def test_gate_counts_each_class_recall():
+def _outcomes(decisions) -> dict[str, str]:
+    return {d.metric: d.outcome for d in decisions}
+
+
+def test_gate_judges_each_class_recall_on_paired_evidence():
     t = Thresholds(max_accuracy_drop=0.01, max_f1_drop=0.01, max_recall_drop=0.02)
-    ref = _metrics({"normal": 0.90, "pneumonia": 0.95}, accuracy=0.92, f1=0.92)
-    # accuracy and F1 hold, but one disease class loses 3 points of sensitivity
-    cand = _metrics({"normal": 0.93, "pneumonia": 0.92}, accuracy=0.92, f1=0.915)
-    breaches = check_gate(ref, cand, t, artifact="int8", precision="int8", runtime="ort-cpu")
-    assert [b.metric for b in breaches] == ["recall[pneumonia]"]
-    assert breaches[0].drop == pytest.approx(0.03) and breaches[0].limit == 0.02
-    assert "3.00 points" in breaches[0].reason() and "3 of 100 images" in breaches[0].reason()
-    assert (breaches[0].images, breaches[0].out_of) == (3, 100)
+    ref = _metrics({"normal": 0.90, "pneumonia": 0.95}, accuracy=0.925, f1=0.92, n=2000, support=1000)
+    # accuracy holds (as many gained as lost), but one disease class loses 6 points of sensitivity: 60 of its
+    # 1000 images, none the other way, is a loss shown beyond the 2-point limit
+    cand = _metrics({"normal": 0.96, "pneumonia": 0.89}, accuracy=0.925, f1=0.92, n=2000, support=1000)
+    flips = {"accuracy": (60, 60), "recall[normal]": (0, 60), "recall[pneumonia]": (60, 0)}
+    decisions = judge_drops(ref, cand, t, flips=flips, f1_interval=(-0.004, 0.004))
+    assert _outcomes(decisions)["recall[pneumonia]"] == "fail"
+    assert _outcomes(decisions)["recall[normal]"] == "pass"
+    failed = [decision_breach(d, artifact="int8", precision="int8", runtime="ort-cpu")
+              for d in decisions if d.outcome == "fail"]
+    assert [b.metric for b in failed] == ["recall[pneumonia]"]
+    assert failed[0].drop == pytest.approx(0.06) and failed[0].limit == 0.02
+    assert "6.00 points" in failed[0].reason() and "60 of 1000 images" in failed[0].reason()
+    assert failed[0].interval[0] > 0.02  # the whole interval lies above the limit
+    # 60 lost for 60 gained over 2000 images: a zero net drop, but so many flips leave one point undecided
+    # (the interval reaches 1.07 points); F1 cannot pass without accuracy
+    accuracy = next(d for d in decisions if d.metric == "accuracy")
+    assert accuracy.outcome == "inconclusive" and accuracy.interval[1] == pytest.approx(0.0107, abs=5e-4)
+    assert _outcomes(decisions)["f1"] == "inconclusive"
 
 
-def test_gate_limits_are_inclusive_and_gains_pass():
+def test_one_flipped_image_of_fifteen_is_inconclusive_with_the_images_that_would_decide():
+    """The README notebook case: recall[pneumonia] 0.800 -> 0.733, one image of 15."""
     t = Thresholds(0.01, 0.01, 0.02)
-    ref = _metrics({"a": 0.5}, 0.80, 0.80)
-    assert check_gate(ref, _metrics({"a": 0.48}, 0.79, 0.79), t) == []  # exactly at the limits
-    assert check_gate(ref, _metrics({"a": 0.9}, 0.99, 0.99), t) == []  # better than FP32
-    broken = check_gate(ref, _metrics({"a": 0.47}, 0.7, 0.6), t)
-    assert {b.metric for b in broken} == {"accuracy", "f1", "recall[a]"}
+    ref = _metrics({"pneumonia": 0.8}, 0.8, 0.8, n=45, support=15)
+    cand = _metrics({"pneumonia": 0.7333}, 0.7778, 0.78, n=45, support=15)
+    decisions = judge_drops(ref, cand, t, flips={"accuracy": (1, 0), "recall[pneumonia]": (1, 0)},
+                            f1_interval=(0.0, 0.05))
+    recall = next(d for d in decisions if d.metric == "recall[pneumonia]")
+    assert recall.outcome == "inconclusive" and recall.interval[0] < 0.02 < recall.interval[1]
+    assert recall.images_needed is not None and recall.images_needed > 15
+    assert "images of class 'pneumonia' (have 15)" in recall.settle_text()
+    assert {d.outcome for d in decisions} == {"inconclusive"}
+
+
+def test_gains_pass_only_with_enough_images_and_f1_follows_accuracy():
+    t = Thresholds(0.01, 0.01, 0.02)
+    ref = _metrics({"a": 0.5}, 0.80, 0.80, n=5000, support=5000)
+    better = _metrics({"a": 0.52}, 0.82, 0.82, n=5000, support=5000)
+    gains = {"accuracy": (0, 100), "recall[a]": (0, 100)}
+    assert set(_outcomes(judge_drops(ref, better, t, flips=gains, f1_interval=(-0.03, -0.01))).values()) == {"pass"}
+    # the same gains on 50 images: better than FP32 here, but 50 images cannot bound the loss within 1 point
+    few = _metrics({"a": 0.52}, 0.82, 0.82, n=50, support=50)
+    small = judge_drops(ref, few, t, flips={"accuracy": (0, 1), "recall[a]": (0, 1)}, f1_interval=(-0.03, 0.0))
+    assert _outcomes(small)["accuracy"] == "inconclusive" and _outcomes(small)["f1"] == "inconclusive"
+    # F1 fails on its own when its bootstrap interval lies above the limit
+    broken = judge_drops(ref, better, t, flips=gains, f1_interval=(0.02, 0.05))
+    assert _outcomes(broken)["f1"] == "fail"
 
 
 def test_breach_table_lists_what_broke():
@@ -118,11 +153,13 @@ def test_breach_table_lists_what_broke():
 
 def test_bench_row_metrics_match_scikit_learn(handmade_export, tmp_path):
     """The bench's numbers for an artifact are scikit-learn's on that artifact's own predictions."""
+    from test_bench_tiny import bench_outcome
+
     from edgexfer.data.splits import Split
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
-    outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu"], batch_sizes=(2,),
+    outcome = bench_outcome(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu"], batch_sizes=(2,),
                                     warmup=0, iterations=1, progress=False, end_to_end_images=1))
     split = Split.load(handmade_export / "split.json")
     images, labels = split.load_arrays("test", (32, 32))

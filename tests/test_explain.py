@@ -129,7 +129,7 @@ def test_misclassified_overlays_appear_in_the_bench_report(tiny_export, export_r
     bench = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", str(tiny_export), "--out", str(bench), "--runtimes", "ort-cpu",
                                       "--batch-sizes", "1", "--warmup", "0", "--iterations", "2", "--quiet"])
-    assert result.exit_code in (0, 1), result.output  # the tiny model may break the gate: the report exists
+    assert result.exit_code in (0, 1, 3), result.output  # any verdict: the report exists
     assert "Grad-CAM" not in (bench / "report.md").read_text()
 
     done = CliRunner().invoke(cli, ["explain", str(export_run_dir), "--misclassified", str(bench), "--limit", "3"])

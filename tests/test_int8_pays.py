@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import copy
 
-from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+from test_bench_tiny import bench_outcome, handmade_export_fixture  # noqa: F401  (shared: the hand-made export)
 
 from edgexfer.report.bench_report import bench_markdown
 
 
 def test_bench_report_names_an_int8_artifact_slower_than_fp32(handmade_export, tmp_path):
     from edgexfer.contracts.bench import load_results
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig
 
-    run_bench(BenchConfig(handmade_export, out=tmp_path, runtimes=["ort-cpu"], batch_sizes=(1,), warmup=0,
+    bench_outcome(BenchConfig(handmade_export, out=tmp_path, runtimes=["ort-cpu"], batch_sizes=(1,), warmup=0,
                           iterations=2, progress=False, end_to_end_images=1))
     results = load_results(tmp_path)
     rows = {r["artifact"]: r for r in results["results"]}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+from test_bench_tiny import LOOSE, handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
 
 SCRIPT = textwrap.dedent(
     """
@@ -68,7 +68,7 @@ def test_bench_runs_with_tensorflow_blocked(handmade_export, tmp_path):
     data = handmade_export.parent / "data"
     commands = [
         ["bench", "bench", str(export), "--out", str(out), "--batch-sizes", "1,2", "--warmup", "0",
-         "--iterations", "2", "--quiet"],
+         "--iterations", "2", "--quiet", *LOOSE],
         ["predict", "predict", str(export), str(data), "--out", str(tmp_path / "predictions.csv"), "--quiet"],
         ["package", "package", str(export), "--out", str(tmp_path / "triton")],
     ]

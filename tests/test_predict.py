@@ -37,7 +37,7 @@ def _bench_probabilities(export_dir: Path, artifact: str, runtime: str = "ort-cp
     data = load_bench_data(export, progress=False)
     config = BenchConfig(export_dir=export_dir, batch_sizes=(1,), warmup=0, iterations=1, end_to_end_images=1,
                          progress=False)
-    _, probs = _bench_one(_Job(export.artifact(artifact), RUNTIMES[runtime]), export, data, config)
+    _, probs, _ = _bench_one(_Job(export.artifact(artifact), RUNTIMES[runtime]), export, data, config)
     from edgexfer.data.splits import Split
 
     source = Split.load(export.split_path).source

@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+from test_bench_tiny import bench_outcome, handmade_export_fixture  # noqa: F401  (shared: the hand-made export)
 
 from edgexfer.contracts.bench import load_results, validate_results
 from edgexfer.errors import EdgexferError
@@ -15,10 +15,10 @@ from edgexfer.report.bench_report import write_bench_report
 
 @pytest.fixture(scope="module")
 def bench_results(handmade_export, tmp_path_factory):
-    from edgexfer.evaluate.bench import BenchConfig, run_bench
+    from edgexfer.evaluate.bench import BenchConfig
 
     out = tmp_path_factory.mktemp("bench")
-    run_bench(BenchConfig(handmade_export, out=out, runtimes=["ort-cpu"], batch_sizes=(1, 2), warmup=0,
+    bench_outcome(BenchConfig(handmade_export, out=out, runtimes=["ort-cpu"], batch_sizes=(1, 2), warmup=0,
                           iterations=2, progress=False, end_to_end_images=2))
     return out
 
@@ -60,7 +60,8 @@ def test_report_redrawn_from_results(bench_results, tmp_path):
     assert text.startswith("# Bench: tiny")
     header = next(line for line in text.splitlines() if line.startswith("| Artifact | Precision"))
     assert "p50 ms @1" in header and "p50 ms @2" in header and "e2e ms" in header and "Gate" in header
-    assert text.count("![") == 5  # accuracy vs latency, latency by batch, three confusion matrices
-    for name in ("accuracy_vs_latency", "latency_by_batch", "confusion_fp32", "confusion_fp16", "confusion_int8"):
+    assert text.count("![") == 6  # accuracy vs latency, latency by batch, reliability, three confusion matrices
+    for name in ("accuracy_vs_latency", "latency_by_batch", "reliability", "confusion_fp32", "confusion_fp16",
+                 "confusion_int8"):
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -77,3 +77,45 @@ def test_a_running_study_locks_its_out(tmp_path):
     outcome = run_compare(config(out), FakeStages().stages())
     assert outcome.results["recommendation"]["status"] == "ok"
     assert not (tmp_path / ".study.lock").exists()
+
+
+def _undecided(row):
+    return dict(row, gate_passed=False, gate_verdict="inconclusive",
+                gate_reasons=["recall[a] ...: too few images to tell; about 300 images of class 'a' (have 10)"])
+
+
+def test_recommendation_says_what_gate_it_rests_on():
+    from edgexfer.studies.recommend import gate_evidence
+
+    passing = [bench_row("a", "fp32", 0.80, 2.0), bench_row("a", "int8", 0.79, 1.0)]
+    assert recommend(passing, None)["gate"] == "pass" and gate_evidence(passing) == "pass"
+    # every device row undecided: no recommendation, and it rests on inconclusive gates
+    undecided = [_undecided(r) for r in passing]
+    rec = recommend(undecided, None)
+    assert (rec["status"], rec["gate"]) == ("none", "inconclusive")
+    assert "too few to decide" in rec["reason"] and rec["reason"].count("ort-cpu") == 2
+    # one failed and one undecided: still inconclusive (more images may yet pass the undecided one)
+    mixed = [bench_row("a", "fp32", 0.80, 2.0, passed=False), _undecided(passing[1])]
+    assert gate_evidence(mixed) == "inconclusive"
+    failed = [bench_row("a", "fp32", 0.80, 2.0, passed=False), bench_row("a", "int8", 0.79, 1.0, passed=False)]
+    assert recommend(failed, None)["gate"] == "fail"
+
+
+@pytest.mark.parametrize("gate, code", [("pass", 0), ("fail", 1), ("inconclusive", 3), (None, 0)])
+def test_compare_exit_code_follows_the_gate_the_recommendation_rests_on(tmp_path, monkeypatch, gate, code):
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+    from edgexfer.studies import compare as compare_module
+
+    rec = {"status": "none", "reason": "nothing passed", "gate": gate}
+    fake = SimpleNamespace(results={"recommendation": rec},
+                           report={"markdown": tmp_path / "report.md", "html": tmp_path / "report.html"})
+    monkeypatch.setattr(compare_module, "run_compare", lambda config: fake)
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "tinycnn", "--out",
+                                      str(tmp_path / "s")])
+    assert result.exit_code == code, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgexfer: error:")]
+    assert len(errors) == (0 if code == 0 else 1)

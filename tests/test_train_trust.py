@@ -175,7 +175,9 @@ def test_a_run_that_learned_nothing_ends_with_the_warning_and_the_record(tmp_pat
     assert sanity["baseline_accuracy"] == pytest.approx(0.5)
     assert {"reason", "fix", "p_value", "n_test", "train_accuracy", "val_accuracy"} <= set(sanity)
     warnings = [m for m in messages if m.startswith("WARNING:")]
-    assert len(warnings) == 1 and "majority class" in warnings[0] and "Likely fix" in warnings[0]
+    assert len(warnings) == 1 and "no better than the baseline" in warnings[0] and "Likely fix" in warnings[0]
+    # balanced classes: the baseline is any one class, not a "majority" class that sorts first
+    assert "equally frequent" in warnings[0]
     assert result.run["sanity"] == "no_better_than_baseline"
 
 

@@ -153,8 +153,8 @@ def test_bench_and_predictor_refuse_a_file_that_changes_while_loaded(handmade_ex
     data = load_bench_data(export, progress=False)
     cpu = RUNTIMES["ort-cpu"]
 
-    def open_then_replace(artifact, threads):  # the real session, then another file under the same name
-        runtime = cpu.open(artifact, threads)
+    def open_then_replace(artifact, threads, batch_sizes=None):  # the real session, then another file, same name
+        runtime = cpu.open(artifact, threads, batch_sizes)
         artifact.path.write_bytes(artifact.path.read_bytes() + b"\0")
         return runtime
 

@@ -100,7 +100,11 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
             tune_epochs, data_fractions, executor, ray_address, cpus_per_job, gpus_per_job, quiet) -> None:
     """Fine-tune, export (FP32, FP16, INT8) and bench each backbone on the same split, then write
     results.json, report.md and a self-contained report.html to OUT, with a recommendation under
-    --latency-budget-ms. Finished backbones are kept when the command is run again."""
+    --latency-budget-ms. Finished backbones are kept when the command is run again.
+
+    Exit code (as bench's): 0 when the recommendation rests on an artifact that passed its gate, 1 when
+    no artifact passed and the gates failed, 3 when no artifact passed and some gate was inconclusive (too
+    few test images to decide), 2 on bad input."""
     from edgexfer.evaluate.gate import Thresholds
     from edgexfer.export.pipeline import check_export_dependencies
     from edgexfer.studies.compare import CompareConfig, TuneOptions, run_compare
@@ -155,3 +159,12 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
         click.echo(f"no model qualifies: {rec['reason']}")
     click.echo(f"report: {outcome.report['markdown']}")
     click.echo(f"html:   {outcome.report['html']}")
+    from edgexfer.errors import GateFailed, GateInconclusive
+
+    # the exit code says what the recommendation rests on, with bench's codes: 0 an artifact that passed its
+    # gate, 1 only failed gates, 3 gates the test images could not decide
+    if rec.get("gate") == "fail":
+        raise GateFailed("no artifact of the study passed its accuracy gate", f"see {outcome.report['markdown']}")
+    if rec.get("gate") == "inconclusive":
+        raise GateInconclusive(f"the study's recommendation rests on undecided accuracy gates: {rec['reason']}",
+                               f"compare on more images; see {outcome.report['markdown']}")

@@ -23,7 +23,8 @@ def demo(out, backbone, weights, image_size, per_class, epochs, fine_tune_epochs
     """Synthetic chest X-rays → fine-tune → export FP32/FP16/INT8 → bench, with the accuracy gate.
 
     Ends with the summary table (precision × runtime) and the verdict; exit 1 when a precision breaks
-    the gate. Needs the train extra; checked before anything is written.
+    the gate, 3 when the test images are too few to decide it. Needs the train extra; checked before
+    anything is written.
     """
     from edgexfer.demo import DemoConfig, run_demo
 

@@ -65,6 +65,8 @@ class StudyRow:
     model_usable: bool | None = None
     baseline_accuracy: float | None = None
     pareto: bool = False
+    #: the bench gate's verdict: pass, fail or inconclusive (None: a bench before verdicts; read gate_passed)
+    gate_verdict: str | None = None
 
     @classmethod
     def from_bench(cls, backbone: str, row: BenchRow, model_usable: bool | None) -> StudyRow:
@@ -76,7 +78,7 @@ class StudyRow:
                    throughput_ips=(row.throughput_ips or {}).get("1"), size_bytes=row.size_bytes, threads=row.threads,
                    gate_passed=(row.gate or {}).get("passed"), gate_reasons=list((row.gate or {}).get("reasons") or []),
                    confusion_matrix=row.confusion_matrix, model_usable=model_usable,
-                   baseline_accuracy=row.baseline_accuracy)
+                   baseline_accuracy=row.baseline_accuracy, gate_verdict=(row.gate or {}).get("verdict"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

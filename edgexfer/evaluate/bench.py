@@ -25,8 +25,8 @@ from edgexfer._folders import refuse_overlap, staging_dir, swap_in, sweep_stale
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.bench import default_bench_dir as bench_dir_of
 from edgexfer.contracts.run import read_sanity as read_run_sanity
-from edgexfer.errors import EdgexferError, GateFailed
-from edgexfer.evaluate.bench_data import BenchData, load_bench_data
+from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
+from edgexfer.evaluate.bench_data import AgreementPool, BenchData, load_agreement_pool, load_bench_data
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.evaluate.gate import (
     Breach,
@@ -34,12 +34,37 @@ from edgexfer.evaluate.gate import (
     Thresholds,
     breach_table,
     check_floors,
-    check_gate,
     check_model,
+    decision_breach,
+    judge_drops,
     model_breach,
+    undecided_table,
+    verdict_of,
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
 from edgexfer.evaluate.metrics import agreement, classification_metrics
+from edgexfer.evaluate.operating_point import (
+    OperatingPoint,
+    choose_threshold,
+    decide_at,
+    positive_index,
+    read_at,
+)
+from edgexfer.evaluate.stats import (
+    AGREEMENT_METHOD,
+    ECE_METHOD,
+    F1_METHOD,
+    PAIRED_METHOD,
+    PairedDecision,
+    agreement_bounds,
+    agreement_evidence,
+    confidence_intervals,
+    f1_drop_interval,
+    flips_by_metric,
+    mcnemar_exact,
+    reliability,
+    resolution_warnings,
+)
 from edgexfer.io import fix_modes, lock_folder, sha256_file
 from edgexfer.limits import check_batch_fits, check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select_runtimes
@@ -58,6 +83,9 @@ class BenchConfig:
     export_dir: Path
     out: Path | None = None  # default: benchmarks/<export name> beside the export's parent (default_bench_dir)
     data: Path | None = None  # default: the run's test split
+    unlabeled: Path | None = None  # a folder of images that add to the agreement with FP32 (no labels needed)
+    positive_class: str | None = None  # clinical operating point: this class against the rest (binary: the 2nd)
+    target_sensitivity: float | None = None  # the threshold's sensitivity on validation images (None: Youden's J)
     runtimes: list[str] | None = None  # default: every runtime usable here
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     warmup: int = 10
@@ -73,16 +101,31 @@ class BenchConfig:
         self.export_dir = Path(self.export_dir)
         self.out = Path(self.out) if self.out is not None else None
         self.data = Path(self.data) if self.data is not None else None
+        self.unlabeled = Path(self.unlabeled) if self.unlabeled is not None else None
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
             raise EdgexferError(f"batch sizes {list(self.batch_sizes)} must be positive integers", "e.g. --batch-sizes 1,8,32")
         self.batch_sizes = tuple(sorted({int(b) for b in self.batch_sizes}))
         if self.iterations < 1 or self.warmup < 0:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
+        if self.target_sensitivity is not None:
+            from edgexfer.evaluate.gate import parse_fraction
+
+            self.target_sensitivity = parse_fraction("--target-sensitivity", self.target_sensitivity)
         check_threads(self.threads)
         if isinstance(self.thresholds, dict):
             self.thresholds = Thresholds(**self.thresholds)
         if not isinstance(self.thresholds, Thresholds):
             raise EdgexferError(f"thresholds {self.thresholds!r} are not a Thresholds", "pass edgexfer.evaluate.gate.Thresholds")
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """An inconclusive decision of one artifact on one runtime."""
+
+    artifact: str
+    precision: str
+    runtime: str
+    decision: PairedDecision
 
 
 @dataclass
@@ -91,10 +134,35 @@ class BenchOutcome:
     out_dir: Path
     breaches: list[Breach]
     model_check: ModelCheck | None = None
+    undecided: list[Undecided] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """pass, fail or inconclusive over every row (the exit code: 0, 1, 3)."""
+        return verdict_of(self.breaches, [u.decision for u in self.undecided], self.model_check)
 
     @property
     def passed(self) -> bool:
-        return not self.breaches
+        return self.verdict == "pass"
+
+    def settle_line(self) -> str:
+        """Which precision is inconclusive and what would decide it, in one line: per artifact and runtime,
+        the most images any undecided threshold needs overall and per class (rows needing the same merge)."""
+        parts = []
+        if self.model_check is not None and self.model_check.verdict == "inconclusive":
+            parts.append(f"the model check: {self.model_check.reason}")
+        needs: dict[tuple[str, str], dict[str, PairedDecision]] = {}
+        for u in self.undecided:
+            slot = needs.setdefault((u.artifact, u.runtime), {})
+            key = u.decision.population
+            if key not in slot or (u.decision.images_needed or 0) > (slot[key].images_needed or 0):
+                slot[key] = u.decision
+        texts: dict[str, list[str]] = {}
+        for (artifact, runtime), slot in needs.items():
+            text = ", ".join(d.settle_text() for d in slot.values())
+            texts.setdefault(text, []).append(f"{artifact} on {runtime}")
+        parts += [f"{' and '.join(rows)}: {text}" for text, rows in texts.items()]
+        return "; ".join(parts)
 
 
 @dataclass
@@ -110,6 +178,20 @@ class BenchGateFailed(GateFailed):
         super().__init__(problem, fix)
         self.outcome = outcome
         self.table = breach_table(outcome.breaches)
+
+
+class BenchGateInconclusive(GateInconclusive):
+    """Nothing broke but something is undecided (exit 3) after every output was written: ``table`` lists the
+    undecided thresholds and how many images would decide each, ``outcome`` holds all."""
+
+    def __init__(self, problem: str, fix: str, *, outcome: BenchOutcome):
+        super().__init__(problem, fix)
+        self.outcome = outcome
+        self.table = undecided_table([(u.artifact, u.precision, u.runtime, u.decision) for u in outcome.undecided])
+
+
+#: either verdict that is not a pass (both carry ``.outcome`` and ``.table``)
+BenchVerdictError = (BenchGateFailed, BenchGateInconclusive)
 
 
 def default_bench_dir(export: ExportDir) -> Path:
@@ -139,15 +221,17 @@ def read_sanity(export: ExportDir) -> dict[str, Any] | None:
 
 
 def run_bench(config: BenchConfig) -> BenchOutcome:
-    """Run the bench; write results.json, report.md, plots/; raise GateFailed (exit 1) if the gate broke.
+    """Run the bench; write results.json, report.md, plots/; raise GateFailed (exit 1) if the gate broke,
+    GateInconclusive (exit 3) if nothing broke but something could not be decided on these images.
 
-    The error (``BenchGateFailed``) carries ``.table`` (what broke, as text) and ``.outcome``.
+    The error (``BenchGateFailed``/``BenchGateInconclusive``) carries ``.table`` (as text) and ``.outcome``.
     """
     log = config.log or (lambda line: print(line, file=sys.stderr))
     export = load_export(config.export_dir)
     config.thresholds.check_classes(export.classes)
     for batch in config.batch_sizes:
         check_batch_fits(batch, *export.image_size, option="--batch-sizes")
+    positive_index(export.classes, config.positive_class)  # an unknown class: one line, before any work
     out_dir = Path(config.out or default_bench_dir(export))
     # the bench folder is replaced whole; inside its export it would be deleted by the next export
     refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})
@@ -172,24 +256,27 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     for entry in skipped:
         log(f"skipped {entry['runtime']}{' / ' + entry['artifact'] if entry.get('artifact') else ''}: {entry['reason']}")
     data = load_bench_data(export, config.data, progress=config.progress)
+    pool = load_agreement_pool(export, data, config.data, config.unlabeled, progress=config.progress)
 
     rows: list[BenchRow] = []
     probabilities: dict[tuple[str, str], np.ndarray] = {}
+    pool_predictions: dict[tuple[str, str], np.ndarray] = {}
     reference_key: tuple[str, str] | None = None
     for job in jobs:
-        row, probs = _bench_one(job, export, data, config)
+        row, probs, pool_probs = _bench_one(job, export, data, config, pool)
         gc.collect()  # the session is closed: free it now, before the next one is built and timed
         key = (job.artifact.name, job.kind.name)
         probabilities[key] = probs
+        pool_predictions[key] = pool_probs
         if reference_key is None and job.artifact.name == "fp32":
             reference_key = key
         rows.append(row)
     assert reference_key is not None  # _plan puts an FP32 job first
 
-    from edgexfer.evaluate.stats import resolution_warnings
-
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
-    breaches, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data, sanity)
+    point, point_record = _operating_point(config, data, pool, pool_predictions[reference_key])
+    breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
+                                                   sanity, pool, pool_predictions, point)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
                                    config.thresholds.max_accuracy_drop, config.thresholds.max_recall_drop)
     for line in warnings:
@@ -203,6 +290,10 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "model_check": model.as_dict(),
         "statistics": {"intervals": "Wilson score, 95% (statsmodels proportion_confint)",
                        "paired_test": "McNemar's exact test against FP32 on the same images (statsmodels mcnemar)",
+                       "decision": {"proportions": PAIRED_METHOD, "f1": F1_METHOD, "agreement": AGREEMENT_METHOD,
+                                    "rule": "pass: the interval of the drop is within the limit; fail: it lies "
+                                            "above the limit (or a floor is broken, or the model is not usable); "
+                                            "inconclusive: otherwise"},
                        "resolution_warnings": warnings},
         "settings": {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup,
                      "iterations": config.iterations, "threads": config.threads,
@@ -211,6 +302,11 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
                      "latency_method": LATENCY_METHOD},
         "machine": machine_record(),
         "data": data.description,
+        "agreement_pool": pool.description,
+        "operating_point": point_record,
+        "calibration": {"method": ECE_METHOD,
+                        "rows": [{"artifact": r.artifact, "runtime": r.runtime,
+                                  **reliability(data.labels, probabilities[r.key])} for r in rows]},
         "skipped": skipped,
         "results": rows,
     }
@@ -227,10 +323,18 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    outcome = BenchOutcome(results, out_dir, breaches, model)
-    if breaches:
+    outcome = BenchOutcome(results, out_dir, breaches, model, undecided)
+    if outcome.verdict == "inconclusive":
+        rows_undecided = sorted({f"{u.artifact} on {u.runtime}" for u in undecided})
+        what = ", ".join(rows_undecided) if rows_undecided else "every precision"
+        raise BenchGateInconclusive(
+            f"accuracy gate inconclusive for {what}: too few images to show the loss is within the thresholds "
+            f"({outcome.settle_line()})",
+            "bench on more labelled images (--data), or add unlabeled images (--unlabeled) for the agreement with "
+            f"FP32, to decide; see {out_dir / 'report.md'}", outcome=outcome)
+    if outcome.verdict == "fail":
         broken = sorted({f"{b.artifact} on {b.runtime}" for b in breaches})
-        if not model.usable:
+        if model.verdict == "not_usable":
             problem = f"accuracy gate failed: the model itself is not usable ({model.reason})"
             fix = f"fine-tune a model that learns (see the run's metrics.json) before exporting; {out_dir / 'report.md'}"
         else:
@@ -269,7 +373,9 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
     return jobs, skipped
 
 
-def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig) -> tuple[BenchRow, np.ndarray]:
+def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfig,
+               pool: AgreementPool | None = None) -> tuple[BenchRow, np.ndarray, np.ndarray]:
+    """One artifact on one runtime: (its row, its probabilities on the labelled images, and on ``pool``'s)."""
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
@@ -285,6 +391,12 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             outputs.append(runtime.predict(data.images[start:start + step]))
         probs = np.concatenate(outputs)
         metrics = classification_metrics(data.labels, probs, data.classes)
+        extra = pool.images if pool is not None else data.images[:0]
+        pool_out = [runtime.predict(extra[start:start + step])
+                    for start in tqdm(range(0, len(extra), step), desc=f"agreement {label}", unit="batch",
+                                      disable=None if config.progress else True, file=sys.stderr, leave=False)]
+        pool_probs = (np.concatenate(pool_out) if pool_out
+                      else np.zeros((0, len(data.classes)), dtype=np.float32))
 
         latency, throughput, raw = {}, {}, {}
         for batch_size in config.batch_sizes:
@@ -335,21 +447,24 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         device=device_of(job.kind.name, provider),
         versions=runtime_versions(job.kind.name),
     )
-    return row, probs
+    return row, probs, pool_probs
 
 
 def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str], np.ndarray],
                       reference_key: tuple[str, str], thresholds: Thresholds, data: BenchData,
-                      sanity: dict[str, Any] | None) -> tuple[list[Breach], ModelCheck]:
+                      sanity: dict[str, Any] | None, pool: AgreementPool | None = None,
+                      pool_predictions: dict[tuple[str, str], np.ndarray] | None = None,
+                      point: OperatingPoint | None = None,
+                      ) -> tuple[list[Breach], list[Undecided], ModelCheck]:
     """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
     when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
-    default); absolute floors for every row; and every row fails when the FP32 model itself is not usable."""
-    from edgexfer.evaluate.stats import confidence_intervals, flips_by_metric, mcnemar_exact
-
+    default); paired non-inferiority decisions for every relative threshold; absolute floors for every row;
+    and every row fails when the FP32 model itself is not usable (is inconclusive when that cannot be told)."""
     by_key = {r.key: r for r in rows}
     labels = data.labels
     model = check_model(by_key[reference_key].metrics(), sanity)
     breaches: list[Breach] = []
+    undecided: list[Undecided] = []
     for row in rows:
         key = row.key
         ref_key = ("fp32", row.runtime) if ("fp32", row.runtime) in by_key else reference_key
@@ -364,21 +479,72 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
         row.vs_reference = None if is_reference else mcnemar_exact(ref_pred == labels, pred == labels).as_dict()
         flips = flips_by_metric(labels, ref_pred, pred, data.classes)
         found: list[Breach] = []
+        decisions = []
+        evidence = None
         if not is_reference:
-            found += check_gate(ref_metrics, row.metrics(), thresholds, artifact=row.artifact,
-                                precision=row.precision, runtime=row.runtime, flips=flips)
+            f1_interval = f1_drop_interval(labels, ref_pred, pred, len(data.classes))
+            extra_ref = _argmax((pool_predictions or {}).get(ref_key))
+            extra = _argmax((pool_predictions or {}).get(key))
+            sources = ["test"] * len(labels) + (list(pool.sources) if pool is not None else [])
+            evidence = agreement_evidence(np.concatenate([ref_pred, extra_ref]), np.concatenate([pred, extra]),
+                                          sources, data.classes)
+            bounds = agreement_bounds(evidence, labels, ref_pred, data.classes)
+            decisions = judge_drops(ref_metrics, row.metrics(), thresholds, flips=flips, f1_interval=f1_interval,
+                                    agreement=bounds)
+            if point is not None:
+                decisions += decide_at(labels, probabilities[ref_key][:, point.positive_index],
+                                       probabilities[key][:, point.positive_index], point, thresholds.max_recall_drop)
+            found += [decision_breach(d, artifact=row.artifact, precision=row.precision, runtime=row.runtime)
+                      for d in decisions if d.outcome == "fail"]
         found += check_floors(row.metrics(), thresholds, reference=ref_metrics, artifact=row.artifact,
                               precision=row.precision, runtime=row.runtime,
                               flips=None if is_reference else flips)
-        if not model.usable:
+        if model.verdict == "not_usable":
             found.insert(0, model_breach(model, artifact=row.artifact, precision=row.precision,
                                          runtime=row.runtime))
-        row.gate = {"passed": not found, "reasons": [b.reason() for b in found],
-                    "breaches": [b.__dict__ for b in found]}
+        open_items = [d for d in decisions if d.outcome == "inconclusive"]
+        verdict = verdict_of(found, open_items, model)
+        reasons = [b.reason() for b in found] + [d.reason() for d in open_items]
+        if model.verdict == "inconclusive":
+            reasons.append(f"the model check is inconclusive: {model.reason}")
+        row.gate = {"passed": verdict == "pass", "verdict": verdict, "reasons": reasons,
+                    "breaches": [b.__dict__ for b in found],
+                    "inconclusive": [d.as_dict() for d in open_items],
+                    "decisions": [d.as_dict() for d in decisions], "agreement": evidence,
+                    "operating_point": (read_at(labels, probabilities[key][:, point.positive_index], point)
+                                        if point is not None else None)}
         if is_reference:
             row.gate["reference"] = True
         breaches += found
-    return breaches, model
+        undecided += [Undecided(row.artifact, row.precision, row.runtime, d) for d in open_items]
+    return breaches, undecided, model
+
+
+def _operating_point(config: BenchConfig, data: BenchData, pool: AgreementPool, reference_pool_probs: np.ndarray
+                     ) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
+    """The clinical operating point, chosen on FP32's probabilities of the validation images (None, with a
+    record saying why, when the task has no positive class or there are no validation images of both kinds)."""
+    positive = positive_index(data.classes, config.positive_class)
+    if positive is None:
+        return None, None
+    val = np.asarray([s == "val" for s in pool.sources], dtype=bool) & (pool.labels >= 0)
+    base = {"positive_class": data.classes[positive],
+            "method": "target_sensitivity" if config.target_sensitivity is not None else "youden",
+            "target_sensitivity": config.target_sensitivity}
+    if not val.any():
+        return None, {**base, "threshold": None,
+                      "note": "no validation images here to choose the threshold on (the run's validation split is "
+                              "needed: it is never chosen on the images it is judged on)"}
+    point = choose_threshold(pool.labels[val], reference_pool_probs[val][:, positive], positive, data.classes,
+                             config.target_sensitivity, f"the run's validation split ({int(val.sum())} images)")
+    if point is None:
+        return None, {**base, "threshold": None,
+                      "note": "the validation images lack positives or negatives: no threshold can be chosen"}
+    return point, point.as_dict()
+
+
+def _argmax(probabilities: np.ndarray | None) -> np.ndarray:
+    return probabilities.argmax(1) if probabilities is not None and len(probabilities) else np.zeros(0, np.int64)
 
 
 def peak_rss_mb() -> float:

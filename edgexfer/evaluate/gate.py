@@ -1,13 +1,17 @@
 """The accuracy gate: each precision against the FP32 ONNX reference of the same export, absolute floors,
-and the model's own usability.
+and the model's own usability. Three outcomes: pass, fail, inconclusive.
 
-A result breaks the gate when
-- its accuracy, macro F1 or the recall (sensitivity) of ANY class drops by more than the limit against
-  FP32 (in medicine one lost disease class matters more than the average);
+Each relative threshold is a paired non-inferiority decision on the same images as FP32 (``stats``):
+- accuracy and the recall (sensitivity) of EVERY class: Tango's score interval of the drop from the images
+  FP32 got right and this precision wrong, and the other way round. The interval within the limit: pass;
+  above it: fail; straddling it: inconclusive, with how many images (of the class) would decide;
+- macro F1: a paired bootstrap interval of its drop; it passes only together with accuracy.
+A result fails outright when
 - its accuracy, macro F1 or a class's recall is below an absolute floor (``--min-accuracy``,
   ``--min-f1``, ``--min-recall [CLASS=]VALUE``: a pneumonia sensitivity floor is what a clinical user sets);
-- the FP32 model itself is not usable: it does not beat the majority-class baseline on the test images,
-  or the run's sanity record says it learned nothing. Then every precision fails, whatever it does.
+- the FP32 model itself is not usable: it is shown no better than always answering one class on the test
+  images, or the run's sanity record says it learned nothing. Then every precision fails, whatever it does.
+  When the test images are too few to tell, every precision is inconclusive instead.
 
 Every threshold is a fraction in [0, 1]; anything else (NaN, infinity, negative, above 1, text) is refused
 in one line before any work (`parse_fraction`).
@@ -17,10 +21,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.stats import (
+    AGREEMENT_METHOD,
+    CONFIDENCE,
+    AgreementBound,
+    BaselineEvidence,
+    PairedDecision,
+    baseline_evidence,
+    baseline_name,
+    decide_drop,
+    decide_f1,
+    fmt_p,
+)
 
 # float noise: a drop equal to the limit passes
 _EPS = 1e-9
@@ -116,6 +132,8 @@ class Breach:
     lost: int | None = None
     gained: int | None = None
     note: str = ""
+    #: the 95% interval of the drop (paired decisions only)
+    interval: tuple[float, float] | None = None
 
     def reason(self) -> str:
         if self.kind == "model":
@@ -125,37 +143,61 @@ class Breach:
         if self.kind == "floor":
             return f"{self.metric} {self.value:.4f} is below the floor {self.limit:.4f}{flips}"
         count = f", {self.images} of {self.out_of} images" if self.images is not None else ""
+        shown = (f"; its 95% interval {self.interval[0] * 100:.2f} to {self.interval[1] * 100:.2f} points lies "
+                 "above the limit" if self.interval is not None else "")
         return (f"{self.metric} dropped {self.drop * 100:.2f} points "
-                f"({self.reference:.4f} -> {self.value:.4f}{count}), limit {self.limit * 100:.2f}{flips}")
+                f"({self.reference:.4f} -> {self.value:.4f}{count}), limit {self.limit * 100:.2f}{shown}{flips}")
 
 
-def check_gate(reference: dict[str, Any], candidate: dict[str, Any], thresholds: Thresholds,
-               *, artifact: str = "", precision: str = "", runtime: str = "",
-               flips: dict[str, tuple[int, int]] | None = None) -> list[Breach]:
-    """The relative thresholds ``candidate`` metrics break against ``reference`` (both classification_metrics).
+def judge_drops(reference: dict[str, Any], candidate: dict[str, Any], thresholds: Thresholds, *,
+                flips: dict[str, tuple[int, int]], f1_interval: tuple[float, float] | None = None,
+                agreement: dict[str, AgreementBound] | None = None,
+                confidence: float = CONFIDENCE) -> list[PairedDecision]:
+    """Each relative threshold (accuracy, macro F1, every class's recall) judged on the same images as FP32.
 
-    ``flips`` maps a metric (accuracy, f1, recall[<class>]) to (lost, gained) image counts against FP32.
+    ``reference``/``candidate`` are ``classification_metrics``; ``flips`` maps accuracy and recall[<class>]
+    to (lost, gained) image counts against FP32 (``stats.flips_by_metric``); ``f1_interval`` is the paired
+    bootstrap interval of the macro-F1 drop (``stats.f1_drop_interval``; None: F1 follows accuracy). A class
+    with no test images has no recall decision. ``agreement`` (``stats.agreement_bounds``): upper bounds of
+    the drops from agreement with FP32 on more images than the labelled ones; a decision the labelled images
+    leave inconclusive passes when its bound is within the limit (agreement can only show a drop is small).
     """
-    flips = flips or {}
-    n = candidate.get("n")
-    checks: list[tuple[str, float, float, float, int | None]] = [
-        ("accuracy", reference["accuracy"], candidate["accuracy"], thresholds.max_accuracy_drop, n),
-        ("f1", reference["f1"], candidate["f1"], thresholds.max_f1_drop, None),
-    ]
+    agreement = agreement or {}
+    n = int(candidate.get("n") or 0)
+    lost, gained = flips.get("accuracy", (0, 0))
+    accuracy = by_agreement(decide_drop("accuracy", reference["accuracy"], candidate["accuracy"], lost, gained, n,
+                                        thresholds.max_accuracy_drop, confidence=confidence),
+                            agreement.get("accuracy"))
+    interval = f1_interval if f1_interval is not None else accuracy.interval
+    decisions = [accuracy, decide_f1(reference["f1"], candidate["f1"], interval, thresholds.max_f1_drop, accuracy)]
     for name, ref_class in reference["per_class"].items():
         cand_class = candidate["per_class"].get(name)
-        if cand_class is not None:
-            checks.append((f"recall[{name}]", ref_class["recall"], cand_class["recall"], thresholds.max_recall_drop,
-                           cand_class.get("support")))
-    breaches = []
-    for metric, ref_value, value, limit, out_of in checks:
-        drop = float(ref_value) - float(value)
-        if drop > limit + _EPS:
-            images = round(drop * out_of) if out_of else None
-            lost, gained = flips.get(metric, (None, None))
-            breaches.append(Breach(artifact, precision, runtime, metric, float(ref_value), float(value), drop, limit,
-                                   images, out_of if out_of else None, "drop", lost, gained))
-    return breaches
+        support = int((cand_class or {}).get("support") or 0)
+        if cand_class is None or support == 0:
+            continue
+        lost, gained = flips.get(f"recall[{name}]", (0, 0))
+        decisions.append(by_agreement(
+            decide_drop(f"recall[{name}]", ref_class["recall"], cand_class["recall"], lost, gained, support,
+                        thresholds.max_recall_drop, population=f"images of class '{name}'", confidence=confidence),
+            agreement.get(f"recall[{name}]")))
+    return decisions
+
+
+def by_agreement(decision: PairedDecision, bound: AgreementBound | None) -> PairedDecision:
+    """An inconclusive decision passes when agreement with FP32 bounds its drop within the limit."""
+    if decision.outcome != "inconclusive" or bound is None or bound.bound > decision.limit + 1e-12:
+        return decision
+    return replace(decision, outcome="pass", images_needed=None, method=f"{decision.method}; {AGREEMENT_METHOD}",
+                   note=f"shown by agreement with FP32: {bound.text}")
+
+
+def decision_breach(decision: PairedDecision, *, artifact: str = "", precision: str = "",
+                    runtime: str = "") -> Breach:
+    """A failed paired decision as a breach of the gate."""
+    images = round(decision.drop * decision.n) if decision.metric != "f1" else None
+    return Breach(artifact, precision, runtime, decision.metric, decision.reference, decision.value, decision.drop,
+                  decision.limit, images, decision.n if images is not None else None, "drop", decision.lost,
+                  decision.gained, interval=decision.interval)
 
 
 def check_floors(candidate: dict[str, Any], thresholds: Thresholds, *, reference: dict[str, Any] | None = None,
@@ -181,10 +223,18 @@ def check_floors(candidate: dict[str, Any], thresholds: Thresholds, *, reference
     return breaches
 
 
+#: model check verdicts: the model beats the baseline, is shown not to, or the images cannot tell
+MODEL_VERDICTS = ("usable", "not_usable", "inconclusive")
+#: sanity verdicts of a run that do not make its model unusable: the bench judges on its own images
+_SANITY_NOT_AGAINST = (None, "ok", "too_few_images")
+
+
 @dataclass(frozen=True)
 class ModelCheck:
-    """Is the FP32 model itself usable? It must beat the majority-class baseline on the test images, and the
-    run's sanity record (metrics.json ``sanity``, when the run has one) must not say it learned nothing."""
+    """Is the FP32 model itself usable? It must beat always answering one class on the bench images (one-sided
+    exact binomial test), and the run's sanity record (metrics.json ``sanity``, when the run has one) must
+    not say it learned nothing. ``verdict``: usable, not_usable (shown no better, or the run says so) or
+    inconclusive (too few images to tell: ``images_needed`` at this accuracy would)."""
 
     usable: bool
     accuracy: float
@@ -192,9 +242,27 @@ class ModelCheck:
     majority_class: str
     sanity: dict[str, Any] | None
     reason: str
+    verdict: str = "usable"
+    baseline: str = ""
+    p_value: float | None = None
+    n: int = 0
+    images_needed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_baseline(evidence: BaselineEvidence, name: str, n: int) -> str:
+    """The model check's sentence for a baseline outcome ("" when the model beats it)."""
+    if evidence.outcome == "no_better":
+        return (f"FP32 accuracy {evidence.accuracy:.4f} is no better than the baseline {evidence.baseline:.4f} "
+                f"({name}) on these {n} test images (p = {fmt_p(evidence.p_value)}; at best "
+                f"{max(evidence.upper - evidence.baseline, 0.0) * 100:.1f} points above it)")
+    if evidence.outcome == "too_few":
+        needed = f"; about {evidence.images_needed} would show it at this accuracy" if evidence.images_needed else ""
+        return (f"too few test images to show the model beats the majority-class baseline ({n} images, "
+                f"p = {fmt_p(evidence.p_value)}): use a larger test split{needed}")
+    return ""
 
 
 def check_model(reference: dict[str, Any], sanity: dict[str, Any] | None = None) -> ModelCheck:
@@ -204,20 +272,46 @@ def check_model(reference: dict[str, Any], sanity: dict[str, Any] | None = None)
     majority = max(support, key=lambda k: support[k]) if support else ""
     baseline = support.get(majority, 0) / n if n else 0.0
     accuracy = float(reference["accuracy"])
-    reasons = []
-    if not accuracy > baseline + _EPS:
-        reasons.append(f"FP32 accuracy {accuracy:.4f} does not beat the majority-class baseline {baseline:.4f} "
-                       f"(always answering '{majority}') on these {n} test images")
-    if isinstance(sanity, dict) and sanity.get("verdict") not in (None, "ok"):
+    name = baseline_name(support, majority)
+    evidence = baseline_evidence(int(round(accuracy * n)), n, baseline)
+    reasons, verdict = [], "usable"
+    if evidence.outcome != "beats":
+        reasons.append(describe_baseline(evidence, name, n))
+        verdict = "not_usable" if evidence.outcome == "no_better" else "inconclusive"
+    if isinstance(sanity, dict) and sanity.get("verdict") not in _SANITY_NOT_AGAINST:
         why = sanity.get("reason") or sanity.get("verdict")
         reasons.append(f"the run's sanity check says: {why}")
-    return ModelCheck(not reasons, accuracy, baseline, majority, sanity if isinstance(sanity, dict) else None,
-                      "; ".join(reasons))
+        verdict = "not_usable"
+    return ModelCheck(verdict == "usable", accuracy, baseline, majority, sanity if isinstance(sanity, dict) else None,
+                      "; ".join(reasons), verdict, name, evidence.p_value, n, evidence.images_needed)
 
 
 def model_breach(check: ModelCheck, *, artifact: str, precision: str, runtime: str) -> Breach:
     return Breach(artifact, precision, runtime, "model", check.baseline_accuracy, check.accuracy,
                   check.baseline_accuracy - check.accuracy, check.baseline_accuracy, kind="model", note=check.reason)
+
+
+def verdict_of(breaches: Sequence[Breach], undecided: Sequence[PairedDecision], model: ModelCheck | None = None) -> str:
+    """pass, fail or inconclusive: any breach fails; else anything undecided (or a model check that cannot
+    tell) is inconclusive; else pass."""
+    if breaches or (model is not None and model.verdict == "not_usable"):
+        return "fail"
+    if undecided or (model is not None and model.verdict == "inconclusive"):
+        return "inconclusive"
+    return "pass"
+
+
+def undecided_table(rows: Sequence[tuple[str, str, str, PairedDecision]]) -> str:
+    """Plain-text table of the inconclusive decisions: (artifact, precision, runtime, decision) each; the
+    interval of the drop straddles the limit, and the last column says how many images would decide."""
+    header = ("artifact", "precision", "runtime", "metric", "drop", "95% interval", "limit", "lost", "gained",
+              "would decide")
+    body = [(a, p, r, d.metric, f"{d.drop * 100:.2f}", f"{d.interval[0] * 100:.2f} to {d.interval[1] * 100:.2f}",
+             f"{d.limit * 100:.2f}", str(d.lost), str(d.gained), d.settle_text()) for a, p, r, d in rows]
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def breach_table(breaches: list[Breach]) -> str:

@@ -38,6 +38,119 @@ def _row_label(row: dict[str, Any]) -> str:
     return f"{md(row['artifact'])} ({md(row['runtime'])})"
 
 
+def _outcome(row: dict[str, Any]) -> str:
+    """A row's gate verdict: pass, fail or inconclusive (rows written before verdicts: from ``passed``)."""
+    gate = row.get("gate") or {}
+    return str(gate.get("verdict") or ("pass" if gate.get("passed") else "fail"))
+
+
+def _undecided_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The thresholds these images could not decide, with the interval of each drop and what would decide it."""
+    items = [(r, d) for r in rows for d in (r.get("gate") or {}).get("inconclusive", [])]
+    if not items:
+        return []
+    lines = ["## Undecided: too few images to tell", "",
+             "The 95% interval of the drop (Tango's score interval on the images FP32 and this artifact both "
+             "classified) straddles the limit: these images can show neither that the loss is within it nor that "
+             "it is beyond it. The last column is the sample size that would decide it if the rates seen here held "
+             "(80% power).", "",
+             "| Artifact | Runtime | Metric | Drop (pt) | 95% interval (pt) | Limit (pt) | Lost | Gained | Would decide |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r, d in items:
+        lo, hi = d["interval"]
+        needed = (f"about {d['images_needed']} {d['population']} (have {d['n']})" if d.get("images_needed")
+                  else d.get("note") or DASH)
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | {d['metric']} | {d['drop'] * 100:.2f} | "
+                     f"{lo * 100:.2f} to {hi * 100:.2f} | {d['limit'] * 100:.2f} | {d['lost']} | {d['gained']} | "
+                     f"{needed} |")
+    return [*lines, ""]
+
+
+def _operating_point_section(results: dict[str, Any]) -> list[str]:
+    """The clinical operating point: where its threshold was chosen, and every precision's sensitivity and
+    specificity at it on the test images."""
+    point = results.get("operating_point")
+    if not point:
+        return []
+    lines = ["## Clinical operating point", ""]
+    if point.get("threshold") is None:
+        return [*lines, f"{md_code(point.get('positive_class'))} against the rest: {md(point.get('note'))}.", ""]
+    how = (f"the highest threshold reaching sensitivity {point['target_sensitivity']:g}" if point.get("method") ==
+           "target_sensitivity" else "Youden's J (sensitivity + specificity − 1 at its largest)")
+    lines += [f"{md_code(point['positive_class'])} against the rest, P({md(point['positive_class'])}) ≥ "
+              f"{point['threshold']:.4g}: {how}, chosen on {point['chosen_on']} with FP32 (there: sensitivity "
+              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f}). Each precision is read at the same "
+              "threshold on the test images; its sensitivity and specificity drops are paired decisions against "
+              "FP32 like the recalls.", "",
+              "| Artifact | Runtime | Sensitivity | 95% interval | Specificity | 95% interval |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in results["results"]:
+        at = (r.get("gate") or {}).get("operating_point")
+        if not at:
+            continue
+        sens, spec = at.get("sensitivity_ci95") or [None, None], at.get("specificity_ci95") or [None, None]
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | {fmt(at.get('sensitivity'))} | "
+                     f"{fmt(sens[0])}–{fmt(sens[1])} | {fmt(at.get('specificity'))} | {fmt(spec[0])}–{fmt(spec[1])} |")
+    return [*lines, ""]
+
+
+def _calibration_section(results: dict[str, Any]) -> list[str]:
+    """Expected calibration error per precision (the reliability diagram is plots/reliability.png)."""
+    calibration = results.get("calibration") or {}
+    entries = calibration.get("rows") or []
+    if not entries:
+        return []
+    lines = ["## Calibration of the probabilities", "",
+             f"{str(calibration.get('method', ''))[:1].upper()}{str(calibration.get('method', ''))[1:]}. A precision can keep every answer and still "
+             "move the probabilities a clinical threshold reads; the reliability diagram is in the plots.", "",
+             "| Artifact | Runtime | ECE |", "|---|---|---:|"]
+    lines += [f"| `{e['artifact']}` | {e['runtime']} | {fmt(e.get('ece'), 4)} |" for e in entries]
+    return [*lines, ""]
+
+
+def _agreement_section(results: dict[str, Any]) -> list[str]:
+    """Agreement with FP32 on every usable image (no labels needed), what each source contributed, and per
+    class FP32 gave the share of answers that changed with its 95% upper bound."""
+    pool = results.get("agreement_pool") or {}
+    rows = [r for r in results["results"] if (r.get("gate") or {}).get("agreement")]
+    if not pool or not rows:
+        return []
+    sources = pool.get("sources") or {}
+    contributed = ", ".join(f"{name} {count}" for name, count in sources.items() if count)
+    lines = ["## Agreement with FP32 (no labels needed)", "",
+             f"Images: {pool.get('n')} ({contributed}). Train images are never used: the model is most confident "
+             "on the images it was fitted to, so a precision's flips would be under-counted there. "
+             f"Calibration: {pool.get('calibration_check')}"
+             + (f"; {pool['left_out_calibration']} calibration image(s) left out" if pool.get("left_out_calibration")
+                else "")
+             + (f"; {pool['left_out_duplicates']} duplicate(s) left out" if pool.get("left_out_duplicates") else "")
+             + "." + "".join(f" {note}." for note in pool.get("notes") or []), "",
+             "A changed answer bounds the loss without a label: the accuracy drop is at most the share of changed "
+             "answers, and a class's recall drop at most the changed share of the answers FP32 gave for that class "
+             "(times FP32's answers per image of the class). A threshold the labelled images leave undecided "
+             "passes when that bound (95%) is within it.", ""]
+    classes = list(rows[0]["gate"]["agreement"]["per_class"])
+    header = ["Artifact", "Runtime", "Changed", "95% interval", *[f"FP32 said {md(c)}" for c in classes],
+              *[f"from {s}" for s, k in sources.items() if k]]
+    lines += ["| " + " | ".join(header) + " |", "|---|---|" + "|".join(["---:"] * (len(header) - 2)) + "|"]
+    for r in rows:
+        a = r["gate"]["agreement"]
+        interval = a.get("interval") or [None, None]
+        cells = [f"`{r['artifact']}`", r["runtime"], f"{a['disagree']} of {a['n']}",
+                 f"{fmt(interval[0], 4)}–{fmt(interval[1], 4)}" if interval[0] is not None else DASH]
+        for c in classes:
+            pc = a["per_class"].get(c) or {}
+            upper = (pc.get("interval") or [None, None])[1]
+            cells.append(f"{pc.get('disagree', 0)}/{pc.get('n', 0)} (≤ {upper * 100:.2f}%)" if upper is not None
+                         else DASH)
+        for s, k in sources.items():
+            if k:
+                part = (a.get("by_source") or {}).get(s) or {}
+                cells.append(f"{part.get('disagree', 0)}/{part.get('n', 0)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
     plots = plots or {}
     rows = results["results"]
@@ -47,7 +160,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     thresholds = results["thresholds"]
     export = results.get("export", {})
     batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
-    failed = [r for r in rows if not r["gate"]["passed"]]
+    failed = [r for r in rows if _outcome(r) == "fail"]
+    undecided = [r for r in rows if _outcome(r) == "inconclusive"]
     gpu = machine.get("gpu") or {}
     lines = [
         f"# {md(bench_title(results))}",
@@ -70,19 +184,27 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         f"accuracy drop ≤ {thresholds['max_accuracy_drop'] * 100:g} pt, macro F1 drop ≤ {thresholds['max_f1_drop'] * 100:g} pt, "
         f"recall drop of any class ≤ {thresholds['max_recall_drop'] * 100:g} pt"
         + _floors_text(thresholds)
-        + "; and the FP32 model must beat the majority-class baseline.",
+        + "; and the FP32 model must beat the majority-class baseline. Each drop is a paired decision on the "
+        "same images (Tango's score interval; macro F1 by paired bootstrap): pass when its 95% interval is within "
+        "the limit, fail when it lies above it, inconclusive when these images cannot tell.",
         "",
-        f"**Gate: {'FAILED' if failed else 'passed'}**"
-        + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else ""),
+        f"**Gate: {'FAILED' if failed else 'INCONCLUSIVE' if undecided else 'passed'}**"
+        + (f" — {', '.join(_row_label(r) for r in failed)}" if failed else "")
+        + (f" — undecided: {', '.join(_row_label(r) for r in undecided)}" if undecided and not failed else ""),
         "",
     ]
     model = results.get("model_check") or {}
-    if model and not model.get("usable", True):
+    model_verdict = model.get("verdict") or ("usable" if model.get("usable", True) else "not_usable")
+    if model and model_verdict == "not_usable":
         lines += [f"**The model itself is not usable: {md(model.get('reason'))}.** Every precision fails the gate "
                   "whatever it does against FP32.", ""]
+    elif model and model_verdict == "inconclusive":
+        lines += [f"**The model check is inconclusive: {md(model.get('reason'))}.** No precision can pass until it is "
+                  "decided.", ""]
     elif model:
-        lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the majority-class baseline "
-                  f"{fmt(model.get('baseline_accuracy'))} (always '{md(model.get('majority_class'))}').", ""]
+        named = model.get("baseline") or f"always '{md(model.get('majority_class'))}'"
+        lines += [f"- Baseline: FP32 accuracy {fmt(model.get('accuracy'))} beats the baseline "
+                  f"{fmt(model.get('baseline_accuracy'))} ({md(named)}).", ""]
     warnings = (results.get("statistics") or {}).get("resolution_warnings") or []
     if warnings:
         lines += ["**The test split is too small for the thresholds:**", ""]
@@ -107,7 +229,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
         cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("peak_rss_mb"), 0),
-                  "ref" if r["gate"].get("reference") else ("pass" if r["gate"]["passed"] else "**FAIL**")]
+                  "ref" if r["gate"].get("reference") and _outcome(r) == "pass"
+                  else {"pass": "pass", "inconclusive": "*inconclusive*"}.get(_outcome(r), "**FAIL**")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
 
@@ -160,6 +283,10 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                              f"{b['reference']:.4f} | {b['value']:.4f} | {b['drop']:.4f} | {b['limit']:.4f} | {images} | "
                              f"{fmt(b.get('lost'))} | {fmt(b.get('gained'))} |")
         lines.append("")
+    lines += _undecided_section(rows)
+    lines += _agreement_section(results)
+    lines += _operating_point_section(results)
+    lines += _calibration_section(results)
     if results.get("skipped"):
         lines += ["## Skipped", ""]
         for s in results["skipped"]:
@@ -243,6 +370,12 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
     if batch_sizes:
         written["accuracy_vs_latency"] = accuracy_vs_latency(rows, batch_sizes[0], out / "accuracy_vs_latency.png")
         written["latency_by_batch"] = latency_by_batch(rows, out / "latency_by_batch.png")
+
+    calibration = (results.get("calibration") or {}).get("rows") or []
+    if calibration:
+        from edgexfer.report.plots import reliability_diagram
+
+        written["reliability"] = reliability_diagram(calibration, out / "reliability.png")
 
     # one confusion matrix per artifact (precision), from the first runtime that ran it
     classes = list(rows[0]["per_class"])

@@ -150,6 +150,34 @@ def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
     return fig
 
 
+def reliability_figure(calibration: Sequence[Mapping[str, Any]]):
+    """Reliability diagram: accuracy against mean top-1 confidence per confidence bin, one line per
+    artifact × runtime, the diagonal being perfect calibration; the legend gives each one's ECE."""
+    fig = figure(6.5, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    for entry in calibration:
+        points = [(b["confidence"], b["accuracy"]) for b in entry.get("bins", []) if b.get("n")]
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        ece = entry.get("ece")
+        ax.plot(xs, ys, marker="o", label=f"{entry['artifact']} ({entry['runtime']})"
+                + (f", ECE {ece:.3f}" if ece is not None else ""))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean top-1 probability in the bin")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Reliability of the probabilities (test images, 10 bins)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    return fig
+
+
+def reliability_diagram(calibration: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    return save_figure(reliability_figure(calibration), path)
+
+
 def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], batch_size: int, path: str | os.PathLike[str]) -> Path:
     return save_figure(accuracy_vs_latency_figure(rows, batch_size), path)
 

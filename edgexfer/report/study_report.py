@@ -279,7 +279,8 @@ def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any]) -
             notes.append("**recommended**")
         if r.get("pareto"):
             notes.append("Pareto")
-        gate = DASH if r.get("gate_passed") is None else ("pass" if r["gate_passed"] else "**FAIL**")
+        gate = (DASH if r.get("gate_passed") is None else "pass" if r["gate_passed"]
+                else "*inconclusive*" if r.get("gate_verdict") == "inconclusive" else "**FAIL**")
         model = _model_name(r)
         body.append([
             md(r["backbone"]), md(model), md(r.get("runtime")), gate, ", ".join(notes), fmt(r.get("accuracy")),
@@ -427,7 +428,7 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: dict[str, Pa
         )
         broken = [r for r in rows if r.get("gate_passed") is False and r.get("gate_reasons")]
         if broken:
-            out.append("\nGate failures:\n")
+            out.append("\nGate failures and undecided gates (too few test images to tell):\n")
             out += [f"- {md(_label(r))}: {'; '.join(map(md, r['gate_reasons']))}" for r in _sorted_rows(broken)]
             out.append("")
     else:

@@ -24,7 +24,7 @@ class SummaryRow:
     worst_class: str
     worst_recall: float
     p50_ms: float | None  # at the smallest batch size timed
-    gate: str  # "ref", "pass" or "FAIL"
+    gate: str  # "ref", "pass", "FAIL" or "INCONCLUSIVE"
     reasons: tuple[str, ...] = ()
 
 
@@ -42,7 +42,9 @@ def summary_rows(results: Mapping[str, Any]) -> list[SummaryRow]:
         recalls = {c: v["recall"] for c, v in r["per_class"].items()}
         worst = min(recalls, key=lambda c: (recalls[c], c))
         gate = r.get("gate") or {}
-        state = "ref" if gate.get("reference") and gate.get("passed", True) else ("pass" if gate.get("passed") else "FAIL")
+        outcome = gate.get("verdict") or ("pass" if gate.get("passed", True) else "fail")
+        state = ("ref" if gate.get("reference") and outcome == "pass"
+                 else {"pass": "pass", "inconclusive": "INCONCLUSIVE"}.get(outcome, "FAIL"))
         p50 = (r.get("latency_ms", {}).get(batch) or {}).get("p50") if batch else None
         out.append(SummaryRow(r["artifact"], r["precision"], r["runtime"], float(r["accuracy"]), float(r["f1"]),
                               worst, float(recalls[worst]), p50, state, tuple(gate.get("reasons") or ())))
@@ -71,11 +73,11 @@ def verdict(results: Mapping[str, Any]) -> str:
     rows = summary_rows(results)
     model = results.get("model_check") or {}
     failed = [r for r in rows if r.gate == "FAIL"]
-    if model and not model.get("usable", True):
+    if model and model.get("verdict", "usable" if model.get("usable", True) else "not_usable") == "not_usable":
         return f"FAILED: the FP32 model itself is not usable ({model.get('reason')}); no precision can pass."
     by_key = {(r.artifact, r.runtime): r for r in rows}
     refs = [r for r in rows if r.gate == "ref"]
-    timed = [r for r in rows if r.p50_ms is not None and r.gate != "FAIL"]
+    timed = [r for r in rows if r.p50_ms is not None and r.gate in ("ref", "pass")]
     fastest = min(timed, key=lambda r: r.p50_ms) if timed else None  # type: ignore[arg-type,return-value]
     speed = ""
     if fastest is not None:
@@ -89,6 +91,13 @@ def verdict(results: Mapping[str, Any]) -> str:
         broken = ", ".join(f"{r.artifact} on {r.runtime}" + (f" ({r.reasons[0].split(' (')[0]})" if r.reasons else "")
                            for r in failed)
         return f"FAILED: {broken} broke the accuracy gate against FP32{speed}."
+    undecided = [r for r in rows if r.gate == "INCONCLUSIVE"]
+    if model.get("verdict") == "inconclusive":
+        return f"INCONCLUSIVE: {model.get('reason')}; no precision can be judged on these images{speed}."
+    if undecided:
+        listed = ", ".join(f"{r.artifact} on {r.runtime}" for r in undecided)
+        return (f"INCONCLUSIVE: {listed} could not be shown to keep FP32's diagnoses within the gate on these "
+                f"images, nor to lose more (report.md says how many images would decide){speed}.")
     judged = [r for r in rows if r.gate == "pass"]
     if not judged:
         return f"PASSED: only the FP32 reference was benched{speed}."

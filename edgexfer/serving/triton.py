@@ -25,6 +25,7 @@ from pathlib import Path
 from edgexfer._folders import refuse_overlap, swap_in, sweep_stale
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
+from edgexfer.evaluate.operating_point import DecisionRule
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
 from edgexfer.predict import BenchEvidence, Choice, choose_artifact
 
@@ -120,7 +121,8 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
         try:
             try:
                 model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
-                                   model_name)
+                                   model_name,
+                                   evidence.decision if evidence is not None else None)
                 fix_modes(staging)
             except OSError as exc:  # a full disk, a quota: one line, and the staging folder goes
                 raise EdgexferError(f"cannot write the model folder {final}: {exc.strerror or exc}",
@@ -215,7 +217,7 @@ def config_text(name: str, platform: str, inp: TensorSpec, outp: TensorSpec, max
 
 
 def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, outp: TensorSpec, batch: int,
-          max_queue_delay_us: int, instance_kind: str, name: str) -> Path:
+          max_queue_delay_us: int, instance_kind: str, name: str, decision: DecisionRule | None = None) -> Path:
     artifact = choice.artifact
     engine = artifact.format == "tensorrt"
     version = staging / "1"
@@ -232,7 +234,9 @@ def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, out
                f"({artifact.precision}, {artifact.path.name})"
                f"\nsha256 {artifact.sha256}; bench verdict for sha256 {choice.verdict.sha256 or 'none (not benched)'}"
                f"\nchosen: {choice.reason}\n"
-               f"Input: raw RGB pixels 0-255, NHWC, {inp.dims[0]}x{inp.dims[1]}; output: class probabilities.")
+               f"Input: raw RGB pixels 0-255, NHWC, {inp.dims[0]}x{inp.dims[1]}; output: class probabilities."
+               + (f"\nDecision (clinical operating point from {decision.source}): answer {decision.describe()}; "
+                  "Triton returns the probabilities, the client applies this rule" if decision is not None else ""))
     text = config_text(name, "tensorrt_plan" if engine else "onnxruntime_onnx", inp, outp, batch,
                        max_queue_delay_us, kind, choice.runtime.name == "ort-trt", comment)
     (staging / CONFIG).write_text(text, encoding="utf-8")

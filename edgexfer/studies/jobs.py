@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgexfer.errors import EdgexferError, GateFailed
+from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
 from edgexfer.io import read_json, sha256_file, write_json
 from edgexfer.studies.resumable import Stage, StateFile, changed_options, fingerprint, run_stage
 
@@ -150,7 +150,7 @@ class BackboneJob:
 
         benched = run_stage(Stage(
             "bench", f"{name}: bench", fingerprint(be_options | {"manifest": sha256_file(export_dir / "manifest.json")}),
-            be_options, bench_output, lambda resume: stages.bench(bench), clear=bench.out, tolerate=(GateFailed,),
+            be_options, bench_output, lambda resume: stages.bench(bench), clear=bench.out, tolerate=(GateFailed, GateInconclusive),
             redo=exported.ran,
         ), state, study, log)
         if benched.ran:

@@ -71,6 +71,20 @@ def mark_pareto(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def gate_evidence(rows: Sequence[dict[str, Any]]) -> str | None:
+    """What a recommendation rests on: "pass" when some artifact is deployable (passed its gate), else
+    "inconclusive" when a device artifact's gate could not be decided on the test images (or its model check),
+    else "fail"; None for a study without bench results."""
+    if not rows:
+        return None
+    if any(is_deployable(r) for r in rows):
+        return "pass"
+    device = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES]
+    if any(r.get("gate_verdict") == "inconclusive" for r in device):
+        return "inconclusive"
+    return "fail"
+
+
 def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[str, Any]:
     """The most accurate deployable model within the latency budget; among equally accurate ones, the fastest
     (and the reason then says the pick came down to speed).
@@ -87,6 +101,11 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
         device_rows = [r for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES]
         if not rows:
             reason = "the study has no benchmark results"
+        elif not passed and gate_evidence(rows) == "inconclusive":
+            undecided = [_label(r) for r in rows if r.get("runtime") not in REFERENCE_RUNTIMES
+                         and r.get("gate_verdict") == "inconclusive"]
+            reason = ("no artifact passed the accuracy gate: the test images were too few to decide "
+                      f"{', '.join(undecided)} (each bench report says how many images would)")
         elif not passed and device_rows and not any(beats_baseline(r) for r in device_rows):
             best = max(device_rows, key=lambda r: _num(r.get("accuracy")))
             reason = (f"no model is usable: none beats the majority-class baseline (the best, {_label(best)}, "
@@ -101,7 +120,7 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
                 f"no artifact that passes the gate runs within {budget_ms:g} ms at batch 1; the fastest that passes "
                 f"is {_label(fastest)} at {float(fastest['latency_p50_ms']):.3g} ms"
             )
-        return {"status": "none", "budget_ms": budget_ms, "reason": reason}
+        return {"status": "none", "budget_ms": budget_ms, "reason": reason, "gate": gate_evidence(rows)}
     top = max(float(r["accuracy"]) for r in within)
     tied = [r for r in within if abs(float(r["accuracy"]) - top) <= 1e-12]
     best = min(tied, key=lambda r: float(r["latency_p50_ms"]))
@@ -123,6 +142,7 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
         "size_bytes": best.get("size_bytes"),
         "tied": len(tied),
         "reason": reason,
+        "gate": "pass",
     }
 
 
