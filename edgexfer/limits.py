@@ -3,7 +3,7 @@
 - Threads: no more than the cores this process may run on (``os.sched_getaffinity``): ONNX Runtime's
   intra-op pool does not get faster past that, and 100000 threads exhaust the process's memory first.
 - A batch: its input tensor alone (N x H x W x 3 float32, what every runtime and Keras is fed) must fit in
-  the machine's memory (``psutil.virtual_memory().total``); a batch that cannot even be allocated ends in
+  the machine's physical memory (``sysconf``); a batch that cannot even be allocated ends in
   MemoryError, or swaps for hours, long after files were written.
 - An image side: an image must be one Pillow can read back (``PIL.Image.MAX_IMAGE_PIXELS``; beyond it
   Pillow refuses the file as a decompression bomb), as every image is read through Pillow.
@@ -32,10 +32,13 @@ def usable_cores() -> int:
 
 
 def memory_bytes() -> int:
-    """The machine's physical memory."""
-    import psutil
+    """The machine's physical memory (POSIX sysconf; psutil where that is missing)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        import psutil  # type: ignore[import-untyped]
 
-    return int(psutil.virtual_memory().total)
+        return int(psutil.virtual_memory().total)
 
 
 def check_threads(value: int | None, option: str = "--threads") -> int | None:

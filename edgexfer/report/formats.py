@@ -106,9 +106,9 @@ def md_code(value: Any, *, table: bool = False) -> str:
     return f"{fence}{text}{fence}"
 
 
-def md_url(path: str) -> str:
+def md_url(path: Any) -> str:
     """A relative file path as a link destination (percent-encoded: no space, parenthesis or bracket left)."""
-    return quote(path, safe="/")
+    return quote(str(path), safe="/")
 
 
 # ---------------------------------------------------------------------------------------------- figures
