@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_bench_tiny import FAST, export_copy_fixture, handmade_export_fixture  # noqa: F401  (shared exports)
+from test_bench_tiny import FAST, LOOSE, export_copy_fixture, handmade_export_fixture  # noqa: F401  (shared exports)
 
 from edgexfer import _folders
 from edgexfer.errors import EdgexferError
@@ -84,7 +84,7 @@ def _bench(export: Path, out: Path, *more: str):
 
     from edgexfer.cli import cli
 
-    return CliRunner().invoke(cli, ["bench", str(export), "--out", str(out), *FAST, *more])
+    return CliRunner().invoke(cli, ["bench", str(export), "--out", str(out), *FAST, *LOOSE, *more])
 
 
 def test_a_bench_that_fails_half_way_leaves_the_previous_folder_whole(handmade_export, tmp_path, monkeypatch):

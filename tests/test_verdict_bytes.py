@@ -132,7 +132,7 @@ def test_bench_rows_record_the_bytes_device_and_versions(handmade_export, tmp_pa
     from edgexfer.versions import int8_instructions, machine_info
 
     out = tmp_path / "bench"
-    assert CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST]).exit_code == 0
+    assert CliRunner().invoke(cli, ["bench", str(handmade_export), "--out", str(out), *FAST, *LOOSE]).exit_code == 0
     results = load_results(out)
     assert results["schema"] == SCHEMA
     for row in results["results"]:
@@ -182,13 +182,13 @@ def test_results_in_the_current_directory_are_not_used(handmade_export, tmp_path
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     # a bench of this very export, written where bench used to write by default: benchmarks/<name> in the cwd
-    named = CliRunner().invoke(cli, ["bench", str(export), "--out", "benchmarks/tiny", *FAST])
+    named = CliRunner().invoke(cli, ["bench", str(export), "--out", "benchmarks/tiny", *FAST, *LOOSE])
     assert named.exit_code == 0, named.output
     with Predictor(export) as model:
         assert model.evidence is None and "no bench results found" in model.choice.reason
     with Predictor(export, bench=cwd / "benchmarks" / "tiny") as model:  # named, it counts
         assert model.evidence is not None and model.choice.verdict.passed is True
-    assert CliRunner().invoke(cli, ["bench", str(export), *FAST]).exit_code == 0  # default: found from the export
+    assert CliRunner().invoke(cli, ["bench", str(export), *FAST, *LOOSE]).exit_code == 0  # default: found from the export
     with Predictor(export) as model:
         assert model.evidence is not None
         assert model.evidence.path == tmp_path / "project" / "benchmarks" / "tiny" / "results.json"
@@ -200,7 +200,7 @@ def test_results_without_sha256_are_read_but_judge_no_file(handmade_export, tmp_
 
     export = _exported(handmade_export, tmp_path)
     bench = tmp_path / "benchmarks" / "tiny"
-    assert CliRunner().invoke(cli, ["bench", str(export), *FAST]).exit_code == 0
+    assert CliRunner().invoke(cli, ["bench", str(export), *FAST, *LOOSE]).exit_code == 0
     results = json.loads((bench / "results.json").read_text())
     # as an earlier version wrote it: no sha256, device or versions in the rows
     results["schema"] = SCHEMA_UNBOUND
