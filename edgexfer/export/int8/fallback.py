@@ -45,16 +45,17 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Round:
-    """One fallback round: ``kept`` when it became the best candidate."""
+    """One fallback round: ``nodes`` it put in float on top of the best round's, ``kept`` when it became the best."""
 
     number: int
     method: str
     excluded: int
     agreement: Agreement
     kept: bool
+    nodes: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
-        return {"round": self.number, "method": self.method, "excluded": self.excluded,
+        return {"round": self.number, "method": self.method, "excluded": self.excluded, "nodes": list(self.nodes),
                 "agreement": self.agreement.rate, "agreed": self.agreement.agreed, "n": self.agreement.n,
                 "interval": [round(v, 4) for v in self.agreement.interval],
                 "max_abs_diff": self.agreement.max_abs_diff, "kept": self.kept}
@@ -162,7 +163,7 @@ def run_fallback(quantizer: Quantizer, methods: Sequence[str], *, bar: float, ma
         improved = candidate.agreement.better_than(best.agreement)
         say(f"INT8 ({quantizer.target}, {best.method}) round {number}: {len(kept)} node(s) in float, agreement "
             f"{candidate.agreement.text()}" + ("" if improved else ": no better, dropped"))
-        rounds.append(Round(number, best.method, len(kept), candidate.agreement, improved))
+        rounds.append(Round(number, best.method, len(kept), candidate.agreement, improved, tuple(r.name for r in fresh)))
         if improved:
             best, ranking = candidate, None
         else:
