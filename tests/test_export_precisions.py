@@ -229,7 +229,7 @@ def test_the_layer_report_sits_beside_the_int8_file_and_in_the_manifest(tiny_exp
     path = tiny_export / layers["file"]
     assert layers["file"] == "model_int8_cpu.layers.json" and layers["sha256"] == sha256_file(path)
     report = json.loads(path.read_text())
-    assert report["schema"] == "edgexfer.int8-layers/1" and report["artifact"] == "model_int8_cpu.onnx"
+    assert report["schema"] == "edgexfer.layer-report/1" and report["artifact"] == "model_int8_cpu.onnx"
     rows = report["nodes"]
     assert len(rows) == layers["nodes"] > 0
     assert min(rows, key=lambda r: r["output_sqnr_db"])["name"] == layers["lowest_sqnr"]["name"]

@@ -15,19 +15,16 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgexfer.io import write_json
+from edgexfer.contracts.layers import SQNR_CAP_DB, KeptNode, LayerReport, LayerRow
 from edgexfer.runtime.ort_runtime import OrtRuntime
 
-#: SQNR above this is treated as exact: noise 60 dB below the signal changes no decision
-SQNR_CAP_DB = 60.0
 _WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-LAYERS_SCHEMA = "edgexfer.int8-layers/1"
 
 
 @dataclass(frozen=True)
@@ -39,11 +36,6 @@ class NodeLoss:
     op_type: str
     sqnr_drop_db: float
     output_sqnr_db: float
-
-
-def layers_file(int8_file: str) -> str:
-    """The layer report's file name beside ``int8_file``: ``model_int8_cpu.onnx`` -> ``model_int8_cpu.layers.json``."""
-    return f"{Path(int8_file).stem}.layers.json"
 
 
 def node_sensitivity(
@@ -135,8 +127,6 @@ def _sqnr_db(signal: float, noise: float) -> float:
     return max(-SQNR_CAP_DB, min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise)))
 
 
-
-
 def weight_sqnr(float_path: str | os.PathLike[str], qdq_path: str | os.PathLike[str]) -> dict[str, float]:
     """SQNR (dB, capped at `SQNR_CAP_DB`) of every quantized weight of the Q/DQ model against its float value,
     keyed by the float graph's initializer name (ONNX Runtime's ``create_weight_matching``, ``compute_weight_error``)."""
@@ -155,50 +145,6 @@ def _array_sqnr(x: np.ndarray, y: np.ndarray) -> float:
     return compute_signal_to_quantization_noice_ratio(np.atleast_1d(x), np.atleast_1d(y))
 
 
-@dataclass(frozen=True)
-class KeptNode:
-    """A node the fallback kept in float, and why."""
-
-    name: str
-    op_type: str
-    reason: str
-    sqnr_drop_db: float
-    round: int
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One node of the layer report."""
-
-    name: str
-    op_type: str
-    output_sqnr_db: float
-    sqnr_drop_db: float
-    weight_sqnr_db: float | None
-    in_float: bool
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    """``model_int8_<target>.layers.json``: per node of the float graph whose output both graphs compute, the
-    SQNR of the shipped INT8 model against FP32 (on ``images`` calibration images), the SQNR of its quantized
-    weight, and the nodes the fallback kept in float with their reason."""
-
-    artifact: str
-    images: int
-    rows: tuple[LayerRow, ...]
-    kept_in_float: tuple[KeptNode, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": LAYERS_SCHEMA, "artifact": self.artifact, "images": self.images,
-                "measure": "SQNR in dB of the INT8 model's tensors against FP32 (higher is better, capped at "
-                           f"{SQNR_CAP_DB:g}); sqnr_drop_db: what the node loses over its worst input",
-                "nodes": [asdict(r) for r in self.rows], "kept_in_float": [asdict(k) for k in self.kept_in_float]}
-
-    def worst(self, n: int) -> list[LayerRow]:
-        return sorted(self.rows, key=lambda r: r.sqnr_drop_db, reverse=True)[:n]
-
-
 def layer_report(float_path: str | os.PathLike[str], qdq_path: str | os.PathLike[str], artifact: str,
                  images: np.ndarray, kept: Sequence[KeptNode]) -> LayerReport:
     """The layer report of the shipped INT8 model ``qdq_path`` (`node_sensitivity` and `weight_sqnr`)."""
@@ -212,7 +158,3 @@ def layer_report(float_path: str | os.PathLike[str], qdq_path: str | os.PathLike
     rows = tuple(LayerRow(loss.name, loss.op_type, loss.output_sqnr_db, loss.sqnr_drop_db,
                           weights.get(weight_of.get(loss.name, "")), loss.name in in_float) for loss in losses)
     return LayerReport(artifact, int(len(images)), rows, tuple(kept))
-
-
-def write_layer_report(report: LayerReport, path: Path) -> Path:
-    return write_json(path, report.to_dict())

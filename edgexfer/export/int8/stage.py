@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.layers import LayerReport, layers_file, write_layer_report
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
 from edgexfer.export.int8.agreement import (
@@ -34,7 +35,7 @@ from edgexfer.export.int8.agreement import (
 )
 from edgexfer.export.int8.fallback import FallbackResult, Quantizer, Stages, run_fallback
 from edgexfer.export.int8.kernels import KernelChoice, choose_cpu_kernels
-from edgexfer.export.int8.sensitivity import LayerReport, layer_report, layers_file, write_layer_report
+from edgexfer.export.int8.sensitivity import layer_report
 from edgexfer.export.int8.speed import SpeedCheck, cpu_speed_check
 from edgexfer.export.keras_onnx import update_metadata
 from edgexfer.export.onnx_int8 import preprocess
@@ -75,7 +76,7 @@ class Int8Result:
     def artifact(self, path: Path, target: str) -> dict[str, Any]:
         """The manifest entry of the INT8 file ``path`` (docs/contracts.md section 4)."""
         chosen = self.fallback.chosen
-        lowest = min(self.layers.rows, key=lambda r: r.output_sqnr_db, default=None)
+        lowest = self.layers.lowest()
         return mf.artifact_record(
             "int8", path, fmt="onnx", precision="int8", target=target,
             parity={**self.agreement.record(), "images": dict(self.judging)},
@@ -86,7 +87,7 @@ class Int8Result:
                           "cpu_kernels": self.kernels.record() if self.kernels else None},
             cpu_speed=self.speed.record() if self.speed else None,
             layers={"file": self.layers_path.name, "sha256": sha256_file(self.layers_path),
-                    "nodes": len(self.layers.rows), "kept_in_float": len(self.layers.kept_in_float),
+                    "nodes": len(self.layers.nodes), "kept_in_float": len(self.layers.kept_in_float),
                     "lowest_sqnr": None if lowest is None else {"name": lowest.name, "op_type": lowest.op_type,
                                                                   "output_sqnr_db": lowest.output_sqnr_db}},
         )
@@ -149,7 +150,7 @@ def run_int8(config: ExportConfig, inputs: Int8Inputs, say: Callable[[str], None
             layers = layer_report(float_path, inputs.out_path, inputs.out_path.name, sample, chosen.kept)
             layers_path = write_layer_report(layers, inputs.out_path.with_name(layers_file(inputs.out_path.name)))
     worst = ", ".join(f"{r.name} ({r.op_type}) {r.output_sqnr_db:.1f} dB" for r in layers.worst(3))
-    say(f"INT8 ({target}) layer report {layers_path.name}: {len(layers.rows)} nodes; most signal lost at {worst}; "
+    say(f"INT8 ({target}) layer report {layers_path.name}: {len(layers.nodes)} nodes; most signal lost at {worst}; "
         f"{len(chosen.kept)} node(s) kept in float")
     speed = None
     if target == "cpu":  # measured and stated; it changes nothing written
