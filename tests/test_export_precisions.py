@@ -362,12 +362,10 @@ def test_the_speed_check_advises_against_int8_only_when_every_round_was_slower()
     assert speed_verdict([0.99, 0.5]) == "slower" and speed_verdict([0.99, 1.0]) == "unclear"
 
 
-def test_the_export_states_its_speed_measurement_without_acting_on_it(manifest):
+def test_the_export_records_its_speed_rounds(manifest):
     speed = _artifact(manifest, "int8")["cpu_speed"]
-    assert speed["rounds"] == 5 and speed["batch"] == 1
-    low, high = speed["speedup_range"]
-    assert 0 < low <= speed["speedup"] <= high
-    assert speed["verdict"] in ("pays", "unclear", "slower")
+    assert speed["rounds"] == 5 and speed["batch"] == 1 and len(speed["speedup_range"]) == 2
+    assert speed["verdict"] in ("pays", "unclear", "slower") and speed["fp32_p50_ms"] > 0 and speed["int8_p50_ms"] > 0
 
 
 def test_quantize_levers_change_the_graph(tiny_export, tmp_path):

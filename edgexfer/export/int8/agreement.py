@@ -22,6 +22,8 @@ from edgexfer.evaluate.stats import wilson_interval
 
 VAL = "val"
 TRAIN_UNSEEN = "train_not_calibration"
+#: how the export's messages name each source
+SOURCE_NAMES = {VAL: "validation", TRAIN_UNSEEN: "train (not calibration)"}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from edgexfer.contracts.layers import LayerReport, layers_file, write_layer_repo
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
 from edgexfer.export.int8.agreement import (
+    SOURCE_NAMES,
     Agreement,
     JudgingImages,
     judge,
@@ -118,7 +119,7 @@ def run_int8(config: ExportConfig, inputs: Int8Inputs, say: Callable[[str], None
         with timeline.stage("int8_judging_images"):
             judging = judging_set(config, inputs)
         say(f"INT8 ({target}): judging agreement with FP32 on "
-            + ", ".join(f"{n} {source.replace('_', ' ')} images" for source, n in judging.sources))
+            + ", ".join(f"{n} {SOURCE_NAMES[source]} images" for source, n in judging.sources))
         sample = next(inputs.calset.iter_batches(max(1, config.sensitivity_samples)))[0]
         quantizer = Quantizer(float_path, work, inputs.calset, target, judging, config.batch_size, timeline,
                               config.progress)
@@ -127,9 +128,9 @@ def run_int8(config: ExportConfig, inputs: Int8Inputs, say: Callable[[str], None
                                 nodes_per_round=config.int8_nodes_per_round, sample=sample, say=say)
         chosen = fallback.chosen
         if fallback.outcome != "met":
-            say(f"warning: INT8 top-1 agreement {chosen.agreement.text()} is {fallback.outcome} against the "
-                f"{config.int8_min_agreement * 100:g}% bar ({fallback.stopped}); the artifact is written, the bench "
-                "gate will judge it")
+            say(f"warning: INT8 top-1 agreement {chosen.agreement.text()} does not meet the "
+                f"{config.int8_min_agreement * 100:g}% bar with evidence ({fallback.outcome}; {fallback.stopped}); "
+                "the artifact is written, the bench gate will judge it")
         source, kernels = chosen.path, None
         if target == "cpu" and config.int8_kernel_choice:
             with timeline.stage("int8_kernel_choice"):
