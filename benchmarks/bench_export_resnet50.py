@@ -143,7 +143,7 @@ def measure(variant: str, src: Path | None, args: argparse.Namespace, work: Path
 def calibration_profile(export_dir: Path, calibration_dir: Path) -> dict:
     """Where the INT8 calibration pass spends its time, for one chunk of images: ONNX Runtime's kernel profile of
     the calibration graph (the pre-processed FP32 with every calibrated tensor as an output, run unoptimized as
-    `edgexfer.export.onnx_int8.calibrate` runs it) by op type, the session call as a whole (kernels plus copying
+    `edgexfer.export.int8.calibrate.calibrate` runs it) by op type, the session call as a whole (kernels plus copying
     the outputs out), and the numpy histograms of the entropy method on that chunk."""
     import collections
 
@@ -151,7 +151,8 @@ def calibration_profile(export_dir: Path, calibration_dir: Path) -> dict:
     import onnx
 
     from edgexfer.data.calibration import load_calibration_set
-    from edgexfer.export.onnx_int8 import CALIBRATION_CHUNK, _ValueHistograms, calibration_graph, preprocess
+    from edgexfer.export.int8.calibrate import CALIBRATION_CHUNK, _ValueHistograms, calibration_graph
+    from edgexfer.export.onnx_int8 import preprocess
     from edgexfer.runtime.ort_runtime import OrtRuntime, kernel_profile
 
     with tempfile.TemporaryDirectory(prefix="edgexfer-calprofile-") as tmp:

@@ -366,7 +366,9 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     from edgexfer.data.calibration import load_calibration_set
     from edgexfer.data.splits import Split
     from edgexfer.evaluate.metrics import classification_metrics
-    from edgexfer.export.onnx_int8 import QuantOptions, calibrate, choose_cpu_kernels, preprocess, quantize
+    from edgexfer.export.int8.calibrate import calibrate
+    from edgexfer.export.int8.kernels import choose_cpu_kernels
+    from edgexfer.export.onnx_int8 import QuantOptions, preprocess, quantize
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
     export_dir = work / "exported" / backbone
@@ -397,7 +399,7 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     x, y = split.load_arrays("test", (SIZE, SIZE))
     descriptions = {"fp32": "FP32 as exported", "int8": "INT8 as exported (cpu profile: Q/DQ, per-channel int8 "
                     "weights, uint8 asymmetric activations, every quantizable node type; calibration method chosen by the "
-                    "export (auto); each convolution on the int8 kernel measured faster on this CPU)"}
+                    "export (auto); every convolution on ONNX Runtime's symmetric int8 kernels: the kernel choice is opt-in)"}
     levers = args.levers if backbone == args.backbones[0] else args.family_levers
     for name in levers:
         lever = LEVERS[name]
@@ -486,13 +488,15 @@ def markdown(results: dict[str, Any]) -> str:
                          + " | ".join(cells) + f" | {r['sizes_bytes'][name] / 1e6:.1f} | {what} |")
         speed = r.get("export_cpu_speed")
         if speed:
-            lines += ["", f"Export's own check (manifest `cpu_speed`): INT8 {speed['speedup']:.2f}× FP32 at batch 1"
-                      + (f" — \"{speed['advice']}\"" if speed.get("advice") else " (INT8 pays)")]
+            spread = (f" ({speed['speedup_range'][0]:.2f}-{speed['speedup_range'][1]:.2f}× over {speed['rounds']} rounds)"
+                      if speed.get("speedup_range") else "")
+            lines += ["", f"Export's own check (manifest `cpu_speed`): INT8 {speed['speedup']:.2f}× FP32 at batch 1{spread}"
+                      + (f" — \"{speed['advice']}\"" if speed.get("advice") else f" ({speed.get('verdict', 'pays')})")]
         cal = r.get("int8_calibration")
         if cal:
             tried = ", ".join(f"{m['method']} {m['agreement'] * 100:.1f}%" for m in cal["tried"])
             lines += ["", f"Export's calibration (auto): {cal['method']}; round-0 top-1 agreement with FP32 on the "
-                      f"validation images: {tried}"
+                      f"judging images: {tried}"
                       + (f"; {len(r['int8_excluded_nodes'])} node(s) kept in float by the fallback"
                          if r["int8_excluded_nodes"] else "")]
         prof = r["kernel_ms_by_op_batch1"]

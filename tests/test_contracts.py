@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from edgexfer.contracts import bench, calibration, check_known_keys, manifest, predictions, run, study
+from edgexfer.contracts import bench, calibration, check_known_keys, layers, manifest, predictions, run, study
 from edgexfer.errors import EdgexferError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_LITERAL = re.compile(r'"(edgexfer\.[a-z_-]+/[0-9]+)"')
 DOC_SCHEMA = re.compile(r"edgexfer\.[a-z_-]+/[0-9]+")
-CONTRACT_MODULES = (run, calibration, manifest, bench, study)
+CONTRACT_MODULES = (run, calibration, manifest, bench, study, layers)
 #: the dataclasses of each format and the JSON keys they stand for (``extra`` holds keys beyond them)
 CONTRACT_CLASSES = (run.RunRecord, run.RunMetrics, calibration.CalibrationRecord, manifest.SourceRun,
-                    manifest.ExportManifest, bench.BenchRow, study.StudyRow)
+                    manifest.ExportManifest, bench.BenchRow, study.StudyRow, layers.LayerReport, layers.LayerRow,
+                    layers.KeptNode)
 
 
 def _sources() -> list[Path]:

@@ -87,7 +87,8 @@ def test_run_files_are_copied_and_nothing_else_is_left(tiny_export, export_run_d
     files = sorted(p.name for p in tiny_export.iterdir())
     # metrics.json too (when the run has it): it carries the run's sanity record that bench reads
     assert files == sorted(["labels.json", "split.json", "run.json", "metrics.json", "manifest.json",
-                            "model_fp32.onnx", "model_fp16.onnx", "model_int8_cpu.onnx"])
+                            "model_fp32.onnx", "model_fp16.onnx", "model_int8_cpu.onnx",
+                            "model_int8_cpu.layers.json"])
     leftovers = [p.name for p in tiny_export.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

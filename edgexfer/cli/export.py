@@ -30,11 +30,13 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
               help="How INT8 activation ranges are calibrated. auto: entropy, and when that INT8 agrees with FP32 "
                    "below --int8-min-agreement, percentile and minmax too; the best is kept.")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
-              help="INT8 top-1 agreement with FP32 on validation images below which the other calibration methods "
-                   "are tried (auto) and sensitive nodes stay in float.")
-@click.option("--no-kernel-choice", "kernel_choice", is_flag=True, flag_value=False, default=True,
-              help="With --target cpu: keep every INT8 convolution on ONNX Runtime's symmetric kernels instead of "
-                   "timing both int8 kernels here and keeping the faster per convolution.")
+              help="INT8 top-1 agreement with FP32 that must be met with evidence (the whole 95% interval, on "
+                   "validation images and train images not in the calibration set); until then the other calibration "
+                   "methods are tried (auto) and sensitive nodes stay in float.")
+@click.option("--kernel-choice/--no-kernel-choice", "kernel_choice", default=False, show_default=True,
+              help="With --target cpu: time ONNX Runtime's two int8 convolution kernels on this CPU and keep the "
+                   "faster per convolution (same values). Off by default: it rests on timing, so two exports of the "
+                   "same run may then differ in bytes.")
 @click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch of the engines' profile.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,

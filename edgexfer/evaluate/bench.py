@@ -24,6 +24,7 @@ import numpy as np
 from edgexfer._folders import refuse_overlap, staging_dir, swap_in, sweep_stale
 from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
 from edgexfer.contracts.bench import default_bench_dir as bench_dir_of
+from edgexfer.contracts.layers import layer_summaries
 from edgexfer.contracts.run import read_sanity as read_run_sanity
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
 from edgexfer.evaluate.bench_data import AgreementPool, BenchData, load_agreement_pool, load_bench_data
@@ -283,7 +284,8 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         log(f"warning: {line}")
     results = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "export": {"path": str(export.path), "name": export.name, "source_run": export.manifest["source_run"]},
+        "export": {"path": str(export.path), "name": export.name, "source_run": export.manifest["source_run"],
+                   "int8_layers": layer_summaries(export.path, export.manifest["artifacts"])},
         "reference": "fp32",
         "reference_runtime": reference_key[1],
         "thresholds": config.thresholds.as_dict(),

@@ -34,8 +34,12 @@ class ExportConfig:
     fewer validation images than ``int8_min_agreement``, with percentile and minmax too, and keeps the method
     that agrees best (entropy on ties); the fallback rounds then go on with it. A named method is used alone.
 
-    ``int8_kernel_choice`` (target ``cpu``): time each INT8 convolution under ONNX Runtime's two CPU int8
-    kernels on this machine and keep the faster (`edgexfer.export.onnx_int8.choose_cpu_kernels`; same values).
+    ``int8_kernel_choice`` (target ``cpu``, opt-in): time each INT8 convolution under ONNX Runtime's two CPU int8
+    kernels on this machine and keep the faster (`edgexfer.export.int8.kernels.choose_cpu_kernels`; same values).
+    Off by default: it rests on timing, so with it two exports of the same run may differ in bytes.
+
+    ``agreement_images``: how many images judge INT8's agreement with FP32 (the bar, the fallback rounds): the
+    validation images first, then train images not in the calibration set (`edgexfer.export.int8.agreement`).
 
     ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where the set
     of the run's split (``cal-<split fingerprint>-<H>x<W>-<images>-seed<seed>``, never the run's folder
@@ -61,7 +65,8 @@ class ExportConfig:
     int8_min_agreement: float = DEFAULT_INT8_MIN_AGREEMENT
     int8_max_rounds: int = 3
     int8_nodes_per_round: int = 2
-    int8_kernel_choice: bool = True
+    int8_kernel_choice: bool = False
+    agreement_images: int = 500
     sensitivity_samples: int = 16
     batch_size: int = 16
     timing_cache: Path | None = None
@@ -104,7 +109,8 @@ class ExportConfig:
                 "an INT8 TensorRT engine needs the tensorrt INT8 profile, not --target cpu",
                 "drop --target or pass --target tensorrt with --engine",
             )
-        for name in ("max_batch", "calibration_size", "parity_samples", "batch_size", "int8_max_rounds", "opset"):
+        for name in ("max_batch", "calibration_size", "parity_samples", "batch_size", "int8_max_rounds", "opset",
+                     "agreement_images"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "int8_max_rounds" else 1):
                 raise EdgexferError(f"--{name.replace('_', '-')} {value} is not a positive whole number", "pass a value of 1 or more")

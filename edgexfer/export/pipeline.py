@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,10 +28,12 @@ import numpy as np
 from edgexfer import _folders as folders
 from edgexfer.contracts import manifest as contract
 from edgexfer.contracts.run import RunRecord, load_run
+from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.export import manifest as mf
-from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
+from edgexfer.export.config import ExportConfig
+from edgexfer.export.int8.stage import Int8Inputs, run_int8
 from edgexfer.export.tensorrt_rules import EXPORT_FIX, require_tensorrt_ready
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
 
@@ -179,7 +180,9 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
     h, w = run.image_size
     with timeline.stage("load_validation_images"):
         split = run.load_split(config.data_root)
-        val_images, _ = split.load_arrays("val", (h, w), limit=config.parity_samples)
+        # INT8 judges its agreement with FP32 on up to agreement_images validation images
+        limit = max(config.parity_samples, config.agreement_images if config.int8 else 0)
+        val_images, _ = split.load_arrays("val", (h, w), limit=limit)
     if len(val_images) == 0:
         raise EdgexferError(f"the validation split of run {run.name} is empty, so parity cannot be checked",
                             "fine-tune with a validation fraction above zero")
@@ -204,8 +207,8 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
                                 "choose a writable --out") from None
         work = staging / TEMP_DIR
         with _temp_files_inside(work):
-            artifacts = _build(config, run, staging, val_images, calset, engine_reason is None and config.engine, out,
-                               say, timeline)
+            artifacts = _build(config, run, staging, split, val_images, calset,
+                               engine_reason is None and config.engine, out, say, timeline)
         shutil.rmtree(work, ignore_errors=True)
         with timeline.stage("finalize"):
             for name in contract.RUN_FILES:
@@ -233,18 +236,26 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
         text = f"{a['name']:<9} {where}  {a['size_bytes'] / 1e6:.2f} MB"
         parity = a.get("parity")
         if parity:
-            text += (f"  vs {parity['against']}: top-1 agreement {parity['agreement'] * 100:.1f}%"
-                     f", max |Δp| {parity['max_abs_diff']:.2e} (n={parity['n']})")
+            text += f"  vs {parity['against']}: top-1 agreement {parity['agreement'] * 100:.1f}%"
+            if parity.get("interval"):
+                text += f" (95% CI {parity['interval'][0] * 100:.1f}-{parity['interval'][1] * 100:.1f}%)"
+            text += f", max |Δp| {parity['max_abs_diff']:.2e} (n={parity['n']})"
         if a.get("excluded_nodes"):
             text += f", {len(a['excluded_nodes'])} node(s) kept in float"
         lines.append(text)
+        layers = a.get("layers")
+        if layers:
+            lowest = layers.get("lowest_sqnr") or {}
+            lines.append(f"{'':<9} layer report {layers['file']}: {layers['nodes']} nodes"
+                         + (f", lowest output SQNR {lowest['output_sqnr_db']:.1f} dB at {lowest['name']} ({lowest['op_type']})"
+                            if lowest else ""))
     return lines
 
 
 # ------------------------------------------------------------------------------------------ stages
 
 
-def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.ndarray, calset: Any,
+def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, val_images: np.ndarray, calset: Any,
            build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
     from edgexfer.export.keras_onnx import convert_run_model, metadata_for
     from edgexfer.runtime.ort_runtime import predict_onnx
@@ -287,10 +298,11 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
         artifacts.append(mf.artifact_record("fp16", fp16_path, fmt="onnx", precision="fp16", target="any",
                                             parity=fp16_parity, excluded_nodes=kept))
 
-    int8_path = None
     if config.int8:
         int8_path = staging / mf.onnx_file("int8", config.resolved_target)
-        artifacts.append(_int8(config, fp32_path, int8_path, fp32_probs, val_images, calset, metadata, say, timeline))
+        int8 = run_int8(config, Int8Inputs(fp32_path, int8_path, val_images, fp32_probs, split, run.image_size, calset,
+                                           metadata), say, timeline)
+        artifacts.append(int8.artifact(int8_path, config.resolved_target))
 
     if config.resolved_target == "tensorrt":  # TensorRT's parser rules, checked before any engine or the swap
         with timeline.stage("tensorrt_rules"):
@@ -321,128 +333,6 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, val_images: np.n
                                                 calibration=source["calibration"], engine=record,
                                                 source_artifact=source["name"]))
     return artifacts
-
-
-def _int8(config: ExportConfig, fp32_path: Path, int8_path: Path, fp32_probs: np.ndarray, val_images: np.ndarray,
-          calset: Any, metadata: dict[str, str], say, timeline: Timeline) -> dict[str, Any]:
-    """Quantize with the accuracy-driven fallback; returns the int8 artifact record."""
-    import onnx
-
-    from edgexfer.export.keras_onnx import update_metadata
-    from edgexfer.export.onnx_int8 import BatchReader, node_sensitivity, preprocess, quantize
-    from edgexfer.io import atomic_path
-    from edgexfer.runtime.ort_runtime import predict_onnx
-
-    target, threshold = config.resolved_target, config.int8_min_agreement
-    batch = config.batch_size
-
-    def calibration_batches():
-        return (images for images, _ in calset.iter_batches(batch))
-
-    # inside the staging folder (tempfile.tempdir points there): removed with it, whatever happens
-    with tempfile.TemporaryDirectory(prefix="int8-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        float_path = tmp / "float_prep.onnx"
-        with timeline.stage("int8_preprocess"):
-            preprocessed = preprocess(fp32_path, float_path)
-        excluded: list[dict[str, Any]] = []
-        rounds: list[dict[str, Any]] = []
-        best: tuple[float, int] | None = None
-
-        def attempt(method: str, round_no: int, stage: str):
-            """Quantize with ``method`` (its ranges calibrated once, then cached) and the nodes in ``excluded``
-            kept float; check top-1 agreement with FP32 on the validation images."""
-            candidate, ranges = tmp / f"int8_{method}_round{round_no}.onnx", tmp / f"ranges_{method}.json"
-            reader = BatchReader(calibration_batches, "image", total_batches=-(-calset.size // batch),
-                                 total_images=calset.size, progress=config.progress and not ranges.is_file(),
-                                 desc=f"INT8 calibration ({method})")
-            with timeline.stage(f"int8_quantize_{stage}"):
-                settings = quantize(float_path, candidate, reader=reader, target=target, method=method,
-                                    nodes_to_exclude=[e["name"] for e in excluded], cache_path=ranges)
-            with timeline.stage(f"int8_check_{stage}"):
-                result = _parity("fp32", fp32_probs, predict_onnx(candidate, val_images, batch))
-            say(f"INT8 ({target}, {method}) round {round_no}: top-1 agreement with FP32 "
-                f"{result['agreement'] * 100:.1f}% on {result['n']} validation images, {len(excluded)} node(s) in float")
-            return candidate, settings, result
-
-        # "auto": entropy first; when it agrees too little, the other methods too, and the best goes on
-        methods = CALIBRATION_METHODS_TRIED if config.calibration_method == "auto" else (config.calibration_method,)
-        method = methods[0]
-        candidate, settings, result = attempt(method, 0, "round0")
-        tried = [{"method": method, "agreement": result["agreement"], "max_abs_diff": result["max_abs_diff"]}]
-        if result["agreement"] < threshold:
-            for other in methods[1:]:
-                alt = attempt(other, 0, f"{other}_round0")
-                tried.append({"method": other, "agreement": alt[2]["agreement"], "max_abs_diff": alt[2]["max_abs_diff"]})
-                if alt[2]["agreement"] > result["agreement"]:
-                    method, (candidate, settings, result) = other, alt
-        for round_no in range(config.int8_max_rounds + 1):
-            if round_no:
-                candidate, settings, result = attempt(method, round_no, f"round{round_no}")
-            rounds.append({"round": round_no, "method": method, "excluded": len(excluded),
-                           "agreement": result["agreement"], "max_abs_diff": result["max_abs_diff"]})
-            if best is None or result["agreement"] > best[0]:
-                best = (result["agreement"], round_no)
-                chosen = (candidate, result, list(excluded), settings)
-            if result["agreement"] >= threshold or round_no == config.int8_max_rounds:
-                break
-            with timeline.stage(f"int8_sensitivity_round{round_no}"):
-                sample = next(calset.iter_batches(max(1, config.sensitivity_samples)))[0]
-                ranked = node_sensitivity(float_path, candidate, sample, skip=[e["name"] for e in excluded])
-            worst = [r for r in ranked if r["sqnr_drop_db"] > 0][: config.int8_nodes_per_round]
-            if not worst:
-                break
-            for r in worst:
-                excluded.append({
-                    "name": r["name"], "op_type": r["op_type"],
-                    "reason": (f"agreement {result['agreement'] * 100:.1f}% < {threshold * 100:.1f}% in round {round_no}; "
-                               f"quantizing it lost {r['sqnr_drop_db']:.1f} dB SQNR"),
-                    "sqnr_drop_db": r["sqnr_drop_db"],
-                })
-        candidate, result, kept, settings = chosen
-        passed = result["agreement"] >= threshold
-        if not passed:
-            say(f"warning: INT8 top-1 agreement {result['agreement'] * 100:.1f}% stays below {threshold * 100:.1f}% "
-                f"after {len(rounds) - 1} fallback round(s); the artifact is written, the bench gate will judge it")
-        kernels = None
-        if target == "cpu" and config.int8_kernel_choice:
-            from edgexfer.export.onnx_int8 import choose_cpu_kernels
-
-            with timeline.stage("int8_kernel_choice"):
-                tuned = tmp / "int8_kernels.onnx"
-                kernels = choose_cpu_kernels(candidate, tuned, val_images[:1])
-                if kernels["moved_to_gemm"]:  # same values by construction: the check is what ships
-                    candidate = tuned
-                    result = _parity("fp32", fp32_probs, predict_onnx(candidate, val_images, batch))
-            if kernels["convolutions"]:
-                say(f"INT8 ({target}) kernels: {kernels['moved_to_gemm']} of {kernels['convolutions']} convolutions "
-                    f"run faster on ONNX Runtime's int8 GEMM here ({kernels['symmetric_ms']:.1f} -> "
-                    f"{kernels['chosen_ms']:.1f} ms of convolution at batch 1)")
-        model = onnx.load(os.fspath(candidate))
-        update_metadata(model, {**metadata, "edgexfer.precision": "int8", "edgexfer.int8_target": target,
-                                "edgexfer.calibration_set": calset.id})
-        with atomic_path(int8_path) as out_tmp:
-            onnx.save(model, os.fspath(out_tmp))
-
-    speed = None
-    if target == "cpu":  # does INT8 pay on this CPU? (depthwise networks often run slower in INT8 on ORT)
-        from edgexfer.export.onnx_int8 import cpu_speed_check
-
-        with timeline.stage("int8_speed_check"):
-            speed = cpu_speed_check(fp32_path, int8_path, val_images[:1])
-        say(f"INT8 ({target}) runs {speed['speedup']:.2f}x FP32 here at batch 1"
-            + (f": {speed['advice']}" if speed["advice"] else ""))
-    calibration = {"id": calset.id, "file": calset.npz_path.name, "sha256": calset.manifest["sha256"],
-                   "size": calset.size, "method": settings["method"], "seed": calset.manifest.get("seed")}
-    return mf.artifact_record(
-        "int8", int8_path, fmt="onnx", precision="int8", target=target, parity=result, excluded_nodes=kept,
-        calibration=calibration,
-        quantization={**settings, "preprocessed": preprocessed,
-                      "fallback": {"min_agreement": threshold, "max_rounds": config.int8_max_rounds,
-                                   "passed": passed, "methods": tried, "rounds": rounds},
-                      "cpu_kernels": kernels},
-        cpu_speed=speed,
-    )
 
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -269,6 +269,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     if slow_int8:
         lines += ["## INT8 that does not pay", "", *slow_int8, ""]
 
+    lines += _int8_layers_section(export.get("int8_layers") or [])
+
     if failed:
         lines += ["## What broke the gate", "",
                   "Lost: images FP32 classified right that this artifact gets wrong; gained: the other way round.", "",
@@ -301,6 +303,33 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     shown = {k: v for k, v in libs.items() if v}
     lines += ["## Versions", "", ", ".join(f"{md(k)} {md(v)}" for k, v in shown.items()), ""]
     return "\n".join(lines) + "\n"
+
+
+def _int8_layers_section(reports: list[dict[str, Any]]) -> list[str]:
+    """The export's INT8 layer reports (``model_int8_<target>.layers.json``): where quantization loses signal,
+    and which nodes the fallback kept in float and why."""
+    if not reports:
+        return []
+    lines = ["## INT8 layers (the export's layer report)", "",
+             "SQNR of each node's output in the INT8 model against FP32, in dB (higher is better; 60 = exact), on "
+             "calibration images; drop: what the node loses over its worst input.", ""]
+    for r in reports:
+        if r.get("problem"):
+            lines += [f"- `{r['artifact']}`: `{r['file']}` {r['problem']}; re-export to see it.", ""]
+            continue
+        lines += [f"`{r['artifact']}` — `{r['file']}`, {r['nodes']} nodes measured on {r['images']} images; "
+                  f"the {len(r['worst'])} that lose the most:", "",
+                  "| Node | Op | Output SQNR dB | Drop dB | Weight SQNR dB | In float |", "|---|---|---:|---:|---:|:---:|"]
+        for n in r["worst"]:
+            lines.append(f"| `{n['name']}` | {n['op_type']} | {n['output_sqnr_db']:.1f} | {n['sqnr_drop_db']:.1f} | "
+                         f"{DASH if n['weight_sqnr_db'] is None else format(n['weight_sqnr_db'], '.1f')} | "
+                         f"{'yes' if n['in_float'] else ''} |")
+        kept = r.get("kept_in_float") or []
+        lines += ["", f"Kept in float by the fallback: {len(kept)} node(s)" + (":" if kept else "."), ""]
+        lines += [f"- `{k['name']}` ({k['op_type']}): {k['reason']}" for k in kept]
+        if kept:
+            lines.append("")
+    return lines
 
 
 def _floors_text(thresholds: dict[str, Any]) -> str:
