@@ -198,10 +198,11 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
         say(f"calibration set {calset.npz_path} ({'built' if built else 'reused'}, {calset.size} images)")
 
     staging = None
+    prefix = f".{out.name}.staging-{os.getpid()}-"
     try:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            staging = make_temp_dir(f".{out.name}.staging-{os.getpid()}-", out.parent)
+            staging = make_temp_dir(prefix, out.parent)
         except OSError as exc:
             raise EdgexferError(f"cannot create the export folder {out}: {exc.strerror or exc}",
                                 "choose a writable --out") from None
@@ -223,8 +224,9 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
             fix_modes(staging)
             _swap_in(staging, out)
     finally:
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        # by its prefix, not the variable: a signal can land between mkdtemp and the assignment
+        for left in out.parent.glob(f"{prefix}*"):
+            shutil.rmtree(left, ignore_errors=True)
     return manifest, engine_reason
 
 
