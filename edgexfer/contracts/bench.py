@@ -33,7 +33,7 @@ class BenchRow:
     with FP32. Latency dicts are keyed by batch size as a string."""
 
     artifact: str
-    precision: str  # the artifact's numeric format: fp32 | fp16 | int8
+    precision: str  # the artifact's numeric format: fp32 | fp16 | int8 | bf16 (the FP32 file run in bf16)
     target: str
     format: str
     file: str
@@ -61,6 +61,8 @@ class BenchRow:
     ci95: dict[str, Any] | None = None
     vs_reference: dict[str, Any] | None = None
     gate: dict[str, Any] = field(default_factory=dict)
+    #: what the backend executed where it reports it (OpenVINO: precision hint, threads, layer precisions)
+    execution: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -41,7 +41,7 @@ from edgexfer.io import lock_folder
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, select_runtimes
 
 #: how latency is measured, recorded in results.json and said in report.md
-LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
+LATENCY_METHOD = ("one ONNX Runtime session (or engine, or OpenVINO compiled model) at a time: each artifact's session is built, measured "
                   "and closed before the next is built, so no idle thread pool of another session competes "
                   "for the cores while the clock runs, as on a device that serves one model")
 
@@ -233,9 +233,13 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
             skipped.append({"runtime": "keras", "reason": why})
         else:
             artifacts.append(keras_artifact)
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
+    order = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
     artifacts.sort(key=lambda a: (a.format == "keras", a.format == "tensorrt", order.get(a.precision, 9), a.name))
     jobs = [_Job(a, k) for a in artifacts for k in kinds if k.supports(a)]
+    for kind in kinds:  # artifacts a runtime makes from the export's files (OpenVINO's bf16) run on it alone
+        derived = kind.derive(export.artifacts)
+        jobs += [_Job(a, kind) for a in derived.artifacts]
+        skipped += [{"runtime": kind.name, "artifact": name, "reason": reason} for name, reason in derived.skipped]
     if not any(j.artifact.name == "fp32" for j in jobs):
         # the reference is not optional: run FP32 on the CPU provider when no chosen runtime takes it
         cpu = RUNTIMES["ort-cpu"]
@@ -281,6 +285,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             raw[str(batch_size)] = times
         e2e = end_to_end_ms(runtime, data.load, data.refs[: config.end_to_end_images])
         provider = runtime.provider
+        execution = runtime.execution.as_dict() if runtime.execution is not None else None
     row = BenchRow(
         artifact=job.artifact.name,
         precision=job.artifact.precision,
@@ -305,6 +310,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         size_bytes=job.artifact.path.stat().st_size,
         peak_rss_mb=peak_rss_mb(),
         threads=config.threads,
+        execution=execution,
     )
     return row, probs
 
