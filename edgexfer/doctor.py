@@ -32,6 +32,7 @@ PACKAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("cuda-python", ("cuda-python", "cuda-bindings"), "cuda"),
     ("KerasTuner", ("keras-tuner",), "keras_tuner"),
     ("pydicom", ("pydicom",), "pydicom"),
+    ("OpenVINO", ("openvino",), "openvino"),
 )
 
 
@@ -78,6 +79,9 @@ class DoctorReport:
     runtimes: list[RuntimeCheck]
     locations: list[Location]
     environment: dict[str, str] = field(default_factory=dict)
+    openvino_devices: list[str] = field(default_factory=list)  # Core().available_devices; empty without OpenVINO
+    int8_instructions: list[str] = field(default_factory=list)  # the CPU's int8 instruction sets (/proc/cpuinfo)
+    bf16_instructions: list[str] = field(default_factory=list)  # its native BF16 ones (none: bf16 is not benched)
 
     @property
     def install(self) -> str:
@@ -140,7 +144,8 @@ def diagnose() -> DoctorReport:
     from edgexfer.runtime import RUNTIMES
     from edgexfer.runtime.cuda import gpu_status
     from edgexfer.runtime.ort_runtime import ort_providers
-    from edgexfer.versions import machine_info
+    from edgexfer.runtime.ov_runtime import openvino_devices
+    from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
     info = machine_info()
     runtimes = []
@@ -163,6 +168,9 @@ def diagnose() -> DoctorReport:
                       Path("calibration").resolve()),
         ],
         environment={k: os.environ[k] for k in ENVIRONMENT if k in os.environ and not set_by_edgexfer(k)},
+        openvino_devices=openvino_devices(),
+        int8_instructions=int8_instructions(),
+        bf16_instructions=bf16_instructions(),
     )
 
 
@@ -179,6 +187,8 @@ def doctor_lines(report: DoctorReport) -> list[str]:
         f"python      {report.python}",
         f"platform    {report.platform}",
         f"cpu         {report.cpu}, {report.cores} usable cores",
+        f"  int8      {', '.join(report.int8_instructions) or 'no int8 instruction sets found'}",
+        f"  bf16      {', '.join(report.bf16_instructions) or 'none native (the bf16 row is skipped here)'}",
         "",
         "packages",
     ]
@@ -186,6 +196,9 @@ def doctor_lines(report: DoctorReport) -> list[str]:
         lines.append(f"  {p.name:<{width}}{p.describe()}")
     lines.append(f"  {'providers':<{width}}{', '.join(report.onnxruntime_providers) or 'none (ONNX Runtime missing)'}"
                  "  (built into this ONNX Runtime; usable ones below)")
+    openvino = next((p for p in report.packages if p.name == "OpenVINO"), None)
+    if openvino is not None and openvino.version:
+        lines.append(f"  {'devices':<{width}}{', '.join(report.openvino_devices) or 'none'}  (listed by OpenVINO)")
     lines += ["", "GPU"]
     if gpu.get("usable"):
         lines.append(f"  {gpu.get('name')} (compute capability {gpu.get('compute_capability')}, {gpu.get('count')} "

@@ -24,7 +24,7 @@ def no_gpu(monkeypatch):
 
 
 def test_runtime_table_is_complete():
-    assert list(RUNTIMES) == ["keras", "ort-cpu", "ort-cuda", "ort-trt", "trt"]
+    assert list(RUNTIMES) == ["keras", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu", "ov-gpu", "ov-npu"]
 
 
 def test_default_selection_without_gpu(no_gpu):
