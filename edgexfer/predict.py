@@ -174,7 +174,7 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
         pairs += [(a, k) for a in derived.artifacts if precision == "auto" or a.precision == precision]
         not_derived += [f"{name} on {k.name}: {reason}" for name, reason in derived.skipped]
     if not pairs:
-        what = "any artifact" if precision == "auto" else f"a {precision} artifact"
+        what = "artifact" if precision == "auto" else f"{precision} artifact"
         have = ", ".join(f"{a.name} ({a.format})" for a in export.artifacts)
         runtimes = ", ".join(k.name for k in kinds)
         why = f"; {'; '.join(not_derived)}" if not_derived else ""
