@@ -179,7 +179,8 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
             "precision_hint": (execution[variant] or {}).get("precision_hint"),
             "conv_precisions": layers.get("Convolution"),
         })
-    return {"key": backbone, "name": NAMES.get(backbone, backbone), "test_images": int(len(y)), "rows": rows}
+    return {"key": backbone, "name": NAMES.get(backbone, backbone), "test_images": int(len(y)), "rows": rows,
+            "fp32_answers": np.bincount(reference.argmax(1), minlength=reference.shape[1]).tolist()}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -197,18 +198,30 @@ def markdown(results: dict[str, Any]) -> str:
              "(inputs in host memory); × = ONNX Runtime FP32's p50 over the variant's. Agreement: top-1 with ONNX "
              "Runtime FP32 on the test images (random weights: near-ties are common, so INT8/BF16 agreement here is a "
              "lower bound of a trained model's).", ""]
+    loads = [*(m.get("loadavg_start") or []), *(m.get("loadavg_end") or [])]
+    if loads and max(loads) > m["cores_usable"]:
+        lines += [f"**Shared machine**: the load average ({max(loads):.1f} at most) was above the {m['cores_usable']} "
+                  "cores, so other jobs took CPU time while the clock ran: p50 figures carry that load, min figures "
+                  "are closer to the uncontended time; compare variants within a table, not with other machines.", ""]
     for bb in results["backbones"]:
         batches = sorted({b for r in bb["rows"] for b in r["latency_ms"]}, key=int)
         head = "| variant | " + " | ".join(f"p50 ms @{b} | min ms @{b} | × @{b}" for b in batches) + \
-            " | agreement | precision hint | convolutions ran in | what |"
+            " | agreement | max abs Δp | precision hint | convolutions ran in | what |"
         lines += [f"## {bb['name']} ({bb['test_images']} test images)", "", head,
-                  "|---|" + "---:|" * (3 * len(batches) + 1) + "---|---|---|"]
+                  "|---|" + "---:|" * (3 * len(batches) + 2) + "---|---|---|"]
         for r in bb["rows"]:
             cells = " | ".join(f"{r['latency_ms'][b]['p50']:.2f} | {r['latency_ms'][b]['min']:.2f} | "
                                f"{r['speedup_vs_ort_fp32'][b]:.2f}" for b in batches)
             conv = ", ".join(f"{p} {n}" for p, n in sorted((r["conv_precisions"] or {}).items())) or "–"
             lines.append(f"| {r['variant']} | {cells} | {r['agreement_with_ort_fp32'] * 100:.1f}% | "
+                         f"{r['max_abs_diff_vs_ort_fp32']:.2g} | "
                          f"{r['precision_hint'] or '–'} | {conv} | {r['what']} |")
+        answers = bb.get("fp32_answers")
+        if answers is not None and max(answers) == bb["test_images"]:
+            lines.append("")
+            lines.append(f"Random weights: ONNX Runtime FP32 answers the same class for all {bb['test_images']} "
+                         "images, so agreement says nothing about accuracy here; max abs Δp (largest probability "
+                         "difference from ONNX Runtime FP32) shows how far each variant's numbers move.")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -227,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(ROOT / "runs" / "compare_cpu_runtimes"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare_cpu_runtimes"))
-    parser.add_argument("--phase", choices=["all", "prepare", "measure", "time"], default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["all", "prepare", "measure", "time", "render"], default="all",
+                        help=argparse.SUPPRESS)
     parser.add_argument("--backbone", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--agreement", action="store_true", help=argparse.SUPPRESS)
@@ -241,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         return prepare(args)
     if args.phase == "time":
         return time_one(args)
+    if args.phase == "render":  # the markdown again from the JSON (after a change to the table, no re-measuring)
+        from edgexfer.io import read_json, write_text
+
+        out = Path(args.out)
+        write_text(out.with_suffix(".md"), markdown(read_json(out.with_suffix(".json"), "results")))
+        return 0
     if "ort_fp32" not in args.variants:
         args.variants.insert(0, "ort_fp32")  # the reference of every speed-up and agreement
     loadavg_start = [round(v, 2) for v in os.getloadavg()]
