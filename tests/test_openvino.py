@@ -232,3 +232,30 @@ def test_package_refuses_ov_cpu_on_a_gpu_instance(handmade_export, tmp_path):
                                       "--runtime", "ov-cpu", "--instance-kind", "gpu"])
     assert result.exit_code == 2 and "OpenVINO backend on the CPU" in result.output
     assert not (tmp_path / "m" / "tiny").exists()
+
+
+def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(handmade_export, monkeypatch):
+    """predict/package --precision auto: OpenVINO rows (bf16 included) compete with ONNX Runtime's on their
+    bench latency and gate, nothing else."""
+    from pathlib import Path
+
+    from edgexfer.predict import BenchEvidence, GateVerdict, choose_artifact
+
+    monkeypatch.setattr(versions, "_cpu_flags", lambda: {"avx512_bf16"})
+    export = load_export(handmade_export)
+
+    def evidence(*verdicts):
+        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v) for v in verdicts))
+
+    rows = [("fp32", "ort-cpu", True, (), 2.0), ("int8", "ort-cpu", True, (), 1.0), ("fp32", "ov-cpu", True, (), 1.8),
+            ("int8", "ov-cpu", True, (), 0.9)]
+    choice = choose_artifact(export, "auto", "auto", evidence=evidence(*rows, ("bf16", "ov-cpu", True, (), 0.5)),
+                             check_available=False)
+    assert (choice.artifact.name, choice.runtime.name) == ("bf16", "ov-cpu")
+    assert choice.artifact.path.name == "model_fp32.onnx"
+    failed = ("bf16", "ov-cpu", False, ("accuracy dropped 2 points",), 0.5)
+    choice = choose_artifact(export, "auto", "auto", evidence=evidence(*rows, failed), check_available=False)
+    assert (choice.artifact.name, choice.runtime.name) == ("int8", "ov-cpu")
+    faster_ort = [("int8", "ort-cpu", True, (), 0.7) if r[:2] == ("int8", "ort-cpu") else r for r in rows]
+    choice = choose_artifact(export, "auto", "auto", evidence=evidence(*faster_ort, failed), check_available=False)
+    assert (choice.artifact.name, choice.runtime.name) == ("int8", "ort-cpu")
