@@ -195,7 +195,7 @@ def markdown(results: dict[str, Any]) -> str:
              "runs in a fresh process through edgexfer's runtime table: one model alive at a time, "
              f"{results['settings']['threads']} threads (ONNX Runtime intra-op; OpenVINO INFERENCE_NUM_THREADS, "
              f"latency hint), {results['settings']['rounds']} rounds alternating the order; p50 / min wall ms per batch "
-             "(inputs in host memory); × = ONNX Runtime FP32's p50 over the variant's. Agreement: top-1 with ONNX "
+             "(inputs in host memory); × = ONNX Runtime FP32's p50 over the variant's, × min the same of the minima. Agreement: top-1 with ONNX "
              "Runtime FP32 on the test images (random weights: near-ties are common, so INT8/BF16 agreement here is a "
              "lower bound of a trained model's).", ""]
     loads = [*(m.get("loadavg_start") or []), *(m.get("loadavg_end") or [])]
@@ -205,13 +205,15 @@ def markdown(results: dict[str, Any]) -> str:
                   "are closer to the uncontended time; compare variants within a table, not with other machines.", ""]
     for bb in results["backbones"]:
         batches = sorted({b for r in bb["rows"] for b in r["latency_ms"]}, key=int)
-        head = "| variant | " + " | ".join(f"p50 ms @{b} | min ms @{b} | × @{b}" for b in batches) + \
+        head = "| variant | " + " | ".join(f"p50 ms @{b} | min ms @{b} | × @{b} | × min @{b}" for b in batches) + \
             " | agreement | max abs Δp | precision hint | convolutions ran in | what |"
         lines += [f"## {bb['name']} ({bb['test_images']} test images)", "", head,
-                  "|---|" + "---:|" * (3 * len(batches) + 2) + "---|---|---|"]
+                  "|---|" + "---:|" * (4 * len(batches) + 2) + "---|---|---|"]
+        ref_min = next(r for r in bb["rows"] if r["variant"] == "ort_fp32")["latency_ms"]
         for r in bb["rows"]:
             cells = " | ".join(f"{r['latency_ms'][b]['p50']:.2f} | {r['latency_ms'][b]['min']:.2f} | "
-                               f"{r['speedup_vs_ort_fp32'][b]:.2f}" for b in batches)
+                               f"{r['speedup_vs_ort_fp32'][b]:.2f} | {ref_min[b]['min'] / r['latency_ms'][b]['min']:.2f}"
+                               for b in batches)
             conv = ", ".join(f"{p} {n}" for p, n in sorted((r["conv_precisions"] or {}).items())) or "–"
             lines.append(f"| {r['variant']} | {cells} | {r['agreement_with_ort_fp32'] * 100:.1f}% | "
                          f"{r['max_abs_diff_vs_ort_fp32']:.2g} | "
