@@ -33,6 +33,7 @@ PACKAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("cuda-python", ("cuda-python", "cuda-bindings"), "cuda"),
     ("KerasTuner", ("keras-tuner",), "keras_tuner"),
     ("pydicom", ("pydicom",), "pydicom"),
+    ("OpenVINO", ("openvino",), "openvino"),
 )
 
 
@@ -81,6 +82,9 @@ class DoctorReport:
     environment: dict[str, str] = field(default_factory=dict)
     #: which TensorRT target the installed TensorRT is (JetPack 6.x, 7.x, x86 11.x), or what to install
     tensorrt_target: str = ""
+    openvino_devices: list[str] = field(default_factory=list)  # Core().available_devices; empty without OpenVINO
+    int8_instructions: list[str] = field(default_factory=list)  # the CPU's int8 instruction sets (/proc/cpuinfo)
+    bf16_instructions: list[str] = field(default_factory=list)  # its native BF16 ones (none: bf16 is not benched)
 
     @property
     def install(self) -> str:
@@ -143,7 +147,8 @@ def diagnose() -> DoctorReport:
     from edgexfer.runtime import RUNTIMES
     from edgexfer.runtime.cuda import gpu_status
     from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
-    from edgexfer.versions import machine_info
+    from edgexfer.runtime.ov_runtime import openvino_devices
+    from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
     info = machine_info()
     packages = [_package(*p) for p in PACKAGES]
@@ -169,6 +174,9 @@ def diagnose() -> DoctorReport:
         ],
         environment={k: os.environ[k] for k in ENVIRONMENT if k in os.environ and not set_by_edgexfer(k)},
         tensorrt_target=tensorrt_target(next((p.version for p in packages if p.name == "TensorRT"), None)),
+        openvino_devices=openvino_devices(),
+        int8_instructions=int8_instructions(),
+        bf16_instructions=bf16_instructions(),
     )
 
 
@@ -185,6 +193,8 @@ def doctor_lines(report: DoctorReport) -> list[str]:
         f"python      {report.python}",
         f"platform    {report.platform}",
         f"cpu         {report.cpu}, {report.cores} usable cores",
+        f"  int8      {', '.join(report.int8_instructions) or 'no int8 instruction sets found'}",
+        f"  bf16      {', '.join(report.bf16_instructions) or 'none native (the bf16 row is skipped here)'}",
         "",
         "packages",
     ]
@@ -194,6 +204,9 @@ def doctor_lines(report: DoctorReport) -> list[str]:
             lines.append(f"  {'':<{width}}target: {report.tensorrt_target}")
     lines.append(f"  {'providers':<{width}}{', '.join(report.onnxruntime_providers) or 'none (ONNX Runtime missing)'}"
                  "  (built into this ONNX Runtime; usable ones below)")
+    openvino = next((p for p in report.packages if p.name == "OpenVINO"), None)
+    if openvino is not None and openvino.version:
+        lines.append(f"  {'devices':<{width}}{', '.join(report.openvino_devices) or 'none'}  (listed by OpenVINO)")
     lines += ["", "GPU"]
     if gpu.get("usable"):
         lines.append(f"  {gpu.get('name')} (compute capability {gpu.get('compute_capability')}, {gpu.get('count')} "

@@ -48,9 +48,11 @@ from edgexfer.io import check_writable, sha256_file
 from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
-#: runtimes a Predictor may use, in the order ``runtime="auto"`` prefers them (Keras needs TensorFlow)
-PREDICT_RUNTIMES = ("trt", "ort-trt", "ort-cuda", "ort-cpu")
+#: bf16: the FP32 file run by OpenVINO with the bf16 precision hint (ov-cpu, on a CPU with native BF16)
+PRECISIONS = ("auto", "fp32", "fp16", "int8", "bf16")
+#: runtimes a Predictor may use, in the order ``runtime="auto"`` prefers them when no bench timing decides
+#: (Keras needs TensorFlow)
+PREDICT_RUNTIMES = ("trt", "ort-trt", "ort-cuda", "ort-cpu", "ov-cpu")
 DEFAULT_BATCH_SIZE = 32  # the batch bench measures accuracy with (BenchConfig.eval_batch_size)
 
 
@@ -216,12 +218,19 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
     kinds = _runtime_kinds(runtime, check_available)
     pairs = [(a, k) for k in kinds for a in export.artifacts
              if k.supports(a) and (precision == "auto" or a.precision == precision)]
+    not_derived: list[str] = []
+    for k in kinds:  # artifacts a runtime derives from the export's files (OpenVINO's bf16) run on it alone
+        derived = k.derive(export.artifacts)
+        pairs += [(a, k) for a in derived.artifacts if precision == "auto" or a.precision == precision]
+        not_derived += [f"{name} on {k.name}: {reason}" for name, reason in derived.skipped]
     if not pairs:
-        what = "any artifact" if precision == "auto" else f"a {precision} artifact"
+        what = "artifact" if precision == "auto" else f"{precision} artifact"
         have = ", ".join(f"{a.name} ({a.format})" for a in export.artifacts)
         runtimes = ", ".join(k.name for k in kinds)
-        raise EdgexferError(f"export {export.path} has no {what} that {runtimes} can run (it has {have})",
-                            "choose another --precision or --runtime, or re-export with that precision")
+        why = f"; {'; '.join(not_derived)}" if not_derived else ""
+        fix = ("run bf16 with --runtime ov-cpu on a CPU with native BF16 (pip install 'edgexfer[openvino]')"
+               if precision == "bf16" else "choose another --precision or --runtime, or re-export with that precision")
+        raise EdgexferError(f"export {export.path} has no {what} that {runtimes} can run (it has {have}){why}", fix)
     rank = {name: i for i, name in enumerate(prefer)}
 
     def verdict_of(a: Artifact, k: RuntimeKind) -> GateVerdict:
@@ -229,7 +238,7 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
 
     def speed(item: tuple[Artifact, RuntimeKind, GateVerdict]) -> tuple[float, int, int]:
         a, k, v = item
-        order = {"fp32": 0, "fp16": 1, "int8": 2}.get(a.precision, 9)
+        order = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}.get(a.precision, 9)
         return (v.latency_ms if v.latency_ms is not None else float("inf"), rank.get(k.name, 99), order)
 
     judged = [(a, k, verdict_of(a, k)) for a, k in pairs]

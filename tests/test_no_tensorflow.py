@@ -8,6 +8,7 @@ edgexfer.explain), runs `edgexfer bench --help`, a real `edgexfer bench` on an e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -83,7 +84,10 @@ def test_bench_runs_with_tensorflow_blocked(handmade_export, tmp_path):
     assert {"edgexfer.cli.predict", "edgexfer.predict", "edgexfer.serving.triton"} <= set(result["imported"])
     assert "Usage: edgexfer bench" in proc.stdout
     results = json.loads((out / "results.json").read_text())
-    assert [r["artifact"] for r in results["results"]] == ["fp32", "fp16", "int8"]
+    assert [r["artifact"] for r in results["results"] if r["runtime"] == "ort-cpu"] == ["fp32", "fp16", "int8"]
+    if importlib.util.find_spec("openvino") is not None:  # the openvino extra: OpenVINO benched TensorFlow-free too
+        assert "edgexfer.runtime.ov_runtime" in result["imported"]
+        assert {r["artifact"] for r in results["results"] if r["runtime"] == "ov-cpu"} >= {"fp32", "fp16", "int8"}
     skipped = {s["runtime"]: s["reason"] for s in results["skipped"]}
     assert "TensorFlow is not installed" in skipped["keras"]  # Keras is offered only where TensorFlow is
     rows = (tmp_path / "predictions.csv").read_text().splitlines()

@@ -255,6 +255,6 @@ def test_choice_rules(handmade_export):
     forced = choose_artifact(export, "auto", "ort-cpu", evidence=useless, allow_failed=True)
     assert forced.artifact.name == "fp32" and "allowed although" in forced.reason
     with pytest.raises(EdgexferError, match="unknown precision"):
-        choose_artifact(export, "bf16", "ort-cpu")
+        choose_artifact(export, "fp8", "ort-cpu")
     with pytest.raises(EdgexferError, match="needs TensorFlow"):
         choose_artifact(export, "fp32", "keras")

@@ -24,7 +24,7 @@ def no_gpu(monkeypatch):
 
 
 def test_runtime_table_is_complete():
-    assert list(RUNTIMES) == ["keras", "ort-cpu", "ort-cuda", "ort-trt", "trt"]
+    assert list(RUNTIMES) == ["keras", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu", "ov-gpu", "ov-npu"]
 
 
 def test_default_selection_without_gpu(no_gpu):
@@ -145,3 +145,14 @@ def test_ort_runtime_contract(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(EdgexferError, match="onnxruntime cannot load"):
         OrtRuntime(tmp_path / "bad.onnx")
+
+
+def test_openvino_runtimes_without_the_extra_are_skipped_with_the_install_line(monkeypatch):
+    from edgexfer.runtime import ov_runtime
+
+    monkeypatch.setattr(ov_runtime, "is_available", lambda name: name != "openvino")
+    _, skipped = select_runtimes(None)
+    reasons = {s["runtime"]: s["reason"] for s in skipped}
+    for name in ("ov-cpu", "ov-gpu", "ov-npu"):
+        assert reasons[name] == "openvino is not installed (pip install 'edgexfer[openvino]')"
+    assert ov_runtime.openvino_devices() == [] and ov_runtime.openvino_version() is None

@@ -49,7 +49,8 @@ def _min_recall(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 @click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1),
               help="Timed calls per batch size.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="ONNX Runtime intra-op threads (default: the library's choice).")
+              help="ONNX Runtime intra-op threads and OpenVINO INFERENCE_NUM_THREADS (default: ONNX Runtime's "
+                   "choice; OpenVINO: the usable cores).")
 @click.option("--max-accuracy-drop", default="0.01", show_default=True, callback=_fraction,
               help="Largest accuracy drop against FP32 (fraction: 0.01 = 1 point).")
 @click.option("--max-f1-drop", default="0.01", show_default=True, callback=_fraction, help="Largest macro F1 drop.")

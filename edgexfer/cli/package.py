@@ -11,11 +11,11 @@ import click
               help="Model repository folder; the model goes to OUT/<name>/ (other models there are kept).")
 @click.option("--format", "layout", type=click.Choice(["triton"]), default="triton", show_default=True,
               help="Serving layout.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8", "bf16"]), default="auto", show_default=True,
               help="Artifact; auto: the fastest one that passed the bench gate (FP32 without bench results).")
-@click.option("--runtime", type=click.Choice(["auto", "ort-cpu", "ort-cuda", "ort-trt", "trt"]), default="auto",
-              show_default=True, help="Runtime the server should match: ONNX Runtime (CPU/CUDA/TensorRT accelerator) "
-                                      "or a TensorRT engine (model.plan).")
+@click.option("--runtime", type=click.Choice(["auto", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu"]), default="auto",
+              show_default=True, help="Runtime the server should match: ONNX Runtime (CPU/CUDA/TensorRT accelerator), "
+                                      "a TensorRT engine (model.plan) or OpenVINO on the CPU (openvino backend).")
 @click.option("--name", default=None, help="Model name (default: the export's name).")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest batch the server forms (capped by an engine's profile).")

@@ -46,7 +46,7 @@ class BenchRow:
     with FP32. Latency dicts are keyed by batch size as a string."""
 
     artifact: str
-    precision: str  # the artifact's numeric format: fp32 | fp16 | int8
+    precision: str  # the artifact's numeric format: fp32 | fp16 | int8 | bf16 (the FP32 file run in bf16)
     target: str
     format: str
     file: str
@@ -77,6 +77,8 @@ class BenchRow:
     sha256: str | None = None  # of the file this row ran (None: a row of edgexfer.bench/1, which judges no file)
     device: str | None = None  # what executed it: "CPU: <processor> (<int8 instruction sets>)" or "GPU: <name> …"
     versions: dict[str, str | None] = field(default_factory=dict)  # the runtime's libraries and edgexfer
+    #: what the backend executed where it reports it (OpenVINO: precision hint, threads, layer precisions)
+    execution: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -72,7 +72,7 @@ from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select
 from edgexfer.versions import int8_instructions, library_versions, machine_info, onnxruntime_version
 
 #: how latency is measured, recorded in results.json and said in report.md
-LATENCY_METHOD = ("one ONNX Runtime session (or engine) at a time: each artifact's session is built, measured "
+LATENCY_METHOD = ("one ONNX Runtime session (or engine, or OpenVINO compiled model) at a time: each artifact's session is built, measured "
                   "and closed before the next is built, so no idle thread pool of another session competes "
                   "for the cores while the clock runs, as on a device that serves one model")
 
@@ -358,9 +358,13 @@ def _plan(export: ExportDir, kinds: Sequence[RuntimeKind], explicit: bool) -> tu
             skipped.append({"runtime": "keras", "reason": why})
         else:
             artifacts.append(keras_artifact)
-    order = {"fp32": 0, "fp16": 1, "int8": 2}
+    order = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
     artifacts.sort(key=lambda a: (a.format == "keras", a.format == "tensorrt", order.get(a.precision, 9), a.name))
     jobs = [_Job(a, k) for a in artifacts for k in kinds if k.supports(a)]
+    for kind in kinds:  # artifacts a runtime makes from the export's files (OpenVINO's bf16) run on it alone
+        derived = kind.derive(export.artifacts)
+        jobs += [_Job(a, kind) for a in derived.artifacts]
+        skipped += [{"runtime": kind.name, "artifact": name, "reason": reason} for name, reason in derived.skipped]
     if not any(j.artifact.name == "fp32" for j in jobs):
         # the reference is not optional: run FP32 on the CPU provider when no chosen runtime takes it
         cpu = RUNTIMES["ort-cpu"]
@@ -421,6 +425,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
             raise EdgexferError(f"{job.artifact.path} changed while bench ran it (sha256 {sha256[:12]}…, the "
                                 f"manifest says {str(job.artifact.sha256)[:12]}…)",
                                 "leave the export alone while it is benched, and bench again")
+        execution = runtime.execution.as_dict() if runtime.execution is not None else None
     row = BenchRow(
         artifact=job.artifact.name,
         precision=job.artifact.precision,
@@ -448,6 +453,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         sha256=sha256,
         device=device_of(job.kind.name, provider),
         versions=runtime_versions(job.kind.name),
+        execution=execution,
     )
     return row, probs, pool_probs
 

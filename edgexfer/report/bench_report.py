@@ -255,6 +255,8 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                              f"{fmt_ms(s['p99'])} | {fmt_ms(s['mean'])} | {fmt(r['throughput_ips'][str(b)], 1)} |")
     lines.append("")
 
+    lines += _execution_section(rows)
+
     # INT8 where it pays, and only there: say so when an INT8 artifact is not faster than FP32 on a runtime
     slow_int8 = []
     for r in rows:
@@ -330,6 +332,26 @@ def _int8_layers_section(reports: list[dict[str, Any]]) -> list[str]:
         if kept:
             lines.append("")
     return lines
+
+
+def _execution_section(rows: list[dict[str, Any]]) -> list[str]:
+    """What a runtime reported it executed (OpenVINO: the precision hint it was given, its threads, and each layer
+    type of the compiled model with the precision it ran in); nothing for runtimes that do not report it."""
+    reported = [r for r in rows if r.get("execution")]
+    if not reported:
+        return []
+    lines = ["## What the runtime executed", "",
+             "The precision hint is set explicitly (f32 except the bf16 row); layers are the compiled model's, by "
+             "type, with the precision each ran in.", "",
+             "| Artifact | Runtime | Precision hint | Threads | Layers (type: precision count) |", "|---|---|---|---:|---|"]
+    for r in reported:
+        e = r["execution"]
+        layers = "; ".join(f"{layer}: " + ", ".join(f"{p} {n}" for p, n in sorted(counts.items()))
+                           for layer, counts in sorted((e.get("layer_precisions") or {}).items())
+                           if layer not in ("Input", "Output"))
+        lines.append(f"| `{r['artifact']}` | {r['runtime']} | {e.get('precision_hint')} | {fmt(e.get('threads'))} | "
+                     f"{layers or DASH} |")
+    return lines + [""]
 
 
 def _floors_text(thresholds: dict[str, Any]) -> str:

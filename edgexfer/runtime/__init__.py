@@ -1,13 +1,15 @@
-"""Runtimes: one contract (``Runtime``) over Keras, ONNX Runtime (CPU/CUDA/TensorRT) and TensorRT engines.
+"""Runtimes: one contract (``Runtime``) over Keras, ONNX Runtime (CPU/CUDA/TensorRT), TensorRT engines and OpenVINO.
 
 ``RUNTIMES`` is the table the bench chooses from; importing this package imports no backend
-(TensorFlow, onnxruntime and tensorrt are imported when a runtime is opened or probed).
+(TensorFlow, onnxruntime, tensorrt and openvino are imported when a runtime is opened or probed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgexfer.errors import EdgexferError
-from edgexfer.runtime.base import Artifact, InputSpec, Runtime, RuntimeKind
+from edgexfer.runtime.base import Artifact, Derived, Execution, InputSpec, Runtime, RuntimeKind
 from edgexfer.runtime.cuda import gpu_status, gpu_usable
 
 
@@ -58,6 +60,34 @@ def _open_trt(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, .
     return TrtRuntime(artifact, threads)
 
 
+def _ov_kind(name: str, device: str, description: str) -> RuntimeKind:
+    """OpenVINO on ``device`` (CPU, GPU, NPU), running the export's ONNX files; on the CPU it also derives the
+    ``bf16`` artifact (the FP32 file with the bf16 precision hint) where the CPU runs BF16 natively."""
+
+    def available() -> tuple[bool, str]:
+        from edgexfer.runtime.ov_runtime import device_available
+
+        return device_available(device)
+
+    def supports(artifact: Artifact) -> bool:
+        # bf16 is not a file: it is the FP32 file with the bf16 hint, derived (below) only where it runs natively
+        return artifact.format == "onnx" and (artifact.precision in ("fp32", "fp16", "int8")
+                                              or (artifact.precision == "bf16" and device == "CPU"))
+
+    def open_(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
+        # OpenVINO compiles for any batch: the benched sizes need no profile
+        from edgexfer.runtime.ov_runtime import OvRuntime
+
+        return OvRuntime(artifact, threads, device)
+
+    def derive(artifacts: Sequence[Artifact]) -> Derived:
+        from edgexfer.runtime.ov_runtime import derive_bf16
+
+        return derive_bf16(artifacts)
+
+    return RuntimeKind(name, description, available, supports, open_, derive if device == "CPU" else None)
+
+
 RUNTIMES: dict[str, RuntimeKind] = {
     "keras": RuntimeKind("keras", "Keras predict on the source run's model.keras (needs TensorFlow)",
                          _keras_available, lambda a: a.format == "keras", _open_keras),
@@ -66,6 +96,9 @@ RUNTIMES: dict[str, RuntimeKind] = {
     "ort-trt": _ort_kind("ort-trt", "TensorrtExecutionProvider", "ONNX Runtime, TensorRT execution provider"),
     "trt": RuntimeKind("trt", "TensorRT engine (model_<precision>.engine) through the TensorRT API",
                        _trt_available, lambda a: a.format == "tensorrt", _open_trt),
+    "ov-cpu": _ov_kind("ov-cpu", "CPU", "OpenVINO on the CPU (precision hint f32, or bf16 for the bf16 row)"),
+    "ov-gpu": _ov_kind("ov-gpu", "GPU", "OpenVINO on an Intel GPU (precision hint f32)"),
+    "ov-npu": _ov_kind("ov-npu", "NPU", "OpenVINO on an Intel NPU (precision hint f32)"),
 }
 
 
@@ -101,5 +134,5 @@ def select_runtimes(requested: list[str] | None = None) -> tuple[list[RuntimeKin
     return chosen, skipped
 
 
-__all__ = ["RUNTIMES", "Artifact", "InputSpec", "Runtime", "RuntimeKind", "get_runtime", "gpu_status",
+__all__ = ["RUNTIMES", "Artifact", "Derived", "Execution", "InputSpec", "Runtime", "RuntimeKind", "get_runtime", "gpu_status",
            "gpu_usable", "select_runtimes"]

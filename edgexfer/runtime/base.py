@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +67,33 @@ class Artifact:
         )
 
 
+@dataclass(frozen=True)
+class Execution:
+    """What a backend says it executed, where it can say (OpenVINO's compiled model); recorded in bench rows.
+
+    ``precision_hint`` is the inference precision asked for and granted (f32, bf16); ``layer_precisions``
+    counts the compiled model's layers by type and the precision each ran in (constants left out)."""
+
+    library: str
+    device: str
+    precision_hint: str
+    performance_hint: str
+    threads: int | None
+    layer_precisions: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Artifacts a runtime makes at load time from an export's files (OpenVINO's BF16: the FP32 file with the
+    bf16 precision hint), and the ones it cannot make here with the reason (artifact name, reason)."""
+
+    artifacts: tuple[Artifact, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
 class Runtime(ABC):
     """One loaded artifact on one backend. Use as ``with kind.open(artifact, threads) as rt:``."""
 
@@ -76,6 +103,8 @@ class Runtime(ABC):
     last_latency_ms: float = float("nan")
     #: the largest batch the artifact accepts (TensorRT engines have a profile maximum)
     max_batch: int | None = None
+    #: what the backend executed, where it reports it (None: it does not)
+    execution: Execution | None = None
 
     def __enter__(self: _R) -> _R:
         return self
@@ -125,6 +154,12 @@ class RuntimeKind:
     available_fn: Callable[[], tuple[bool, str]]  # usable here, else why not
     supports_fn: Callable[[Artifact], bool]
     open_fn: Callable[..., Runtime]  # (artifact, threads, batch_sizes=None)
+    #: artifacts this runtime derives from the export's own (None: it runs the export's files only)
+    derive_fn: Callable[[Sequence[Artifact]], Derived] | None = None
+
+    def derive(self, artifacts: Sequence[Artifact]) -> Derived:
+        """The artifacts this runtime makes from ``artifacts`` (run on this runtime only), and those it cannot."""
+        return self.derive_fn(artifacts) if self.derive_fn is not None else Derived()
 
     def available(self) -> tuple[bool, str]:
         return self.available_fn()

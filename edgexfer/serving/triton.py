@@ -9,9 +9,12 @@ Layout (``write_triton_repository``)::
 ``config.pbtxt`` names the graph's own input and output tensors, their dims without the batch axis
 (``max_batch_size`` > 0 makes Triton add it), the data types, dynamic batching and, for the runtime the
 bench measured, the backend: ``onnxruntime_onnx`` (CPU or GPU, or GPU with the TensorRT accelerator for
-``ort-trt``) or ``tensorrt_plan`` for an engine. The verdict that chose the artifact is the one whose bench
-row recorded the artifact's sha256 (``edgexfer.predict.choose_artifact``); the model file is copied, then
-its sha256 is checked against the export manifest, so what Triton serves is the bytes bench verified.
+``ort-trt``), ``tensorrt_plan`` for an engine, or ``backend: "openvino"`` for ``ov-cpu`` (Triton's OpenVINO
+backend reading ``1/model.onnx`` through ``default_model_filename``, with the latency hint, one stream and,
+for the bf16 row, ``HINT_BF16``: https://github.com/triton-inference-server/openvino_backend, README
+"Parameters" and "Loading non default model format"). The verdict that chose the artifact is the one whose
+bench row recorded the artifact's sha256 (``edgexfer.predict.choose_artifact``); the model file is copied,
+then its sha256 is checked against the export manifest, so what Triton serves is the bytes bench verified.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ INSTANCE_KINDS = ("auto", "gpu", "cpu")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ORT_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 2: "TYPE_UINT8"}  # onnx.TensorProto element types
 # the order a package falls back to when no bench verdict decides: plain ONNX Runtime first
-PACKAGE_RUNTIMES = ("ort-cuda", "ort-cpu", "ort-trt", "trt")
+PACKAGE_RUNTIMES = ("ort-cuda", "ort-cpu", "ort-trt", "trt", "ov-cpu")
+OPENVINO = "openvino"  # Triton's OpenVINO backend (a backend name, where the others are platforms)
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
                              check_available=False, prefer=PACKAGE_RUNTIMES)
     if choice.runtime.name == "trt" and instance_kind == "cpu":
         raise EdgexferError("a TensorRT engine runs on a GPU only", "leave out --instance-kind cpu or choose an ONNX runtime")
+    if choice.runtime.name == "ov-cpu" and instance_kind == "gpu":
+        raise EdgexferError("ov-cpu packages for Triton's OpenVINO backend on the CPU",
+                            "leave out --instance-kind gpu or choose --runtime ort-cuda")
     inp, outp, batch = _tensors(export, choice, max_batch_size)
 
     repository = Path(out)
@@ -133,7 +140,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
                 shutil.rmtree(staging, ignore_errors=True)
     finally:
         lock.release()
-    platform = "tensorrt_plan" if choice.artifact.format == "tensorrt" else "onnxruntime_onnx"
+    platform = _platform(choice)
     return TritonModel(repository, model_name, final, platform, final / "1" / model_file.name, inp, outp, batch,
                        choice.artifact.name, choice.runtime.name, str(choice.artifact.sha256), choice.reason)
 
@@ -177,16 +184,35 @@ def _tensors(export: ExportDir, choice: Choice, max_batch_size: int) -> tuple[Te
     return spec(inputs[0], (h, w, 3)), spec(model.graph.output[0], (classes,)), max_batch_size
 
 
+def _platform(choice: Choice) -> str:
+    if choice.artifact.format == "tensorrt":
+        return "tensorrt_plan"
+    return OPENVINO if choice.runtime.name == "ov-cpu" else "onnxruntime_onnx"
+
+
+def openvino_parameters(precision: str) -> dict[str, str]:
+    """Triton OpenVINO backend parameters for an ov-cpu artifact: the latency hint and one stream (what bench
+    timed), and HINT_BF16 for the bf16 row. The backend has no f32 hint (HINT_BF16 accepts only YES)."""
+    params = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if precision == "bf16":
+        params["HINT_BF16"] = "YES"
+    return params
+
+
 def config_text(name: str, platform: str, inp: TensorSpec, outp: TensorSpec, max_batch_size: int,
-                max_queue_delay_us: int, instance_kind: str, tensorrt_accelerator: bool, comment: str) -> str:
-    """config.pbtxt in protobuf text format (Triton's ``inference.ModelConfig``)."""
+                max_queue_delay_us: int, instance_kind: str, tensorrt_accelerator: bool, comment: str, *,
+                parameters: dict[str, str] | None = None) -> str:
+    """config.pbtxt in protobuf text format (Triton's ``inference.ModelConfig``); ``platform`` "openvino" is
+    written as the OpenVINO backend, reading ``model.onnx``, with ``parameters``."""
 
     def dims(values: tuple[int, ...]) -> str:
         return "[ " + ", ".join(str(v) for v in values) + " ]"
 
+    runs_on = ([f'backend: "{OPENVINO}"', 'default_model_filename: "model.onnx"'] if platform == OPENVINO
+               else [f'platform: "{platform}"'])
     lines = [f"# {line}" for line in comment.splitlines()] + [
         f'name: "{name}"',
-        f'platform: "{platform}"',
+        *runs_on,
         f"max_batch_size: {max_batch_size}",
         "input [",
         "  {",
@@ -210,6 +236,8 @@ def config_text(name: str, platform: str, inp: TensorSpec, outp: TensorSpec, max
     ]
     if instance_kind != "auto":
         lines += ["instance_group [", "  {", "    count: 1", f"    kind: KIND_{instance_kind.upper()}", "  }", "]"]
+    for key, value in (parameters or {}).items():
+        lines += ["parameters {", f'  key: "{key}"', f'  value: {{ string_value: "{value}" }}', "}"]
     if tensorrt_accelerator:
         lines += ["optimization {", "  execution_accelerators {", "    gpu_execution_accelerator [",
                   '      { name: "tensorrt" }', "    ]", "  }", "}"]
@@ -229,7 +257,9 @@ def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, out
         raise EdgexferError(f"the copy of {artifact.path} does not match the manifest's sha256 (it changed while "
                             "being copied)", "run the command again; re-export the model if it persists")
     (staging / LABELS).write_text("".join(f"{c}\n" for c in export.classes), encoding="utf-8")
-    kind = "gpu" if engine and instance_kind == "auto" else instance_kind
+    openvino = choice.runtime.name == "ov-cpu"
+    kind = "gpu" if engine and instance_kind == "auto" else ("cpu" if openvino and instance_kind == "auto"
+                                                             else instance_kind)
     comment = (f"Written by edgexfer package from export '{export.name}': artifact {artifact.name} "
                f"({artifact.precision}, {artifact.path.name})"
                f"\nsha256 {artifact.sha256}; bench verdict for sha256 {choice.verdict.sha256 or 'none (not benched)'}"
@@ -237,10 +267,14 @@ def _fill(staging: Path, export: ExportDir, choice: Choice, inp: TensorSpec, out
                f"Input: raw RGB pixels 0-255, NHWC, {inp.dims[0]}x{inp.dims[1]}; output: class probabilities."
                + (f"\nDecision (clinical operating point from {decision.source}): answer {decision.describe()}; "
                   "Triton returns the probabilities, the client applies this rule" if decision is not None else ""))
-    text = config_text(name, "tensorrt_plan" if engine else "onnxruntime_onnx", inp, outp, batch,
-                       max_queue_delay_us, kind, choice.runtime.name == "ort-trt", comment)
+    if openvino and artifact.precision != "bf16":
+        comment += ("\nOpenVINO backend: it takes no f32 precision hint, so on a CPU with native BF16 it may run "
+                    "float layers in bf16 (bench ran this file with f32; the bf16 row tells how bf16 fares).")
+    text = config_text(name, _platform(choice), inp, outp, batch, max_queue_delay_us, kind,
+                       choice.runtime.name == "ort-trt", comment,
+                       parameters=openvino_parameters(artifact.precision) if openvino else None)
     (staging / CONFIG).write_text(text, encoding="utf-8")
     return target
 
 
-__all__ = ["CONFIG", "LABELS", "TensorSpec", "TritonModel", "config_text", "write_triton_repository"]
+__all__ = ["CONFIG", "LABELS", "OPENVINO", "TensorSpec", "TritonModel", "config_text", "write_triton_repository"]
