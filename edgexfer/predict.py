@@ -151,7 +151,9 @@ class BenchEvidence:
         ``unbound`` says, in one line, whose bytes they judged."""
         name = artifact.name
         same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256]
-        for v in same:
+        # one file can be run two ways on one runtime (OpenVINO: FP32 at the f32 hint, and as the bf16 row): the
+        # row of the same name first, then any row of those bytes
+        for v in sorted(same, key=lambda v: v.artifact != name):
             if v.runtime == runtime:
                 return replace(v, artifact=name)
         for v in same:

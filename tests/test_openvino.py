@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from test_bench_tiny import (  # noqa: F401  (shared fixtures: the hand-made export and a private copy)
     CLASSES,
+    LOOSE_DROPS,
     SIZE,
     export_copy_fixture,
     handmade_export_fixture,
@@ -25,6 +26,7 @@ from edgexfer.contracts.bench import load_results
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.bench import BenchConfig, run_bench
 from edgexfer.evaluate.exported import load_export
+from edgexfer.evaluate.gate import Thresholds
 from edgexfer.predict import Predictor
 from edgexfer.runtime import RUNTIMES, select_runtimes
 from edgexfer.runtime.ov_runtime import device_available
@@ -83,7 +85,8 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
     no_native_bf16(monkeypatch)
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu", "ov-cpu"],
                                     batch_sizes=(1, 4), warmup=1, iterations=3, threads=1, progress=False,
-                                    end_to_end_images=2, log=lambda line: None))
+                                    end_to_end_images=2, log=lambda line: None,
+                                    thresholds=Thresholds(*LOOSE_DROPS)))
     results = load_results(tmp_path / "b")
     rows = {(r["artifact"], r["runtime"]): r for r in results["results"]}
     assert set(rows) == {(a, rt) for a in ("fp32", "fp16", "int8") for rt in ("ort-cpu", "ov-cpu")}
@@ -106,7 +109,7 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
 def test_bf16_row_runs_the_fp32_file_in_bf16_and_is_gated(handmade_export, tmp_path):
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ov-cpu"], batch_sizes=(1,),
                                     warmup=1, iterations=3, threads=1, progress=False, end_to_end_images=2,
-                                    log=lambda line: None))
+                                    log=lambda line: None, thresholds=Thresholds(*LOOSE_DROPS)))
     rows = {(r["artifact"], r["runtime"]): r for r in load_results(tmp_path / "b")["results"]}
     bf16 = rows[("bf16", "ov-cpu")]
     assert bf16["precision"] == "bf16" and bf16["file"] == "model_fp32.onnx"
@@ -244,8 +247,10 @@ def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(h
     monkeypatch.setattr(versions, "_cpu_flags", lambda: {"avx512_bf16"})
     export = load_export(handmade_export)
 
-    def evidence(*verdicts):
-        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v) for v in verdicts))
+    def evidence(*verdicts):  # each row bound to the bytes it names (bf16: the FP32 file, run in bf16)
+        sha = {a.name: a.sha256 for a in export.artifacts}
+        sha["bf16"] = sha["fp32"]
+        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v, sha256=sha[v[0]]) for v in verdicts))
 
     rows = [("fp32", "ort-cpu", True, (), 2.0), ("int8", "ort-cpu", True, (), 1.0), ("fp32", "ov-cpu", True, (), 1.8),
             ("int8", "ov-cpu", True, (), 0.9)]
