@@ -29,6 +29,7 @@ def test_wilson_interval_matches_newcombe(counts, expected):
 
 def test_wilson_interval_edges_and_confidence():
     assert wilson_interval(0, 0) is None and wilson_interval(3, -1) is None
+    assert round(wilson_interval(1, 1)[0], 4) == 0.2065  # one image is still an interval (z²/(1+z²))
     low, high = wilson_interval(20, 20)
     assert high == pytest.approx(1.0) and round(low, 4) == 0.8389  # the mirror of 0/20
     narrow, wide = wilson_interval(81, 263, confidence=0.90), wilson_interval(81, 263)
@@ -48,6 +49,8 @@ def test_mcnemar_exact_is_the_two_sided_binomial_tail_of_the_discordant_pairs():
     even = mcnemar_exact(np.array([1, 0, 1, 0], bool), np.array([0, 1, 0, 1], bool))
     assert (even.lost, even.gained) == (2, 2) and even.p_value == pytest.approx(1.0)
     assert test.as_dict()["p_value"] == test.p_value
+    as_ints = mcnemar_exact(ref.astype(int), cand.astype(int))  # 0/1 flags count as booleans
+    assert (as_ints.lost, as_ints.gained, as_ints.both_wrong) == (1, 9, 5)
 
 
 def test_confidence_intervals_per_class_and_overall():
@@ -62,12 +65,14 @@ def test_confidence_intervals_per_class_and_overall():
     assert record["recall"]["absent"] is None  # no image of that class: no interval
     low, high = record["accuracy"]  # 20 of 40
     assert low < 0.5 < high and low == pytest.approx(1 - high)
+    empty = confidence_intervals(np.array([], int), np.array([], int), ["a"])
+    assert empty["accuracy"] is None and empty["recall"] == {"a": None}
 
 
 def test_flips_are_counted_overall_and_within_each_class():
-    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
-    ref = np.array([0, 0, 1, 1, 1, 0, 2, 1])  # right: 0, 1, 3, 4, 6
-    cand = np.array([0, 1, 0, 1, 0, 1, 2, 2])  # right: 0, 2, 3, 5, 6, 7
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    ref = np.array([0, 0, 1, 1, 1, 0, 2, 1, 2, 2])  # right: 0, 1, 3, 4, 6, 8, 9
+    cand = np.array([0, 1, 0, 1, 0, 1, 2, 2, 2, 2])  # right: 0, 2, 3, 5, 6, 7, 8, 9
     flips = flips_by_metric(labels, ref, cand, ["x", "y", "z"])
     assert flips["accuracy"] == flips["f1"] == (2, 3)  # lost images 1, 4; gained 2, 5, 7
     assert flips["recall[x]"] == (1, 1) and flips["recall[y]"] == (1, 1) and flips["recall[z]"] == (0, 1)
@@ -78,7 +83,8 @@ def test_resolution_warnings_only_where_one_image_is_more_than_the_allowed_drop(
     assert resolution_warnings({"a": 100}, 100, 0.01, 0.01) == []  # one image is exactly the allowed drop
     [accuracy] = resolution_warnings({"a": 60, "b": 40}, 50, 0.01, 0.03)
     assert "by 2.00 points (50 test images)" in accuracy and "allowed drop of 1 point(s)" in accuracy
-    [recall] = resolution_warnings({"a": 40, "b": 60, "empty": 0}, 1000, 0.01, 0.02)
-    assert "a (40 images: 2.5 points)" in recall and "b (" not in recall and "empty" not in recall
-    assert "allowed drop of 2 points" in recall
+    [recall] = resolution_warnings({"a": 30, "b": 60, "c": 45, "empty": 0}, 1000, 0.01, 0.02)
+    assert "recall of a (30 images: 3.3 points), c (45 images: 2.2 points) by more" in recall
+    assert "b (" not in recall and "empty" not in recall
+    assert "allowed drop of 2 points" in recall and "bench on more test images (--data)" in recall
     assert resolution_warnings({}, 0, 0.01, 0.02) == []
