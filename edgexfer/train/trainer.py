@@ -272,7 +272,7 @@ def _print_plan(say, stages) -> None:
 
 def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, trained_bn, say):
     from edgexfer.data.pipeline import make_dataset
-    from edgexfer.train.batchnorm import precise_batchnorm
+    from edgexfer.train.batchnorm import keep_better_statistics, moving_statistics, precise_batchnorm
 
     if not trained_bn or config.precise_bn_batches == 0:
         from edgexfer.train.batchnorm import BatchNormRecord
@@ -282,10 +282,12 @@ def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, tra
     ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
     val = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=False)
     before = _accuracy(model, val)
+    training_statistics = moving_statistics(model, trained_bn)
     record = precise_batchnorm(model, ds, trained_bn, config.precise_bn_batches)
-    record.val_accuracy_before, record.val_accuracy_after = before, _accuracy(model, val)
+    keep_better_statistics(record, training_statistics, before, _accuracy(model, val))
     say(f"BatchNorm statistics re-estimated for {len(record.layers)} layer(s) over {record.images} train images: "
-        f"val accuracy {before:.3f} before, {record.val_accuracy_after:.3f} after")
+        f"val accuracy {before:.3f} before, {record.val_accuracy_after:.3f} after"
+        + ("" if record.kept else "; lower, so the saved model keeps the statistics from training"))
     return record
 
 
@@ -525,8 +527,10 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
         phase_started.setdefault(stage.phase, time.perf_counter())
         first = point["epochs_done"] if point is not None and point["stage"] == stage.key else 0
         name = f"phase {stage.phase}" + (f" stage {stage.key.rsplit('stage', 1)[1]}" if stage.phase == 2 else "")
-        say(f"{name}: {stage.label}, {stage.epochs} epoch(s) at learning rate {stage.learning_rate:.2g}, "
-            f"{stage.trainable_params:,} trainable parameters" + (f"; resuming at epoch {first + 1}" if first else ""))
+        offset = state.epochs_before(stage.key, order)
+        # the plan above described the stage: here only where its epochs fall, as Keras counts them per stage
+        say(f"{name} starts: its epoch 1/{stage.epochs} is epoch {offset + 1} overall"
+            + (f"; resuming at epoch {first + 1}" if first else ""))
         shared = training_callbacks(config)
         run_callbacks = [make_resume_callback(point, stage, state, shared), make_progress_callback(state, stage, order)]
         try:
@@ -589,8 +593,10 @@ def _phase_summary(say, phase: int, stages, state, seconds: float | None) -> Non
     else:
         label = f"gradual unfreezing, {len(keys)} stage(s)" if first.unfreeze != "all" else "all layers, lower rate"
     took = f" in {seconds:.0f} s" if seconds is not None else " (done before)"
+    stage = f" stage {str(best['stage']).rsplit('stage', 1)[1]}" if phase == 2 else ""
     say(f"phase {phase} ({label}): {len(rows)} epoch(s){took}; best {mon} {best.get(mon, float('nan')):.4f} "
-        f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at epoch {best['epoch_global']}")
+        f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at phase {phase}{stage} epoch {best['epoch']} "
+        f"(epoch {best['epoch_global']} overall)")
 
 
 # ---------------------------------------------------------------------------------- evaluation
