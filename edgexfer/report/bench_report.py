@@ -419,7 +419,9 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
     # accuracy versus latency at the smallest batch size measured; latency per image by batch size
     batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
     if batch_sizes:
-        written["accuracy_vs_latency"] = accuracy_vs_latency(rows, batch_sizes[0], out / "accuracy_vs_latency.png")
+        written["accuracy_vs_latency"] = accuracy_vs_latency(
+            rows, batch_sizes[0], out / "accuracy_vs_latency.png",
+            (results.get("thresholds") or {}).get("max_accuracy_drop"))
         written["latency_by_batch"] = latency_by_batch(rows, out / "latency_by_batch.png")
 
     calibration = (results.get("calibration") or {}).get("rows") or []

@@ -71,35 +71,95 @@ def _bench_label(row: Mapping[str, Any]) -> str:
     return f"{row['artifact']} ({row['runtime']})"
 
 
-def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: int):
-    """Test accuracy (%, on a 0–100 axis) against p50 latency at ``batch_size``, one point per artifact ×
-    runtime. Marker shape and size follow the precision (larger ones hollow), colour the runtime, so
-    a precision sitting on another stays visible; a red cross marks a broken gate, and the title says
-    so only when one broke."""
+def _verdict(row: Mapping[str, Any]) -> str:
+    """pass, fail or inconclusive (a row of a bench before three-outcome verdicts: from ``passed``)."""
+    gate = row.get("gate") or {}
+    verdict = gate.get("verdict")
+    if verdict in ("pass", "fail", "inconclusive"):
+        return str(verdict)
+    return "pass" if gate.get("passed", True) else "fail"
+
+
+def _reference_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The gate's FP32 reference: FP32 on ONNX Runtime CPU where it ran, else the first FP32 ONNX row."""
+    fp32 = [r for r in rows if r.get("precision") == "fp32" and r.get("runtime") != "keras"]
+    return next((r for r in fp32 if r.get("runtime") == "ort-cpu"), fp32[0] if fp32 else None)
+
+
+def _spread(points: list[tuple[float, float]], log_x: bool) -> list[float]:
+    """A horizontal offset in points for each of ``points`` (x, y in data units) so that those drawn on one spot
+    (latency within 4 %, accuracy within 0.05 pt) sit side by side instead of on one another: accuracy is exact,
+    a few percent of latency is within its noise."""
+    offsets = [0.0] * len(points)
+    groups: list[list[int]] = []
+    for i, (x, y) in enumerate(points):
+        for group in groups:
+            gx, gy = points[group[0]]
+            close_x = abs(x - gx) <= 0.04 * max(abs(gx), 1e-9) if log_x or gx else abs(x - gx) < 1e-9
+            if close_x and abs(y - gy) <= 0.05:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    for group in groups:
+        for k, i in enumerate(group):
+            offsets[i] = (k - (len(group) - 1) / 2) * 12.0
+    return offsets
+
+
+def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: int,
+                               max_accuracy_drop: float | None = None):
+    """Test accuracy (%) against p50 latency at ``batch_size``, one point per artifact × runtime.
+
+    The accuracy axis is zoomed to the points; a shaded band shows the accuracy drop the gate allows below the
+    FP32 reference (``max_accuracy_drop``, a fraction), so a 0.3-point difference reads against the 1 point
+    allowed rather than as a cliff. Marker shape and size follow the precision, colour the point; points on
+    one spot are set side by side (a few points apart, horizontally), so FP32 never hides under FP16. A red cross
+    marks a failed gate, an orange ring an inconclusive one, and the title says so only when one is."""
+    from matplotlib import colormaps
     from matplotlib.lines import Line2D
+    from matplotlib.transforms import offset_copy
 
     fig = figure(7.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
     key = str(batch_size)
     points = [r for r in rows if key in r.get("latency_ms", {})]
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10"]
     colors = {id(r): cmap(i % 10) for i, r in enumerate(points)}  # one colour per point: the legend names it
-    failed = [r for r in points if not (r.get("gate") or {}).get("passed", True)]
+    failed = [r for r in points if _verdict(r) == "fail"]
+    undecided = [r for r in points if _verdict(r) == "inconclusive"]
+    latencies = [float(r["latency_ms"][key]["p50"]) for r in points]
+    log_x = bool(latencies) and min(latencies) > 0 and max(latencies) / min(latencies) > 5
     order = sorted(points, key=lambda r: -_PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))[1])
-    for r in order:
+    shifts = _spread([(float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100) for r in order], log_x)
+    for r, dx in zip(order, shifts, strict=True):
         marker, size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
         x, y = float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100
         color = colors[id(r)]
+        where = offset_copy(ax.transData, fig=fig, x=dx, units="points") if dx else ax.transData
         ax.scatter(x, y, s=size, marker=marker, facecolor="none" if hollow else color, edgecolor=color,
-                   linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r))
+                   linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r), transform=where)
         if any(r is f for f in failed):
             # behind the point and larger, so the precision's own marker stays visible on top
-            ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False)
-    ax.set_ylim(0, 100)
-    latencies = [float(r["latency_ms"][key]["p50"]) for r in points]
-    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 5:
+            ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False,
+                       transform=where)
+        elif any(r is u for u in undecided):
+            ax.scatter(x, y, s=300, marker="o", facecolor="none", edgecolor="tab:orange", linewidth=1.2,
+                       linestyle=":", zorder=2, clip_on=False, transform=where)
+    accuracies = [float(r["accuracy"]) * 100 for r in points]
+    reference = _reference_row(points)
+    band = None
+    if reference is not None and max_accuracy_drop is not None:
+        top = float(reference["accuracy"]) * 100
+        band = (top - max_accuracy_drop * 100, top)
+        ax.axhspan(*band, color="tab:green", alpha=0.12, zorder=0, linewidth=0)
+        ax.axhline(top, color="tab:green", linewidth=0.8, linestyle="--", zorder=1)
+    if accuracies:
+        low = min(accuracies + ([band[0]] if band else []))
+        high = max(accuracies + ([band[1]] if band else []))
+        pad = max(0.5, 0.15 * (high - low))
+        ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+    if log_x:
         # a Keras point 10× slower would squeeze every ONNX point into one spot on a linear axis
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -112,29 +172,61 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
         ax.set_xlim(left=0)
     ax.set_xlabel(f"p50 latency of one batch of {batch_size} (ms"
                   + (", log scale" if ax.get_xscale() == "log" else "") + ") — lower is better")
-    ax.set_ylabel("test accuracy (%) — higher is better")
-    ax.set_title(f"Accuracy versus latency at batch {batch_size}" + (" (red ×: gate failed)" if failed else ""))
+    ax.set_ylabel("test accuracy (%, axis zoomed) — higher is better")
+    marks = (["red ×: gate failed"] if failed else []) + (["orange ring: inconclusive"] if undecided else [])
+    ax.set_title(f"Accuracy versus latency at batch {batch_size}" + (f" ({'; '.join(marks)})" if marks else ""))
     ax.grid(alpha=0.3)
     handles, _labels = ax.get_legend_handles_labels()
+    if band is not None and reference is not None:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color="tab:green", alpha=0.25, label=f"allowed drop ({max_accuracy_drop * 100:g} pt "
+                                                                  f"below {reference['artifact']})"))
     if failed:
         handles.append(Line2D([], [], marker="x", linestyle="", color="tab:red", markersize=8, label="gate failed"))
+    if undecided:
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="tab:orange",
+                              markersize=10, label="gate inconclusive"))
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
               title="artifact (runtime)", title_fontsize=8)
     return fig
 
 
+#: how much higher a p50 must be than FP32's to be called slower: a margin timing noise does not cross
+SLOWER_MARGIN = 1.05
+
+
+def slower_than_fp32(rows: Sequence[Mapping[str, Any]], row: Mapping[str, Any]) -> list[int]:
+    """The batch sizes at which ``row`` (not FP32) had a p50 over ``SLOWER_MARGIN`` times FP32's on the same
+    runtime (else the gate's FP32 reference): where its precision costs time on this device instead of saving it."""
+    if row.get("precision") == "fp32":
+        return []
+    same = [r for r in rows if r.get("precision") == "fp32" and r.get("runtime") == row.get("runtime")]
+    fp32 = same[0] if same else _reference_row(rows)
+    if fp32 is None:
+        return []
+    mine, theirs = row.get("latency_ms", {}), fp32.get("latency_ms", {})
+    return sorted(int(b) for b in mine
+                  if b in theirs and float(mine[b]["p50"]) > SLOWER_MARGIN * float(theirs[b]["p50"]))
+
+
 def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
     """p50 latency per image (one batch's p50 divided by its size) against batch size, one line per
-    artifact × runtime: how much batching buys. The report's table gives the same figures per batch."""
+    artifact × runtime: how much batching buys. A precision slower than FP32 at some batch size says so in
+    its legend entry, and the title counts them. The report's table gives the same figures per batch."""
     fig = figure(7.5, 4.8)
     ax = fig.add_subplot(1, 1, 1)
+    slower = 0
     for r in rows:
         sizes = sorted(int(b) for b in r.get("latency_ms", {}))
         if not sizes:
             continue
         marker, _size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
+        behind = slower_than_fp32(rows, r)
+        slower += bool(behind)
+        label = _bench_label(r) + (f": slower than FP32 at batch {', '.join(map(str, behind))}" if behind else "")
         ax.plot(sizes, [float(r["latency_ms"][str(b)]["p50"]) / b for b in sizes], marker=marker,
-                markerfacecolor="none" if hollow else None, label=_bench_label(r))
+                markerfacecolor="none" if hollow else None, linestyle=":" if behind else "-", label=label)
     ax.set_xscale("log", base=2)
     from matplotlib.ticker import FuncFormatter
 
@@ -142,7 +234,9 @@ def latency_by_batch_figure(rows: Sequence[Mapping[str, Any]]):
     ax.set_ylim(bottom=0)
     ax.set_xlabel("batch size")
     ax.set_ylabel("p50 ms per image (batch p50 ÷ batch size)")
-    ax.set_title("Latency per image by batch size (p50 of a batch ÷ its size)")
+    ax.set_title("Latency per image by batch size (p50 of a batch ÷ its size)"
+                 + (f"\n{slower} precision(s) slower than FP32 on this device at some batch size (dotted)"
+                    if slower else ""), fontsize=11)
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
@@ -178,8 +272,9 @@ def reliability_diagram(calibration: Sequence[Mapping[str, Any]], path: str | os
     return save_figure(reliability_figure(calibration), path)
 
 
-def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], batch_size: int, path: str | os.PathLike[str]) -> Path:
-    return save_figure(accuracy_vs_latency_figure(rows, batch_size), path)
+def accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], batch_size: int, path: str | os.PathLike[str],
+                        max_accuracy_drop: float | None = None) -> Path:
+    return save_figure(accuracy_vs_latency_figure(rows, batch_size, max_accuracy_drop), path)
 
 
 def latency_by_batch(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
