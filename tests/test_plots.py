@@ -97,7 +97,7 @@ def test_training_curve_phase_labels_sit_above_the_frame():
     ax = figures["accuracy"].axes[0]
     assert ax.get_ylim() == (0, 1.0)
     labels = {t.get_text(): t for t in ax.texts}
-    assert set(labels) == {"phase1", "phase2-stage1"}
+    assert set(labels) == {"phase 1", "phase 2, stage 1"}  # in words, not the history's keys
     for text in labels.values():
         assert text.xy[1] == 1.0 and text.get_va() == "bottom"  # at the top edge, drawn upwards: outside the frame
         assert text.get_fontsize() >= 8
@@ -117,3 +117,30 @@ def test_training_accuracy_axis_reads_in_percent():
     ax = plots.training_curves_figures(history)["accuracy"].axes[0]
     assert ax.get_ylabel() == "accuracy (%)"
     assert ax.yaxis.get_major_formatter()(1.0, 0) == "100%"
+
+
+def test_training_curves_name_stages_given_and_star_the_saved_epoch():
+    history = [{"epoch_global": e, "epoch": e if e <= 3 else e - 3, "stage": "phase1" if e <= 3 else "phase2_stage1",
+                "accuracy": 0.5, "val_accuracy": 0.4 + e / 20, "loss": 1.0, "val_loss": 2 - e / 10}
+               for e in range(1, 6)]
+    figures = plots.training_curves_figures(history, stage_labels={"phase1": "phase 1: head, frozen backbone"},
+                                            saved_epoch=4, monitor="val_loss")
+    for metric, value in (("accuracy", 0.6), ("loss", 1.6)):
+        ax = figures[metric].axes[0]
+        assert {t.get_text() for t in ax.texts} == {"phase 1: head, frozen backbone", "phase 2, stage 1"}
+        star = next(line for line in ax.get_lines() if line.get_marker() == "*")
+        assert list(star.get_xdata()) == [4] and list(star.get_ydata()) == pytest.approx([value])
+        assert "saved model (epoch 4, best val_loss)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_classification_plot_titles_name_the_images_and_the_normalisation(tmp_path, monkeypatch):
+    import numpy as np
+
+    titles = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: titles.append(fig.axes[0].get_title()) or path)
+    y = np.array([0, 1, 1, 0])
+    plots.classification_plots(y, np.eye(2)[[0, 1, 0, 0]], ["normal", "pneumonia"], tmp_path,
+                               title="test split, 4 images")
+    counts, normalized, roc = titles
+    assert all("test split, 4 images" in t for t in titles), titles
+    assert "counts" in counts and "normalized by true class" in normalized and "one vs rest" in roc

@@ -409,6 +409,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _images_named(results: dict[str, Any]) -> str:
+    """Which images a bench ran on, in words: "the test split", or "the images of --data"."""
+    data = results.get("data") or {}
+    return f"the {data['split']} split" if data.get("kind") == "split" and data.get("split") else "the images of --data"
+
+
 def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:
     from edgexfer.report.plots import accuracy_vs_latency, latency_by_batch
 
@@ -439,5 +445,6 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
         seen.add(r["artifact"])
         written[f"confusion_{r['artifact']}"] = confusion_matrix(
             r["confusion_matrix"], classes, out / f"confusion_{_safe(r['artifact'])}.png",
-            title=f"{r['artifact']} ({r['runtime']}): accuracy {r['accuracy'] * 100:.2f}%")
+            title=f"{r['artifact']} ({r['runtime']}) on {_images_named(results)}, {sum(map(sum, r['confusion_matrix']))} "
+                  f"images: accuracy {r['accuracy'] * 100:.2f}%")
     return written

@@ -16,13 +16,29 @@ import numpy as np
 from edgexfer.report.formats import figure, save_figure
 
 
-def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def stage_name(key: str) -> str:
+    """A stage key of the history (``phase1``, ``phase2_stage1``) in words: "phase 1", "phase 2, stage 1"."""
+    import re
+
+    match = re.fullmatch(r"phase(\d+)(?:[_-]stage(\d+))?", key)
+    if not match:
+        return key
+    return f"phase {match[1]}" + (f", stage {match[2]}" if match[2] else "")
+
+
+def training_curves_figures(history: Sequence[Mapping[str, Any]], *, stage_labels: Mapping[str, str] | None = None,
+                            saved_epoch: int | None = None, monitor: str | None = None) -> dict[str, Any]:
     """The two training-curve Figures (``accuracy``, ``loss``) over the epochs of every phase.
 
-    Each phase/stage is named above the frame, where no curve can cross its label, and a dashed line
-    marks where the next one began.
+    Each phase/stage is named in words above the frame (``stage_labels`` by stage key, e.g. "phase 1: all
+    layers"; else "phase 1", "phase 2, stage 1"), where no curve can cross its label, and a dashed line marks
+    where the next one began. ``saved_epoch`` (overall numbering), the epoch whose weights were saved, gets a
+    star on the validation curve and a legend entry naming ``monitor``.
     """
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
     epochs = [int(r["epoch_global"]) for r in history]
+    names = dict(stage_labels or {})
     figures = {}
     for metric in ("accuracy", "loss"):
         fig = figure()
@@ -37,30 +53,38 @@ def training_curves_figures(history: Sequence[Mapping[str, Any]]) -> dict[str, A
             if i:
                 ax.axvline(epoch - 0.5, color="0.4", linestyle="--", linewidth=0.9)
             # above the frame: readable, and never crossed by a curve
-            ax.annotate(stage, (epoch - (0.5 if i else 0.0), 1.0), xycoords=("data", "axes fraction"),
-                        xytext=(3, 3), textcoords="offset points", fontsize=8.5, color="0.15", va="bottom", ha="left")
+            ax.annotate(names.get(stage, stage_name(stage)), (epoch - (0.5 if i else 0.0), 1.0),
+                        xycoords=("data", "axes fraction"), xytext=(3, 3), textcoords="offset points",
+                        fontsize=8.5, color="0.15", va="bottom", ha="left")
+        saved = next((r for r in history if int(r["epoch_global"]) == saved_epoch), None)
+        value = _float(saved.get(f"val_{metric}")) if saved is not None else None
+        if value is not None:
+            ax.plot([saved_epoch], [value], linestyle="", marker="*", markersize=14, color="tab:red", zorder=4,
+                    label=f"saved model (epoch {saved_epoch}" + (f", best {monitor})" if monitor else ")"))
         if metric == "accuracy":
-            from matplotlib.ticker import PercentFormatter
-
             ax.set_ylim(0, 1.0)
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch (counted over all phases)")
         ax.set_ylabel("accuracy (%)" if metric == "accuracy" else metric)
         ax.set_title(f"Training {metric} per epoch: train and validation splits", pad=22 if starts else 6)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(loc="lower right" if metric == "accuracy" else "upper right")
+            ax.legend(loc="lower right" if metric == "accuracy" else "upper right", fontsize=8.5)
         figures[metric] = fig
     return figures
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str]) -> list[Path]:
+def training_curves(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike[str], *,
+                    stage_labels: Mapping[str, str] | None = None, saved_epoch: int | None = None,
+                    monitor: str | None = None) -> list[Path]:
     """``accuracy.png`` and ``loss.png`` over the epochs of both phases, with phase/stage boundaries.
 
     ``history`` rows hold ``epoch_global``, ``stage`` and metrics such as ``accuracy`` and ``val_accuracy``.
     """
     out = Path(out_dir)
-    return [save_figure(fig, out / f"{metric}.png") for metric, fig in training_curves_figures(history).items()]
+    figures = training_curves_figures(history, stage_labels=stage_labels, saved_epoch=saved_epoch, monitor=monitor)
+    return [save_figure(fig, out / f"{metric}.png") for metric, fig in figures.items()]
 
 
 # bench plots: one marker per precision, drawn largest first and hollow where they could hide another
@@ -289,7 +313,8 @@ def confusion_matrix(
     normalize: bool = False,
     title: str | None = None,
 ) -> Path:
-    """A confusion matrix (rows = true class) in counts, or normalized per true class."""
+    """A confusion matrix (rows = true class) in counts, or normalized per true class; the title (``title``:
+    what and on which split) gets a second line saying which of the two it is."""
     cm = np.asarray(matrix, dtype=np.float64)
     if normalize:
         totals = cm.sum(axis=1, keepdims=True)
@@ -308,7 +333,9 @@ def confusion_matrix(
         for j in range(k):
             text = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
             ax.text(j, i, text, ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
-    ax.set_title(title or ("confusion matrix (normalized by true class)" if normalize else "confusion matrix"))
+    how = ("normalized by true class: each row sums to 1" if normalize
+           else "counts of images: rows = true class")
+    ax.set_title(f"{title}\n({how})" if title else f"confusion matrix\n({how})", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -339,7 +366,7 @@ def roc_curves(
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (sensitivity)")
-    ax.set_title(title or "ROC (one vs rest)")
+    ax.set_title(title or "ROC, one vs rest", fontsize=10)
     ax.grid(alpha=0.3)
     if ax.lines[:-1]:
         ax.legend(loc="lower right")
@@ -355,18 +382,19 @@ def classification_plots(
     prefix: str = "",
     title: str | None = None,
 ) -> list[Path]:
-    """``confusion_matrix.png``, ``confusion_matrix_normalized.png`` and ``roc.png`` (names after ``prefix``)."""
+    """``confusion_matrix.png``, ``confusion_matrix_normalized.png`` and ``roc.png`` (names after ``prefix``);
+    ``title`` says which images they are on (e.g. "test split, 375 images")."""
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     out = Path(out_dir)
     y = np.asarray(y_true, dtype=np.int64)
     cm = sk_confusion(y, np.asarray(probabilities).argmax(axis=1), labels=list(range(len(class_names))))
-    suffix = f" — {title}" if title else ""
+    where = f" — {title}" if title else ""
     return [
-        confusion_matrix(cm, class_names, out / f"{prefix}confusion_matrix.png", title=f"confusion matrix{suffix}"),
+        confusion_matrix(cm, class_names, out / f"{prefix}confusion_matrix.png", title=f"confusion matrix{where}"),
         confusion_matrix(cm, class_names, out / f"{prefix}confusion_matrix_normalized.png", normalize=True,
-                         title=f"confusion matrix, normalized{suffix}"),
-        roc_curves(y, probabilities, class_names, out / f"{prefix}roc.png", title=f"ROC (one vs rest){suffix}"),
+                         title=f"confusion matrix{where}"),
+        roc_curves(y, probabilities, class_names, out / f"{prefix}roc.png", title=f"ROC, one vs rest{where}"),
     ]
 
 

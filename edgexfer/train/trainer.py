@@ -230,7 +230,7 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
     metrics["sanity"] = sanity.to_dict()
     run_contract.write_metrics(out, run_contract.RunMetrics.from_dict(metrics))
     run_contract.write_history(out, history)
-    _plots(out, history, y_true, probabilities, classes)
+    _plots(out, history, y_true, probabilities, classes, stages, config.monitor)
     record = run_contract.RunRecord(
         path=out,
         backbone=spec.name,
@@ -302,13 +302,18 @@ def _accuracy(model, dataset) -> float:
     return right / max(total, 1)
 
 
-def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
+def _saved_row(history, monitor: str) -> dict[str, Any] | None:
+    """The history row of the epoch whose weights were saved: the best ``monitor`` over every stage."""
     import math
 
+    rows = [r for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
+    return (max if "acc" in monitor else min)(rows, key=lambda r: r[monitor]) if rows else None
+
+
+def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
     from edgexfer.train.sanity import check_run
 
-    rows = [r for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
-    best = (max if "acc" in monitor else min)(rows, key=lambda r: r[monitor]) if rows else None
+    best = _saved_row(history, monitor)
     train_accuracy = best.get("accuracy") if best else None  # the epoch whose weights were kept
     return check_run(y_true, metrics["accuracy"], [s.label for s in split.samples("train")], split.classes,
                      val_accuracy=val_accuracy, train_accuracy=train_accuracy)
@@ -410,11 +415,15 @@ def _save_model(model, path: Path) -> None:
             tmp.unlink()
 
 
-def _plots(out: Path, history, y_true, probabilities, classes) -> None:
+def _plots(out: Path, history, y_true, probabilities, classes, stages, monitor: str) -> None:
     from edgexfer.report import plots
 
-    plots.training_curves(history, out / "plots")
-    plots.classification_plots(y_true, probabilities, classes, out / "plots")
+    saved = _saved_row(history, monitor)
+    plots.training_curves(history, out / "plots", monitor=monitor,
+                          stage_labels={s.key: f"{plots.stage_name(s.key)}: {s.label}" for s in stages},
+                          saved_epoch=int(saved["epoch_global"]) if saved else None)
+    plots.classification_plots(y_true, probabilities, classes, out / "plots",
+                               title=f"test split, {len(y_true)} images, saved model")
 
 
 # ------------------------------------------------------------------------------------ training
