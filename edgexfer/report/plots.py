@@ -201,7 +201,7 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
     ax.set_title(f"Accuracy versus latency at batch {batch_size}" + (f" ({'; '.join(marks)})" if marks else ""))
     ax.grid(alpha=0.3)
     handles, _labels = ax.get_legend_handles_labels()
-    if band is not None and reference is not None:
+    if band is not None and reference is not None and max_accuracy_drop is not None:
         from matplotlib.patches import Patch
 
         handles.append(Patch(color="tab:green", alpha=0.25, label=f"allowed drop ({max_accuracy_drop * 100:g} pt "
