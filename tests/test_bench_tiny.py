@@ -222,6 +222,9 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
     assert fp32["end_to_end_ms"] > 0 and fp32["size_bytes"] == (handmade_export / "model_fp32.onnx").stat().st_size
     report = (out / "report.md").read_text()
     assert "| `int8` | int8 | ort-cpu |" in report and "host memory" in report
+    # memory per artifact: what its own session added, far below the process's running peak
+    assert all(0 <= r["session_peak_mb"] < r["peak_rss_mb"] / 2 for r in results["results"]), results["results"]
+    assert "Session peak MB" in report
 
 
 def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):

@@ -43,6 +43,7 @@ from edgexfer.evaluate.gate import (
     verdict_of,
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
+from edgexfer.evaluate.memory import SessionMemory
 from edgexfer.evaluate.metrics import agreement, classification_metrics
 from edgexfer.evaluate.operating_point import (
     OperatingPoint,
@@ -385,7 +386,9 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
-    with job.kind.open(job.artifact, config.threads, (*config.batch_sizes, config.eval_batch_size)) as runtime:
+    # the memory this artifact costs: from just before its session opens until it is closed
+    with SessionMemory() as memory, \
+            job.kind.open(job.artifact, config.threads, (*config.batch_sizes, config.eval_batch_size)) as runtime:
         if runtime.input_spec.shape[1:3] != export.image_size:
             raise EdgexferError(
                 f"{job.artifact.path.name} takes {runtime.input_spec.shape[1]}x{runtime.input_spec.shape[2]} images, "
@@ -449,6 +452,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         end_to_end_ms=e2e.get("p50"),
         size_bytes=job.artifact.path.stat().st_size,
         peak_rss_mb=peak_rss_mb(),
+        session_peak_mb=round(memory.peak_mb, 1),
         threads=config.threads,
         sha256=sha256,
         device=device_of(job.kind.name, provider),

@@ -216,7 +216,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     ]
     lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
     header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
-               "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Peak RSS MB", "Gate"])
+               "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Session peak MB", "Gate"])
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
     for r in rows:
@@ -228,11 +228,13 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                  fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
-        cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("peak_rss_mb"), 0),
+        cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("session_peak_mb"), 0),
                   "ref" if r["gate"].get("reference") and _outcome(r) == "pass"
                   else {"pass": "pass", "inconclusive": "*inconclusive*"}.get(_outcome(r), "**FAIL**")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
+    lines += ["", "Session peak: the most resident memory the artifact's session added over the process's memory just "
+              "before it was opened (model, runtime buffers, activations up to the largest batch; sampled every 10 ms). "
+              "A bench run before this measure shows —.", ""]
 
     lines += _statistics_section(rows)
 
