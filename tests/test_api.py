@@ -140,3 +140,5 @@ def test_the_readme_notebook_example_runs(tmp_path):
     # the example prints the passed gate's report, or the one-line verdict of a failed or undecided gate
     assert ("gate passed; report: benchmarks/notebook/report.md" in proc.stdout or "accuracy gate failed" in proc.stdout
             or "accuracy gate inconclusive" in proc.stdout)
+    if "gate passed" not in proc.stdout:  # the verdict comes with its table: nothing printed refers to one "above"
+        assert "artifact  precision  runtime" in proc.stdout and "table above" not in proc.stdout, proc.stdout

@@ -342,7 +342,9 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
             fix = f"fine-tune a model that learns (see the run's metrics.json) before exporting; {out_dir / 'report.md'}"
         else:
             problem = f"accuracy gate failed for {', '.join(broken)} ({len(breaches)} threshold(s) broken)"
-            fix = f"see the table above and {out_dir / 'report.md'}"
+            # true from the command (which prints the table first) and from Python (which prints nothing)
+            fix = (f"what broke is in the table of this error (.table in Python; printed above by the command) and in "
+                   f"{out_dir / 'report.md'}")
         raise BenchGateFailed(problem, fix, outcome=outcome)
     return outcome
 
