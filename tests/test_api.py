@@ -125,7 +125,7 @@ def readme_example() -> str:
     return blocks[0]
 
 
-@pytest.mark.slow  # about 20 s: trains, exports three precisions and benches them
+@pytest.mark.slow  # about 35 s of CPU time: trains, exports three precisions and benches them
 def test_the_readme_notebook_example_runs(tmp_path):
     proc = _python(readme_example(), cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
