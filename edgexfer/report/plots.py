@@ -110,24 +110,28 @@ def _reference_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | Non
     return next((r for r in fp32 if r.get("runtime") == "ort-cpu"), fp32[0] if fp32 else None)
 
 
-def _spread(points: list[tuple[float, float]], log_x: bool) -> list[float]:
-    """A horizontal offset in points for each of ``points`` (x, y in data units) so that those drawn on one spot
-    (latency within 4 %, accuracy within 0.05 pt) sit side by side instead of on one another: accuracy is exact,
-    a few percent of latency is within its noise."""
+#: markers closer than this (points, on the drawn axes) would cover each other: they are set side by side
+_NEAR_PT = 13.0
+
+
+def _spread(points: list[tuple[float, float]]) -> list[float]:
+    """A horizontal offset in points for each of ``points`` (positions on the drawn figure, in points) so that
+    markers that would cover each other sit side by side, ``_NEAR_PT`` apart, centred on where they were:
+    accuracy is exact, while a few percent of latency is within its noise."""
     offsets = [0.0] * len(points)
     groups: list[list[int]] = []
-    for i, (x, y) in enumerate(points):
-        for group in groups:
-            gx, gy = points[group[0]]
-            close_x = abs(x - gx) <= 0.04 * max(abs(gx), 1e-9) if log_x or gx else abs(x - gx) < 1e-9
-            if close_x and abs(y - gy) <= 0.05:
-                group.append(i)
-                break
-        else:
+    for i in sorted(range(len(points)), key=lambda k: points[k]):
+        x, y = points[i]
+        group = next((g for g in groups if any(abs(x - points[k][0]) < _NEAR_PT and abs(y - points[k][1]) < _NEAR_PT
+                                               for k in g)), None)
+        if group is None:
             groups.append([i])
+        else:
+            group.append(i)
     for group in groups:
-        for k, i in enumerate(group):
-            offsets[i] = (k - (len(group) - 1) / 2) * 12.0
+        centre = sum(points[k][0] for k in group) / len(group)
+        for n, k in enumerate(sorted(group, key=lambda k: points[k][0])):
+            offsets[k] = centre + (n - (len(group) - 1) / 2) * _NEAR_PT - points[k][0]
     return offsets
 
 
@@ -154,22 +158,6 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
     undecided = [r for r in points if _verdict(r) == "inconclusive"]
     latencies = [float(r["latency_ms"][key]["p50"]) for r in points]
     log_x = bool(latencies) and min(latencies) > 0 and max(latencies) / min(latencies) > 5
-    order = sorted(points, key=lambda r: -_PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))[1])
-    shifts = _spread([(float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100) for r in order], log_x)
-    for r, dx in zip(order, shifts, strict=True):
-        marker, size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
-        x, y = float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100
-        color = colors[id(r)]
-        where = offset_copy(ax.transData, fig=fig, x=dx, units="points") if dx else ax.transData
-        ax.scatter(x, y, s=size, marker=marker, facecolor="none" if hollow else color, edgecolor=color,
-                   linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r), transform=where)
-        if any(r is f for f in failed):
-            # behind the point and larger, so the precision's own marker stays visible on top
-            ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False,
-                       transform=where)
-        elif any(r is u for u in undecided):
-            ax.scatter(x, y, s=300, marker="o", facecolor="none", edgecolor="tab:orange", linewidth=1.2,
-                       linestyle=":", zorder=2, clip_on=False, transform=where)
     accuracies = [float(r["accuracy"]) * 100 for r in points]
     reference = _reference_row(points)
     band = None
@@ -178,6 +166,7 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
         band = (top - max_accuracy_drop * 100, top)
         ax.axhspan(*band, color="tab:green", alpha=0.12, zorder=0, linewidth=0)
         ax.axhline(top, color="tab:green", linewidth=0.8, linestyle="--", zorder=1)
+    # the axes are fixed before the points are drawn, so that where each marker lands is known
     if accuracies:
         low = min(accuracies + ([band[0]] if band else []))
         high = max(accuracies + ([band[1]] if band else []))
@@ -193,7 +182,26 @@ def accuracy_vs_latency_figure(rows: Sequence[Mapping[str, Any]], batch_size: in
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     else:
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, max(latencies) * 1.15 if latencies and max(latencies) > 0 else 1.0)
+    order = sorted(points, key=lambda r: -_PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))[1])
+    to_pt = 72.0 / fig.dpi
+    drawn = [ax.transData.transform((float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100)) * to_pt
+             for r in order]
+    shifts = _spread([(float(x), float(y)) for x, y in drawn])
+    for r, dx in zip(order, shifts, strict=True):
+        marker, size, hollow = _PRECISION_STYLE.get(str(r["precision"]), ("D", 70, False))
+        x, y = float(r["latency_ms"][key]["p50"]), float(r["accuracy"]) * 100
+        color = colors[id(r)]
+        where = offset_copy(ax.transData, fig=fig, x=dx, units="points") if dx else ax.transData
+        ax.scatter(x, y, s=size, marker=marker, facecolor="none" if hollow else color, edgecolor=color,
+                   linewidth=1.6, zorder=3, clip_on=False, label=_bench_label(r), transform=where)
+        if any(r is f for f in failed):
+            # behind the point and larger, so the precision's own marker stays visible on top
+            ax.scatter(x, y, s=260, marker="x", color="tab:red", linewidth=1.4, zorder=2, clip_on=False,
+                       transform=where)
+        elif any(r is u for u in undecided):
+            ax.scatter(x, y, s=300, marker="o", facecolor="none", edgecolor="tab:orange", linewidth=1.2,
+                       linestyle=":", zorder=2, clip_on=False, transform=where)
     ax.set_xlabel(f"p50 latency of one batch of {batch_size} (ms"
                   + (", log scale" if ax.get_xscale() == "log" else "") + ") — lower is better")
     ax.set_ylabel("test accuracy (%, axis zoomed) — higher is better")
