@@ -8,16 +8,22 @@ TRT_STUBS_VERSION := 10.13.0.35.1
 
 .PHONY: setup test test-fast demo lint typecheck gpu-check clean
 
+# pip quietly: its notices (root user, new versions, scripts off PATH) filled half of the demo's log; errors
+# still show. Each step says what it does in one line instead.
+PIP := PIP_ROOT_USER_ACTION=ignore $(BIN)/python -m pip -q --disable-pip-version-check --no-input
+
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@echo "setup: creating $(VENV) and installing edgexfer with every extra (TensorFlow included: a few minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install --no-warn-script-location -e '.[all,dev]'
 	@# tensorrt-stubs requires tensorrt (not installable here) and, installed into site-packages,
 	@# would make `import tensorrt` succeed as an empty package: unpack it beside, for mypy only.
-	rm -rf $(STUBS) && mkdir -p $(STUBS)/wheel
-	$(BIN)/python -m pip download -q --no-deps -d $(STUBS)/wheel tensorrt-stubs==$(TRT_STUBS_VERSION)
-	cd $(STUBS) && $(CURDIR)/$(BIN)/python -m zipfile -e wheel/*.whl site
-	touch $@
+	@rm -rf $(STUBS) && mkdir -p $(STUBS)/wheel
+	@$(PIP) download --no-deps -d $(STUBS)/wheel tensorrt-stubs==$(TRT_STUBS_VERSION)
+	@cd $(STUBS) && $(CURDIR)/$(BIN)/python -m zipfile -e wheel/*.whl site
+	@touch $@
+	@echo "setup: done; $$($(BIN)/edgexfer --version 2>/dev/null || echo edgexfer) in $(VENV) (edgexfer doctor says what this machine can run)"
 
 setup: $(BIN)/.installed
 

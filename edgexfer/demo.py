@@ -83,6 +83,16 @@ def check_demo(config: DemoConfig) -> None:
                 iterations=config.iterations)
 
 
+def _size_note(config: DemoConfig) -> str:
+    """Where the model's input size differs from the generated images': said, so 128 px above is not a surprise."""
+    if config.image_size is None:
+        return f"; the images are resized to {config.backbone}'s input size"
+    if config.image_size != config.data_size:
+        return (f"; the {config.data_size} px images are resized to {config.image_size} px, the model's input "
+                "(faster on a CPU)")
+    return ""
+
+
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     """Run every stage; end with the summary table and the verdict; raise GateFailed (exit 1) when a
     precision breaks the accuracy gate, GateInconclusive (exit 3) when the test images cannot decide it. Nothing is written before :func:`check_demo` passed."""
@@ -100,7 +110,8 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     log(f"[1/4] synthetic chest X-rays: {config.per_class} per class at {config.data_size} px → {out / 'data'}")
     data_dir = generate_demo(out / "data", per_class=config.per_class, size=config.data_size, seed=config.seed)
 
-    log(f"[2/4] fine-tune {config.backbone} (weights {config.weights}) → {out / 'run'}")
+    log(f"[2/4] fine-tune {config.backbone} (weights {config.weights}) → {out / 'run'}"
+        + _size_note(config))
     run = finetune(FinetuneConfig(
         data=str(data_dir), backbone=config.backbone, out=str(out / "run"), image_size=config.image_size,
         weights=config.weights, epochs=config.epochs, fine_tune_epochs=config.fine_tune_epochs,
@@ -142,7 +153,7 @@ def serving_line(export_dir: Path, bench_dir: Path) -> str:
         return f"serve: nothing from {export_dir}: {exc.line()}"
     a = choice.artifact
     return (f"serve: edgexfer predict {export_dir} IMAGES runs {a.name} ({a.path.name}, sha256 "
-            f"{str(a.sha256)[:12]}…) on {choice.runtime.name}: {choice.reason}")
+            f"{str(a.sha256)[:12]}…) on {choice.runtime.name}: {choice.why()}")
 
 
 def _explain_mistakes(run_dir: Path, bench_dir: Path, log: Callable[[str], None]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,8 @@ class Location:
     exists: bool
     files: int
     size_bytes: int
+    #: what ``files`` counts: "file(s)", or "calibration set(s)" (record and images; a README is none)
+    unit: str = "file(s)"
 
 
 @dataclass
@@ -137,6 +139,18 @@ def _location(what: str, path: Path) -> Location:
     return Location(what, str(path), path.is_dir(), files, size)
 
 
+def _calibration_location(what: str, path: Path) -> Location:
+    """A folder of calibration sets: the sets (``<id>.json`` beside ``<id>.npz``, docs/contracts.md section 3)
+    are counted, not the files (the repository's calibration/README.md is no set)."""
+    location = _location(what, path)
+    sets = sum(1 for record in path.glob("*.json") if record.with_suffix(".npz").is_file()) if path.is_dir() else 0
+    return replace(location, files=sets, unit="calibration set(s)")
+
+
+#: where `make demo` (and `edgexfer demo` with its default --out) writes its calibration set
+DEMO_CALIBRATION = Path("runs") / "demo" / "calibration"
+
+
 ENVIRONMENT = ("CUDA_VISIBLE_DEVICES", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "EDGEXFER_VERBOSE", "OMP_NUM_THREADS",
                "LD_LIBRARY_PATH")
 
@@ -168,8 +182,10 @@ def diagnose() -> DoctorReport:
         runtimes=runtimes,
         locations=[
             _location("Keras weights cache (--weights imagenet downloads here)", keras_home() / "models"),
-            _location("calibration sets (export --calibration default, relative to this folder)",
-                      Path("calibration").resolve()),
+            _calibration_location("calibration sets (export --calibration default, relative to this folder)",
+                                  Path("calibration").resolve()),
+            _calibration_location("calibration sets of the demo (make demo, relative to this folder)",
+                                  DEMO_CALIBRATION.resolve()),
             _location("ONNX Runtime TensorRT engines (ort-trt; per TensorRT version and GPU)", tensorrt_cache_dir()),
         ],
         environment={k: os.environ[k] for k in ENVIRONMENT if k in os.environ and not set_by_edgexfer(k)},
@@ -220,7 +236,7 @@ def doctor_lines(report: DoctorReport) -> list[str]:
                      + (r.description if r.usable else f"skipped: {r.reason}"))
     lines += ["", "caches"]
     for loc in report.locations:
-        state = f"{loc.files} file(s), {_size(loc.size_bytes)}" if loc.exists else "not created yet"
+        state = f"{loc.files} {loc.unit}, {_size(loc.size_bytes)}" if loc.exists else "not created yet"
         lines.append(f"  {loc.what}:")
         lines.append(f"    {loc.path} ({state})")
     if report.install == "light":

@@ -201,6 +201,17 @@ class Choice:
     verdict: GateVerdict
     reason: str
 
+    def why(self) -> str:
+        """``reason`` without the "<artifact> on <runtime>: " it may start with (for a line that names them)."""
+        return self.reason.removeprefix(f"{self.artifact.name} on {self.runtime.name}: ")
+
+    def line(self) -> str:
+        """One line for the console: what answers (its precision only where its name does not say it), then
+        why, without naming the pair a second time."""
+        a = self.artifact
+        head = f"{a.name} on {self.runtime.name}" + ("" if a.precision == a.name else f" ({a.precision})")
+        return f"{head}: {self.why()}"
+
 
 def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "auto", *,
                     evidence: BenchEvidence | None = None, allow_failed: bool = False,
@@ -664,7 +675,7 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     files = collect_inputs(inputs)
     with Predictor(export_dir, precision, runtime, bench=bench, allow_failed=allow_failed, threads=threads,
                    batch_size=batch_size) as model:
-        log(f"{model.artifact} ({model.precision}) on {model.runtime}: {model.choice.reason}")
+        log(model.choice.line())
         result = model.predict_files(files.paths, batch_size, progress=progress)
     result.skipped = files.skipped + result.skipped
     for s in result.skipped:

@@ -222,6 +222,9 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
     assert fp32["end_to_end_ms"] > 0 and fp32["size_bytes"] == (handmade_export / "model_fp32.onnx").stat().st_size
     report = (out / "report.md").read_text()
     assert "| `int8` | int8 | ort-cpu |" in report and "host memory" in report
+    # memory per artifact: what its own session added, far below the process's running peak
+    assert all(0 <= r["session_peak_mb"] < r["peak_rss_mb"] / 2 for r in results["results"]), results["results"]
+    assert "Session peak MB" in report
 
 
 def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):
@@ -244,6 +247,19 @@ def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):
     # images cannot show a 1-point limit)
     assert gates == {"fp32": (True, "pass"), "fp16": (False, "inconclusive"), "int8": (False, "fail")}
     assert "What broke the gate" in (out / "report.md").read_text()
+
+
+def test_the_python_apis_gate_failure_carries_its_table_and_refers_to_nothing_above(export_copy, tmp_path):
+    from edgexfer import GateFailed, bench
+
+    break_int8(export_copy)
+    out = tmp_path / "bench"
+    with pytest.raises(GateFailed) as caught:
+        bench(export_dir=export_copy, out=out, batch_sizes=(1,), warmup=0, iterations=2, progress=False)
+    failure = caught.value
+    assert failure.table.splitlines()[0].split()[:4] == ["artifact", "precision", "runtime", "metric"]  # type: ignore[attr-defined]
+    assert "int8" in failure.table and "table above" not in str(failure)  # type: ignore[attr-defined]
+    assert ".table" in str(failure) and str(out / "report.md") in str(failure)
 
 
 def test_default_gate_on_36_images_is_inconclusive_exit_3_naming_the_images_that_would_decide(

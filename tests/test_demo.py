@@ -45,3 +45,10 @@ def test_demo_runs_every_stage(tmp_path):
     artifact = next(a for a in manifest["artifacts"] if a["name"] == name)
     assert f"sha256 {artifact['sha256'][:12]}…" in serve
     assert {r["sha256"] for r in results["results"] if r["artifact"] == name} == {artifact["sha256"]}
+
+
+def test_the_demo_says_its_128_px_images_are_trained_at_64_px():
+    from edgexfer.demo import DemoConfig, _size_note
+
+    assert "the 128 px images are resized to 64 px" in _size_note(DemoConfig())
+    assert _size_note(DemoConfig(image_size=128)) == ""

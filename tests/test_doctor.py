@@ -115,3 +115,18 @@ def test_doctor_says_which_target_the_installed_tensorrt_is(monkeypatch, tmp_pat
     assert report.as_dict()["tensorrt_target"] == report.tensorrt_target  # doctor --json carries it too
     trt_cache = next(loc for loc in report.locations if loc.what.startswith("ONNX Runtime TensorRT engines"))
     assert trt_cache.path.startswith(str(tmp_path / "edgexfer" / "trt"))
+
+
+def test_doctor_counts_calibration_sets_not_files_and_finds_the_demos(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "README.md").write_text("where calibration sets go\n")
+    demo = tmp_path / "runs" / "demo" / "calibration"
+    demo.mkdir(parents=True)
+    for name in ("abc.json", "abc.npz", "lonely.json"):  # one set; a record without its images is none
+        (demo / name).write_bytes(b"{}")
+    sets = {loc.path: loc for loc in diagnose().locations if loc.unit == "calibration set(s)"}
+    assert sets[str(tmp_path / "calibration")].files == 0
+    assert sets[str(demo)].files == 1
+    text = "\n".join(doctor_lines(diagnose()))
+    assert f"{demo} (1 calibration set(s)" in text

@@ -258,3 +258,15 @@ def test_choice_rules(handmade_export):
         choose_artifact(export, "fp8", "ort-cpu")
     with pytest.raises(EdgexferError, match="needs TensorFlow"):
         choose_artifact(export, "fp32", "keras")
+
+
+def test_choice_line_names_the_artifact_and_runtime_once(handmade_export):
+    from edgexfer.evaluate.exported import load_export
+    from edgexfer.predict import BenchEvidence, GateVerdict, choose_artifact
+
+    export = load_export(handmade_export)
+    benched = BenchEvidence(Path("results.json"), (GateVerdict("int8", "ort-cpu", True, (), 0.5,
+                                                               sha256=export.artifact("int8").sha256),))
+    line = choose_artifact(export, "int8", "ort-cpu", evidence=benched).line()
+    assert line.startswith("int8 on ort-cpu: gate passed"), line
+    assert line.count("int8") == 1 and line.count("ort-cpu") == 1, line

@@ -284,3 +284,19 @@ def test_consecutive_pictures_flow_side_by_side(tmp_path):
     page = parse_page(page_text)
     assert not page.errors and not page.stack and len(page.images) == 3
     assert page_text.count('<div class="figures">') == 1  # a and b together; c stands alone
+
+
+def test_the_recommended_mark_covers_no_point_and_every_column_is_named(tmp_path, monkeypatch):
+    from edgexfer.report import study_report
+
+    figures = {}
+    saved = study_report._save
+    monkeypatch.setattr(study_report, "_save", lambda fig, path: figures.setdefault(path.name, fig) and saved(fig, path))
+    write_json(tmp_path / "results.json", study_results())
+    md = render_report(tmp_path)["markdown"].read_text()
+    ax = figures["accuracy_vs_latency.png"].axes[0]
+    mark = next(c for c in ax.collections if c.get_label() == "recommended")
+    assert len(mark.get_facecolors()) == 0 or mark.get_facecolors()[0][3] == 0  # hollow: points inside stay seen
+    assert any("recommended" in t.get_text() for t in ax.texts)  # named beside, not on top
+    header = next(line for line in md.splitlines() if line.startswith("| backbone | model |"))
+    assert all(cell.strip() for cell in header.strip("|").split("|")), header

@@ -116,6 +116,9 @@ def test_epochs_n_from_scratch_trains_n_epochs_and_the_plan_matches_history(demo
     plan_at = next(i for i, line in enumerate(lines) if line.startswith("plan: 1 phase(s), 3 epoch(s)"))
     assert lines[plan_at + 1].startswith("  phase 1: all layers, 3 epoch(s) at learning rate 0.001")
     assert not any(line.lstrip().startswith("phase 2") for line in lines), result.output
+    # the plan's line is printed once: where training starts, only where its epochs fall
+    assert sum("3 epoch(s) at learning rate" in line for line in lines) == 1, result.output
+    assert "phase 1 starts: its epoch 1/3 is epoch 1 overall" in lines, result.output
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 3
     run = json.loads((out / "run.json").read_text())
@@ -219,6 +222,40 @@ def test_precise_batchnorm_gives_the_cumulative_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
     assert bn.momentum == 0.999 and not model.get_layer("frozen").trainable
     assert np.array_equal(model.get_layer("frozen").moving_mean.numpy(), np.zeros(4))
+
+
+def test_precise_batchnorm_that_scores_lower_gives_back_the_training_statistics():
+    import keras
+
+    from edgexfer.train.batchnorm import BatchNormRecord, keep_better_statistics, moving_statistics
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(inputs))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 2.0, "float32"))
+    trained = moving_statistics(model, ["bn"])
+    for after, kept, mean in ((0.90, True, 5.0), (0.85, False, 2.0)):  # validation accuracy before: 0.88
+        bn.moving_mean.assign(np.full(4, 5.0, "float32"))  # what re-estimation left
+        record = BatchNormRecord("precise", ["bn"])
+        keep_better_statistics(record, trained, 0.88, after)
+        assert record.kept is kept and (record.val_accuracy_before, record.val_accuracy_after) == (0.88, after)
+        assert np.array_equal(bn.moving_mean.numpy(), np.full(4, mean)), (after, bn.moving_mean.numpy())
+
+
+def test_phase_2_summary_counts_its_epochs_as_keras_printed_them():
+    from types import SimpleNamespace
+
+    from edgexfer.train.trainer import _phase_summary
+
+    stages = [SimpleNamespace(key="phase1", phase=1, unfreeze=None),
+              SimpleNamespace(key="phase2_stage1", phase=2, unfreeze="all")]
+    history = [{"stage": "phase1", "epoch": e, "epoch_global": e, "val_loss": 1.0, "val_accuracy": 0.5}
+               for e in range(1, 13)]
+    history += [{"stage": "phase2_stage1", "epoch": e, "epoch_global": 12 + e, "val_loss": 1.0 - e / 10,
+                 "val_accuracy": 0.8} for e in range(1, 5)]
+    said = []
+    _phase_summary(said.append, 2, stages, SimpleNamespace(history=history, monitor="val_loss", mode="min"), 3.0)
+    assert said[0].endswith("at phase 2 stage 1 epoch 4 (epoch 16 overall)"), said
 
 
 def _colour_classes(folder, per_class=40, size=32):

@@ -4,6 +4,7 @@ definitions (the `tritonclient` package, `serve` extra) and whose model file run
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,3 +119,13 @@ def test_engine_and_tensorrt_accelerator_configs_parse(platform, kind, accelerat
     assert accelerators == (["tensorrt"] if accelerator else [])
     assert [g.kind for g in config.instance_group] == (
         [model_config_pb2.ModelInstanceGroup.KIND_GPU] if kind == "gpu" else [])
+
+
+def test_the_demos_export_folder_exported_is_named_after_the_folder_above(handmade_export, tmp_path):
+    from edgexfer.evaluate.exported import load_export
+    from edgexfer.serving.triton import default_model_name
+
+    export = load_export(handmade_export)
+    assert default_model_name(export) == export.name == "tiny"
+    demo = replace(export, path=tmp_path / "demo" / "exported", manifest={**export.manifest, "name": "exported"})
+    assert default_model_name(demo) == "demo"

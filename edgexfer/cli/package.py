@@ -16,7 +16,7 @@ import click
 @click.option("--runtime", type=click.Choice(["auto", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu"]), default="auto",
               show_default=True, help="Runtime the server should match: ONNX Runtime (CPU/CUDA/TensorRT accelerator), "
                                       "a TensorRT engine (model.plan) or OpenVINO on the CPU (openvino backend).")
-@click.option("--name", default=None, help="Model name (default: the export's name).")
+@click.option("--name", default=None, help="Model name (default: the export's name; for an export folder named exported, the folder above it).")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest batch the server forms (capped by an engine's profile).")
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,

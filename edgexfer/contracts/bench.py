@@ -66,7 +66,9 @@ class BenchRow:
     latency_samples_ms: dict[str, list[float]] = field(default_factory=dict)
     end_to_end_ms: float | None = None
     size_bytes: int | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the process's peak so far (every row before this one included)
+    #: the peak resident memory this row's session added over the process's memory just before it opened (MB)
+    session_peak_mb: float | None = None
     threads: int | None = None
     agreement: float | None = None
     max_abs_diff: float | None = None

@@ -43,6 +43,7 @@ from edgexfer.evaluate.gate import (
     verdict_of,
 )
 from edgexfer.evaluate.latency import end_to_end_ms, make_batch, summarize, time_runtime
+from edgexfer.evaluate.memory import SessionMemory
 from edgexfer.evaluate.metrics import agreement, classification_metrics
 from edgexfer.evaluate.operating_point import (
     OperatingPoint,
@@ -341,7 +342,9 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
             fix = f"fine-tune a model that learns (see the run's metrics.json) before exporting; {out_dir / 'report.md'}"
         else:
             problem = f"accuracy gate failed for {', '.join(broken)} ({len(breaches)} threshold(s) broken)"
-            fix = f"see the table above and {out_dir / 'report.md'}"
+            # true from the command (which prints the table first) and from Python (which prints nothing)
+            fix = (f"what broke is in the table of this error (.table in Python; printed above by the command) and in "
+                   f"{out_dir / 'report.md'}")
         raise BenchGateFailed(problem, fix, outcome=outcome)
     return outcome
 
@@ -385,7 +388,9 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
     from tqdm.auto import tqdm
 
     label = f"{job.artifact.name} on {job.kind.name}"
-    with job.kind.open(job.artifact, config.threads, (*config.batch_sizes, config.eval_batch_size)) as runtime:
+    # the memory this artifact costs: from just before its session opens until it is closed
+    with SessionMemory() as memory, \
+            job.kind.open(job.artifact, config.threads, (*config.batch_sizes, config.eval_batch_size)) as runtime:
         if runtime.input_spec.shape[1:3] != export.image_size:
             raise EdgexferError(
                 f"{job.artifact.path.name} takes {runtime.input_spec.shape[1]}x{runtime.input_spec.shape[2]} images, "
@@ -449,6 +454,7 @@ def _bench_one(job: _Job, export: ExportDir, data: BenchData, config: BenchConfi
         end_to_end_ms=e2e.get("p50"),
         size_bytes=job.artifact.path.stat().st_size,
         peak_rss_mb=peak_rss_mb(),
+        session_peak_mb=round(memory.peak_mb, 1),
         threads=config.threads,
         sha256=sha256,
         device=device_of(job.kind.name, provider),

@@ -216,7 +216,7 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
     ]
     lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
     header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
-               "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Peak RSS MB", "Gate"])
+               "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Session peak MB", "Gate"])
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
     for r in rows:
@@ -228,11 +228,13 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
                  fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
         last = r["throughput_ips"].get(str(batch_sizes[-1])) if batch_sizes else None
-        cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("peak_rss_mb"), 0),
+        cells += [fmt(last, 1), fmt_ms(r.get("end_to_end_ms")), fmt(r.get("session_peak_mb"), 0),
                   "ref" if r["gate"].get("reference") and _outcome(r) == "pass"
                   else {"pass": "pass", "inconclusive": "*inconclusive*"}.get(_outcome(r), "**FAIL**")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Peak RSS is the process peak so far (runtimes run one after another in one process).", ""]
+    lines += ["", "Session peak: the most resident memory the artifact's session added over the process's memory just "
+              "before it was opened (model, runtime buffers, activations up to the largest batch; sampled every 10 ms). "
+              "A bench run before this measure shows —.", ""]
 
     lines += _statistics_section(rows)
 
@@ -409,6 +411,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _images_named(results: dict[str, Any]) -> str:
+    """Which images a bench ran on, in words: "the test split", or "the images of --data"."""
+    data = results.get("data") or {}
+    return f"the {data['split']} split" if data.get("kind") == "split" and data.get("split") else "the images of --data"
+
+
 def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:
     from edgexfer.report.plots import accuracy_vs_latency, latency_by_batch
 
@@ -419,7 +427,9 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
     # accuracy versus latency at the smallest batch size measured; latency per image by batch size
     batch_sizes = sorted({int(b) for r in rows for b in r["latency_ms"]})
     if batch_sizes:
-        written["accuracy_vs_latency"] = accuracy_vs_latency(rows, batch_sizes[0], out / "accuracy_vs_latency.png")
+        written["accuracy_vs_latency"] = accuracy_vs_latency(
+            rows, batch_sizes[0], out / "accuracy_vs_latency.png",
+            (results.get("thresholds") or {}).get("max_accuracy_drop"))
         written["latency_by_batch"] = latency_by_batch(rows, out / "latency_by_batch.png")
 
     calibration = (results.get("calibration") or {}).get("rows") or []
@@ -437,5 +447,6 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
         seen.add(r["artifact"])
         written[f"confusion_{r['artifact']}"] = confusion_matrix(
             r["confusion_matrix"], classes, out / f"confusion_{_safe(r['artifact'])}.png",
-            title=f"{r['artifact']} ({r['runtime']}): accuracy {r['accuracy'] * 100:.2f}%")
+            title=f"{r['artifact']} ({r['runtime']}) on {_images_named(results)}, {sum(map(sum, r['confusion_matrix']))} "
+                  f"images: accuracy {r['accuracy'] * 100:.2f}%")
     return written

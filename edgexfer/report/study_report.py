@@ -91,9 +91,13 @@ def plot_pareto(rows: list[dict[str, Any]], recommendation: dict[str, Any] | Non
     if budget_ms is not None:
         ax.axvline(budget_ms, color="tab:red", linewidth=1.0, linestyle=":", label=f"budget {budget_ms:g} ms")
     if recommendation and recommendation.get("status") == "ok":
-        # behind the point it marks, so the point's own colour and shape stay visible
-        ax.scatter(float(recommendation["latency_p50_ms"]), float(recommendation["accuracy"]), s=520, marker="*",
-                   facecolor="gold", edgecolor="black", linewidth=0.8, zorder=2.5, label="recommended")
+        # a hollow ring around the point and a star with an arrow off to the side: nothing filled is drawn over
+        # the recommended point or its neighbours
+        at = (float(recommendation["latency_p50_ms"]), float(recommendation["accuracy"]))
+        ax.scatter(*at, s=260, marker="o", facecolor="none", edgecolor="goldenrod", linewidth=2.0, zorder=2.5,
+                   label="recommended")
+        ax.annotate("★ recommended", at, textcoords="offset points", xytext=(18, 22), fontsize=8.5,
+                    color="darkgoldenrod", arrowprops={"arrowstyle": "->", "color": "darkgoldenrod", "lw": 1.0})
     # the budget line is part of the picture: a far budget would otherwise squeeze the points together
     latencies = [float(r["latency_p50_ms"]) for r in measured] + ([budget_ms] if budget_ms is not None else [])
     if min(latencies) > 0 and max(latencies) / min(latencies) > 20:
@@ -288,7 +292,7 @@ def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any]) -
             fmt(r.get("auc")), fmt_ms(r.get("latency_p50_ms")), fmt(r.get("throughput_ips"), 1),
             fmt_size(r.get("size_bytes")),
         ])
-    headers = ["backbone", "model", "runtime", "gate", "", "accuracy", "loss", "precision", "recall", "F1", "AUC",
+    headers = ["backbone", "model", "runtime", "gate", "choice", "accuracy", "loss", "precision", "recall", "F1", "AUC",
                "p50 ms", "images/s", "size"]
     return md_table(headers, body, "lllllrrrrrrrrr")
 

@@ -80,6 +80,14 @@ class TritonModel:
         return f"tritonserver --model-repository={self.repository.absolute()}"
 
 
+def default_model_name(export: ExportDir) -> str:
+    """The export's name, unless that is the generic folder name ``exported`` (the demo's
+    ``runs/demo/exported``): then the folder above it names the model (``demo``)."""
+    if export.name != "exported":
+        return export.name
+    return export.path.resolve().parent.name or export.name
+
+
 def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.PathLike[str], *,
                             precision: str = "auto", runtime: str = "auto", name: str | None = None,
                             max_batch_size: int = 32, max_queue_delay_us: int = 100,
@@ -100,7 +108,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
     if instance_kind not in INSTANCE_KINDS:
         raise EdgexferError(f"unknown instance kind '{instance_kind}'", f"choose from: {', '.join(INSTANCE_KINDS)}")
     export = load_export(export_dir)  # manifest and every artifact's sha256
-    model_name = name or export.name
+    model_name = name or default_model_name(export)
     if not _NAME.match(model_name):
         raise EdgexferError(f"model name '{model_name}' is not a portable folder name",
                             "pass --name with letters, digits, '_', '-' or '.'")

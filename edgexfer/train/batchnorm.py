@@ -28,6 +28,8 @@ class BatchNormRecord:
     images: int = 0
     val_accuracy_before: float | None = None
     val_accuracy_after: float | None = None
+    #: False when the re-estimated statistics scored lower on the validation split and the training ones were kept
+    kept: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -40,6 +42,33 @@ def _batchnorm_layers(model) -> list[Any]:
 
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def moving_statistics(model: Any, layer_names: Sequence[str]) -> list[tuple[Any, Any, Any]]:
+    """(layer, moving mean, moving variance) of ``layer_names``, copied: :func:`restore_moving_statistics` puts
+    them back."""
+    import numpy as np
+
+    wanted = set(layer_names)
+    return [(layer, np.array(layer.moving_mean), np.array(layer.moving_variance))
+            for layer in _batchnorm_layers(model) if layer.name in wanted]
+
+
+def restore_moving_statistics(saved: Sequence[tuple[Any, Any, Any]]) -> None:
+    for layer, mean, variance in saved:
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+
+
+def keep_better_statistics(record: BatchNormRecord, training_statistics: Sequence[tuple[Any, Any, Any]],
+                           before: float, after: float) -> None:
+    """Record the validation accuracy before and after re-estimation; where it is lower after, put the statistics
+    from training back (``record.kept`` False): the saved model is the better of the two, and the record says
+    which it is."""
+    record.val_accuracy_before, record.val_accuracy_after = before, after
+    if record.method == "precise" and after < before:
+        restore_moving_statistics(training_statistics)
+        record.kept = False
 
 
 def precise_batchnorm(model: Any, dataset: Any, layer_names: Sequence[str], max_batches: int) -> BatchNormRecord:

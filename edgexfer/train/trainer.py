@@ -230,7 +230,7 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
     metrics["sanity"] = sanity.to_dict()
     run_contract.write_metrics(out, run_contract.RunMetrics.from_dict(metrics))
     run_contract.write_history(out, history)
-    _plots(out, history, y_true, probabilities, classes)
+    _plots(out, history, y_true, probabilities, classes, stages, config.monitor)
     record = run_contract.RunRecord(
         path=out,
         backbone=spec.name,
@@ -272,7 +272,7 @@ def _print_plan(say, stages) -> None:
 
 def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, trained_bn, say):
     from edgexfer.data.pipeline import make_dataset
-    from edgexfer.train.batchnorm import precise_batchnorm
+    from edgexfer.train.batchnorm import keep_better_statistics, moving_statistics, precise_batchnorm
 
     if not trained_bn or config.precise_bn_batches == 0:
         from edgexfer.train.batchnorm import BatchNormRecord
@@ -282,10 +282,12 @@ def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, tra
     ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
     val = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=False)
     before = _accuracy(model, val)
+    training_statistics = moving_statistics(model, trained_bn)
     record = precise_batchnorm(model, ds, trained_bn, config.precise_bn_batches)
-    record.val_accuracy_before, record.val_accuracy_after = before, _accuracy(model, val)
+    keep_better_statistics(record, training_statistics, before, _accuracy(model, val))
     say(f"BatchNorm statistics re-estimated for {len(record.layers)} layer(s) over {record.images} train images: "
-        f"val accuracy {before:.3f} before, {record.val_accuracy_after:.3f} after")
+        f"val accuracy {before:.3f} before, {record.val_accuracy_after:.3f} after"
+        + ("" if record.kept else "; lower, so the saved model keeps the statistics from training"))
     return record
 
 
@@ -300,13 +302,18 @@ def _accuracy(model, dataset) -> float:
     return right / max(total, 1)
 
 
-def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
+def _saved_row(history, monitor: str) -> dict[str, Any] | None:
+    """The history row of the epoch whose weights were saved: the best ``monitor`` over every stage."""
     import math
 
+    rows = [r for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
+    return (max if "acc" in monitor else min)(rows, key=lambda r: r[monitor]) if rows else None
+
+
+def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
     from edgexfer.train.sanity import check_run
 
-    rows = [r for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
-    best = (max if "acc" in monitor else min)(rows, key=lambda r: r[monitor]) if rows else None
+    best = _saved_row(history, monitor)
     train_accuracy = best.get("accuracy") if best else None  # the epoch whose weights were kept
     return check_run(y_true, metrics["accuracy"], [s.label for s in split.samples("train")], split.classes,
                      val_accuracy=val_accuracy, train_accuracy=train_accuracy)
@@ -408,11 +415,15 @@ def _save_model(model, path: Path) -> None:
             tmp.unlink()
 
 
-def _plots(out: Path, history, y_true, probabilities, classes) -> None:
+def _plots(out: Path, history, y_true, probabilities, classes, stages, monitor: str) -> None:
     from edgexfer.report import plots
 
-    plots.training_curves(history, out / "plots")
-    plots.classification_plots(y_true, probabilities, classes, out / "plots")
+    saved = _saved_row(history, monitor)
+    plots.training_curves(history, out / "plots", monitor=monitor,
+                          stage_labels={s.key: f"{plots.stage_name(s.key)}: {s.label}" for s in stages},
+                          saved_epoch=int(saved["epoch_global"]) if saved else None)
+    plots.classification_plots(y_true, probabilities, classes, out / "plots",
+                               title=f"test split, {len(y_true)} images, saved model")
 
 
 # ------------------------------------------------------------------------------------ training
@@ -525,8 +536,10 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
         phase_started.setdefault(stage.phase, time.perf_counter())
         first = point["epochs_done"] if point is not None and point["stage"] == stage.key else 0
         name = f"phase {stage.phase}" + (f" stage {stage.key.rsplit('stage', 1)[1]}" if stage.phase == 2 else "")
-        say(f"{name}: {stage.label}, {stage.epochs} epoch(s) at learning rate {stage.learning_rate:.2g}, "
-            f"{stage.trainable_params:,} trainable parameters" + (f"; resuming at epoch {first + 1}" if first else ""))
+        offset = state.epochs_before(stage.key, order)
+        # the plan above described the stage: here only where its epochs fall, as Keras counts them per stage
+        say(f"{name} starts: its epoch 1/{stage.epochs} is epoch {offset + 1} overall"
+            + (f"; resuming at epoch {first + 1}" if first else ""))
         shared = training_callbacks(config)
         run_callbacks = [make_resume_callback(point, stage, state, shared), make_progress_callback(state, stage, order)]
         try:
@@ -589,8 +602,10 @@ def _phase_summary(say, phase: int, stages, state, seconds: float | None) -> Non
     else:
         label = f"gradual unfreezing, {len(keys)} stage(s)" if first.unfreeze != "all" else "all layers, lower rate"
     took = f" in {seconds:.0f} s" if seconds is not None else " (done before)"
+    stage = f" stage {str(best['stage']).rsplit('stage', 1)[1]}" if phase == 2 else ""
     say(f"phase {phase} ({label}): {len(rows)} epoch(s){took}; best {mon} {best.get(mon, float('nan')):.4f} "
-        f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at epoch {best['epoch_global']}")
+        f"(val_accuracy {best.get('val_accuracy', float('nan')):.3f}) at phase {phase}{stage} epoch {best['epoch']} "
+        f"(epoch {best['epoch_global']} overall)")
 
 
 # ---------------------------------------------------------------------------------- evaluation
