@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from test_bench_tiny import (  # noqa: F401  (shared fixtures: the hand-made export and a private copy)
     CLASSES,
+    LOOSE_DROPS,
     SIZE,
     export_copy_fixture,
     handmade_export_fixture,
@@ -25,6 +26,7 @@ from edgexfer.contracts.bench import load_results
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.bench import BenchConfig, run_bench
 from edgexfer.evaluate.exported import load_export
+from edgexfer.evaluate.gate import Thresholds
 from edgexfer.predict import Predictor
 from edgexfer.runtime import RUNTIMES, select_runtimes
 from edgexfer.runtime.ov_runtime import device_available
@@ -83,7 +85,7 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
     no_native_bf16(monkeypatch)
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu", "ov-cpu"],
                                     batch_sizes=(1, 4), warmup=1, iterations=3, threads=1, progress=False,
-                                    end_to_end_images=2, log=lambda line: None))
+                                    end_to_end_images=2, thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
     results = load_results(tmp_path / "b")
     rows = {(r["artifact"], r["runtime"]): r for r in results["results"]}
     assert set(rows) == {(a, rt) for a in ("fp32", "fp16", "int8") for rt in ("ort-cpu", "ov-cpu")}
@@ -102,11 +104,33 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
     assert outcome.passed
 
 
+def test_a_runtime_whose_fp32_is_wrong_fails_against_the_reference_fp32(handmade_export, tmp_path, monkeypatch):
+    """A numerically wrong OpenVINO (here: each class's probability lands on the next class) is not its own
+    reference: its FP32 row, and every row it ran, is judged against FP32 on ONNX Runtime and fails."""
+    from edgexfer.evaluate.bench import BenchGateFailed
+    from edgexfer.runtime.ov_runtime import OvRuntime
+
+    no_native_bf16(monkeypatch)
+    real = OvRuntime._run
+    monkeypatch.setattr(OvRuntime, "_run", lambda self, batch: np.roll(real(self, batch), 1, axis=1))
+    with pytest.raises(BenchGateFailed) as failed:
+        run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu", "ov-cpu"], batch_sizes=(1,),
+                              warmup=0, iterations=1, threads=1, progress=False, end_to_end_images=1,
+                              thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
+    assert "fp32 on ov-cpu" in failed.value.problem
+    rows = {(r["artifact"], r["runtime"]): r for r in load_results(tmp_path / "b")["results"]}
+    assert rows[("fp32", "ov-cpu")]["reference"] == {"artifact": "fp32", "runtime": "ort-cpu"}
+    assert rows[("fp32", "ov-cpu")]["gate"]["verdict"] == "fail" and "reference" not in rows[("fp32", "ov-cpu")]["gate"]
+    assert rows[("fp32", "ov-cpu")]["agreement"] < 0.5
+    assert {name for (name, runtime), r in rows.items() if r["gate"]["verdict"] == "fail"} == {"fp32", "fp16", "int8"}
+    assert all(r["gate"]["verdict"] == "pass" for (_, runtime), r in rows.items() if runtime == "ort-cpu")
+
+
 @needs_bf16
 def test_bf16_row_runs_the_fp32_file_in_bf16_and_is_gated(handmade_export, tmp_path):
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ov-cpu"], batch_sizes=(1,),
                                     warmup=1, iterations=3, threads=1, progress=False, end_to_end_images=2,
-                                    log=lambda line: None))
+                                    thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
     rows = {(r["artifact"], r["runtime"]): r for r in load_results(tmp_path / "b")["results"]}
     bf16 = rows[("bf16", "ov-cpu")]
     assert bf16["precision"] == "bf16" and bf16["file"] == "model_fp32.onnx"

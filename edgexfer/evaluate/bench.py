@@ -464,10 +464,11 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
                       pool_predictions: dict[tuple[str, str], np.ndarray] | None = None,
                       point: OperatingPoint | None = None,
                       ) -> tuple[list[Breach], list[Undecided], ModelCheck]:
-    """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
-    when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
-    default); paired non-inferiority decisions for every relative threshold; absolute floors for every row;
-    and every row fails when the FP32 model itself is not usable (is inconclusive when that cannot be told)."""
+    """Agreement with FP32, intervals, the paired test and the gate: every row against the one FP32 reference
+    (FP32 on the first runtime that ran it, ONNX Runtime CPU by default), other runtimes' FP32 rows included, so
+    that a runtime whose FP32 is numerically wrong fails instead of judging its own precisions (and being
+    recommended as fastest); paired non-inferiority decisions for every relative threshold; absolute floors for
+    every row; and every row fails when the FP32 model itself is not usable (inconclusive when that cannot be told)."""
     by_key = {r.key: r for r in rows}
     labels = data.labels
     model = check_model(by_key[reference_key].metrics(), sanity)
@@ -475,7 +476,7 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
     undecided: list[Undecided] = []
     for row in rows:
         key = row.key
-        ref_key = ("fp32", row.runtime) if ("fp32", row.runtime) in by_key else reference_key
+        ref_key = reference_key
         ref_metrics = by_key[ref_key].metrics()
         parity = agreement(probabilities[ref_key], probabilities[key])
         row.agreement, row.max_abs_diff = parity["agreement"], parity["max_abs_diff"]
