@@ -338,6 +338,7 @@ class PredictionRun:
     classes: tuple[str, ...]
     export: str
     reason: str = ""
+    decision: DecisionRule | None = None  # the clinical operating point the answers follow, if any
 
     def to_csv(self) -> str:
         """``path,predicted_class,probability,p_<class>…``; floats written so that they read back exactly."""
@@ -349,8 +350,13 @@ class PredictionRun:
         return buffer.getvalue()
 
     def to_json(self) -> dict[str, Any]:
+        decision = self.decision
         return {"schema": PREDICTIONS_SCHEMA, "export": self.export, "artifact": self.artifact,
-                "runtime": self.runtime, "provider": self.provider, "classes": list(self.classes),
+                "runtime": self.runtime, "provider": self.provider,
+                "classes": list(self.classes),
+                "decision": None if decision is None else {
+                    "positive_class": decision.positive_class, "threshold": decision.threshold,
+                    "source": decision.source},
                 "predictions": [p.as_dict() for p in self.predictions],
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
 
@@ -504,13 +510,12 @@ class Predictor:
         finally:
             bar.close()
         return PredictionRun(predictions, skipped, self.artifact, self.runtime, self.provider, self.classes,
-                             str(self.export.path), self.choice.reason)
+                             str(self.export.path), self.choice.reason, decision=self.decision)
 
     @property
     def decision(self) -> DecisionRule | None:
-        """The operating point the answers follow (from the bench results in use), or None: the most probable
-        class."""
-        return self.evidence.decision if self.evidence is not None else None
+        """The operating point the answers follow, or None (the most probable class): see ``served_decision``."""
+        return served_decision(self.export, self.evidence)
 
     def _answer(self, images: list[np.ndarray], sources: list[str], batch_size: int | None) -> list[Prediction]:
         if not images:
@@ -535,6 +540,16 @@ class Predictor:
             with self._lock:
                 outputs.append(runtime.predict(images[start:start + step]))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def served_decision(export: ExportDir, evidence: BenchEvidence | None) -> DecisionRule | None:
+    """The operating point a served model applies: the one the export recorded in its manifest (chosen by
+    ``export --positive-class``), else the one bench chose (binary task or ``bench --positive-class``), else
+    None. Its ``source`` says where it came from."""
+    recorded = export.decision()
+    if recorded is not None:
+        return recorded
+    return evidence.decision if evidence is not None else None
 
 
 def check_unchanged(artifact: Artifact, on_change: Callable[[], None] | None = None) -> None:
@@ -663,6 +678,9 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     with Predictor(export_dir, precision, runtime, bench=bench, allow_failed=allow_failed, threads=threads,
                    batch_size=batch_size) as model:
         log(f"{model.artifact} ({model.precision}) on {model.runtime}: {model.choice.reason}")
+        if model.decision is not None:
+            log(f"answers follow the clinical operating point from {model.decision.source}: "
+                f"{model.decision.describe()}")
         result = model.predict_files(files.paths, batch_size, progress=progress)
     result.skipped = files.skipped + result.skipped
     for s in result.skipped:

@@ -233,6 +233,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     for batch in config.batch_sizes:
         check_batch_fits(batch, *export.image_size, option="--batch-sizes")
     positive_index(export.classes, config.positive_class)  # an unknown class: one line, before any work
+    check_recorded_point(export, config)
     out_dir = Path(config.out or default_bench_dir(export))
     # the bench folder is replaced whole; inside its export it would be deleted by the next export
     refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})
@@ -275,7 +276,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     assert reference_key is not None  # _plan puts an FP32 job first
 
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
-    point, point_record = _operating_point(config, data, pool, pool_predictions[reference_key])
+    point, point_record = _operating_point(config, export, data, pool, pool_predictions[reference_key])
     breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
                                                    sanity, pool, pool_predictions, point)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
@@ -529,17 +530,37 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
     return breaches, undecided, model
 
 
-def _operating_point(config: BenchConfig, data: BenchData, pool: AgreementPool, reference_pool_probs: np.ndarray
-                     ) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
-    """The clinical operating point, chosen on FP32's probabilities of the validation images (None, with a
-    record saying why, when the task has no positive class or there are no validation images of both kinds)."""
+def check_recorded_point(export: ExportDir, config: BenchConfig) -> None:
+    """The export's recorded operating point is the one served, so it is the one judged: asking bench for
+    another positive class or target sensitivity is one line (exit 2) before any work."""
+    recorded = export.operating_point
+    if recorded is None or (config.positive_class is None and config.target_sensitivity is None):
+        return
+    asked_class = config.positive_class or recorded.positive_class
+    if asked_class != recorded.positive_class or config.target_sensitivity not in (None, recorded.target_sensitivity):
+        target = (f"sensitivity {recorded.target_sensitivity:g}" if recorded.target_sensitivity is not None
+                  else "Youden's J")
+        raise EdgexferError(f"export {export.path} records the operating point '{recorded.positive_class}' at "
+                            f"{recorded.threshold:.6g} ({target}), the one predict and package serve, not the "
+                            "--positive-class/--target-sensitivity asked for",
+                            "leave those options out to judge the recorded one, or re-export with them")
+
+
+def _operating_point(config: BenchConfig, export: ExportDir, data: BenchData, pool: AgreementPool,
+                     reference_pool_probs: np.ndarray) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
+    """The clinical operating point: the one the export recorded (what is served), else chosen on FP32's
+    probabilities of the validation images (None, with a record saying why, when the task has no positive
+    class or there are no validation images of both kinds)."""
+    recorded = export.operating_point
+    if recorded is not None:
+        return recorded, recorded.as_dict()
     positive = positive_index(data.classes, config.positive_class)
     if positive is None:
         return None, None
     val = np.asarray([s == "val" for s in pool.sources], dtype=bool) & (pool.labels >= 0)
     base = {"positive_class": data.classes[positive],
             "method": "target_sensitivity" if config.target_sensitivity is not None else "youden",
-            "target_sensitivity": config.target_sensitivity}
+            "target_sensitivity": config.target_sensitivity, "source": "bench"}
     if not val.any():
         return None, {**base, "threshold": None,
                       "note": "no validation images here to choose the threshold on (the run's validation split is "
