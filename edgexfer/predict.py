@@ -338,6 +338,7 @@ class PredictionRun:
     classes: tuple[str, ...]
     export: str
     reason: str = ""
+    sha256: str | None = None  # of the file that answered (the manifest's, checked against the bytes loaded)
     decision: DecisionRule | None = None  # the clinical operating point the answers follow, if any
 
     def to_csv(self) -> str:
@@ -352,7 +353,7 @@ class PredictionRun:
     def to_json(self) -> dict[str, Any]:
         decision = self.decision
         return {"schema": PREDICTIONS_SCHEMA, "export": self.export, "artifact": self.artifact,
-                "runtime": self.runtime, "provider": self.provider,
+                "sha256": self.sha256, "runtime": self.runtime, "provider": self.provider,
                 "classes": list(self.classes),
                 "decision": None if decision is None else {
                     "positive_class": decision.positive_class, "threshold": decision.threshold,
@@ -510,7 +511,7 @@ class Predictor:
         finally:
             bar.close()
         return PredictionRun(predictions, skipped, self.artifact, self.runtime, self.provider, self.classes,
-                             str(self.export.path), self.choice.reason, decision=self.decision)
+                             str(self.export.path), self.choice.reason, self.choice.artifact.sha256, self.decision)
 
     @property
     def decision(self) -> DecisionRule | None:

@@ -199,6 +199,8 @@ def test_the_manifests_operating_point_is_benched_and_served_before_the_benchs_o
     assert result.exit_code == 0, result.output
     assert "answers follow the clinical operating point from the export manifest" in result.stderr
     written = json.loads(out.read_text())
+    fp32 = next(a for a in json.loads((export / "manifest.json").read_text())["artifacts"] if a["name"] == "fp32")
+    assert (written["artifact"], written["sha256"]) == ("fp32", fp32["sha256"])  # the bytes that answered
     assert written["decision"] == {"positive_class": "pneumonia", "threshold": 0.2,
                                    "source": f"the export manifest {export / 'manifest.json'}"}
 

@@ -215,15 +215,18 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         "",
     ]
     lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
-    header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
+    header = (["Artifact", "Precision", "Runtime", "sha256", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
                "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Peak RSS MB", "Gate"])
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 5) + [":---:"]) + "|"]
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
     for r in rows:
         ref = r.get("reference") or {}
         ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
         delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
-        cells = [md_code(r["artifact"], table=True), md(r["precision"]), md(r["runtime"]), fmt_size(r["size_bytes"]),
+        # the bytes this row judged (first 12 hex of the file's sha256; rows of edgexfer.bench/1 have none)
+        sha = r.get("sha256")
+        cells = [md_code(r["artifact"], table=True), md(r["precision"]), md(r["runtime"]),
+                 md_code(sha[:12], table=True) if isinstance(sha, str) and sha else DASH, fmt_size(r["size_bytes"]),
                  fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else (DASH if delta is None else f"{delta:+.2f}"), fmt(r["f1"]),
                  fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]
