@@ -402,7 +402,10 @@ class Predictor:
                                       allow_failed=allow_failed)
         self.classes = tuple(self.export.classes)
         self.image_size = self.export.image_size
-        self._runtime: Runtime | None = self.choice.runtime.open(self.choice.artifact, threads)
+        # opened for the batch sizes it will see: the TensorRT provider builds its optimization profiles for
+        # them (a single image, and batch_size), not for bench's default sizes
+        self._runtime: Runtime | None = self.choice.runtime.open(self.choice.artifact, threads,
+                                                                  tuple(sorted({1, self.batch_size})))
         check_unchanged(self.choice.artifact, self.close)  # the bytes the session read are the ones judged
         spec = self._runtime.input_spec
         if tuple(spec.shape[1:3]) != tuple(self.image_size):
