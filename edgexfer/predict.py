@@ -150,7 +150,9 @@ class BenchEvidence:
         or carry no sha256 (edgexfer.bench/1), count for nothing: the verdict is "not benched" and
         ``unbound`` says, in one line, whose bytes they judged."""
         name = artifact.name
-        same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256]
+        # the same bytes run in BF16 (OpenVINO's bf16 runs the FP32 file) are another verdict than FP32's
+        same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256
+                and (v.artifact == name or "bf16" not in (v.artifact, artifact.precision))]
         for v in same:
             if v.runtime == runtime:
                 return replace(v, artifact=name)

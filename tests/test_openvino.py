@@ -268,8 +268,9 @@ def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(h
     monkeypatch.setattr(versions, "_cpu_flags", lambda: {"avx512_bf16"})
     export = load_export(handmade_export)
 
-    def evidence(*verdicts):
-        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v) for v in verdicts))
+    def evidence(*verdicts):  # each verdict for the bytes it names (bf16 runs the FP32 file)
+        return BenchEvidence(Path("results.json"), tuple(
+            GateVerdict(*v, sha256=export.artifact("fp32" if v[0] == "bf16" else v[0]).sha256) for v in verdicts))
 
     rows = [("fp32", "ort-cpu", True, (), 2.0), ("int8", "ort-cpu", True, (), 1.0), ("fp32", "ov-cpu", True, (), 1.8),
             ("int8", "ov-cpu", True, (), 0.9)]
@@ -283,3 +284,9 @@ def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(h
     faster_ort = [("int8", "ort-cpu", True, (), 0.7) if r[:2] == ("int8", "ort-cpu") else r for r in rows]
     choice = choose_artifact(export, "auto", "auto", evidence=evidence(*faster_ort, failed), check_available=False)
     assert (choice.artifact.name, choice.runtime.name) == ("int8", "ort-cpu")
+    # bf16 runs the FP32 file: the same bytes, but FP32's verdict is not bf16's, nor a bf16 failure FP32's
+    bf16 = next(a for a in RUNTIMES["ov-cpu"].derive(export.artifacts).artifacts if a.name == "bf16")
+    assert bf16.sha256 == export.artifact("fp32").sha256
+    assert evidence(*rows).verdict(bf16, "ov-cpu").passed is None
+    assert evidence(*rows, failed).verdict(export.artifact("fp32"), "ort-cpu").passed is True
+    assert evidence(("bf16", "ov-cpu", False, ("drop",), 0.5)).verdict(export.artifact("fp32"), "ort-cpu").passed is None
