@@ -210,6 +210,7 @@ def test_the_manifests_operating_point_is_benched_and_served_before_the_benchs_o
     assert result.exit_code in (0, 1, 3), result.output
     judged = json.loads((again / "results.json").read_text())["operating_point"]
     assert judged == recorded
+    assert "recorded by the export, so it is the threshold predict and package serve" in (again / "report.md").read_text()
     assert all(r["gate"]["operating_point"]["threshold"] == 0.2 for r in
                json.loads((again / "results.json").read_text())["results"])
     other = CliRunner().invoke(cli, ["bench", str(export), "--out", str(tmp_path / "b3"), *FAST,

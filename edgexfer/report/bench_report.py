@@ -79,7 +79,10 @@ def _operating_point_section(results: dict[str, Any]) -> list[str]:
            "target_sensitivity" else "Youden's J (sensitivity + specificity − 1 at its largest)")
     lines += [f"{md_code(point['positive_class'])} against the rest, P({md(point['positive_class'])}) ≥ "
               f"{point['threshold']:.4g}: {how}, chosen on {point['chosen_on']} with FP32 (there: sensitivity "
-              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f}). Each precision is read at the same "
+              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f})"
+              + ("; recorded by the export, so it is the threshold predict and package serve"
+                 if point.get("source") == "export" else "")
+              + ". Each precision is read at the same "
               "threshold on the test images; its sensitivity and specificity drops are paired decisions against "
               "FP32 like the recalls.", "",
               "| Artifact | Runtime | Sensitivity | 95% interval | Specificity | 95% interval |",
