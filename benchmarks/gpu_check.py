@@ -9,7 +9,8 @@
    build engines, and benches the engines);
 4. checks the built ``tensorrt``-target graphs against TensorRT's rules (edgexfer/export/tensorrt_rules.py),
    the proof that holds where no TensorRT is installed, and records the TensorRT version and what it targets;
-5. writes ``benchmarks/results/gpu_check.json``: the machine, the tests, the rules, the demo's bench rows.
+5. writes ``benchmarks/results/gpu_check.json``: the machine, the tests, the rules, the demo's bench rows (each
+   with the file's sha256, the device that ran it and the versions, as in the bench's results.json).
 
 Exit status: 0 when every test passed (or was skipped) and the pipeline ran, 1 otherwise, 2 without a GPU.
 
@@ -150,10 +151,13 @@ def _step(name: str, args: list[str]) -> dict[str, Any]:
 
 
 def _row(step: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one bench row that tell whether the GPU path works."""
+    """The figures of one bench row that tell whether the GPU path works, named like the bench row: the bytes it
+    ran (file and sha256), what executed it (device) and the libraries' versions."""
     latency = row.get("latency_ms") or {}
     gate = row.get("gate")
     return {"step": step, "artifact": row.get("artifact"), "runtime": row.get("runtime"),
+            "file": row.get("file"), "sha256": row.get("sha256"), "device": row.get("device"),
+            "versions": row.get("versions"),
             "accuracy": row.get("accuracy"), "agreement": row.get("agreement"),
             "gate_passed": gate.get("passed") if isinstance(gate, dict) else None,
             "p50_ms": {batch: figures.get("p50") for batch, figures in latency.items() if isinstance(figures, dict)}}

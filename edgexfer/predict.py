@@ -150,10 +150,10 @@ class BenchEvidence:
         or carry no sha256 (edgexfer.bench/1), count for nothing: the verdict is "not benched" and
         ``unbound`` says, in one line, whose bytes they judged."""
         name = artifact.name
-        same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256]
-        # one file can be run two ways on one runtime (OpenVINO: FP32 at the f32 hint, and as the bf16 row): the
-        # row of the same name first, then any row of those bytes
-        for v in sorted(same, key=lambda v: v.artifact != name):
+        # the same bytes run in BF16 (OpenVINO's bf16 runs the FP32 file) are another verdict than FP32's
+        same = [v for v in self.verdicts if v.sha256 is not None and v.sha256 == artifact.sha256
+                and (v.artifact == name or "bf16" not in (v.artifact, artifact.precision))]
+        for v in same:
             if v.runtime == runtime:
                 return replace(v, artifact=name)
         for v in same:
@@ -351,6 +351,8 @@ class PredictionRun:
     classes: tuple[str, ...]
     export: str
     reason: str = ""
+    sha256: str | None = None  # of the file that answered (the manifest's, checked against the bytes loaded)
+    decision: DecisionRule | None = None  # the clinical operating point the answers follow, if any
 
     def to_csv(self) -> str:
         """``path,predicted_class,probability,p_<class>…``; floats written so that they read back exactly."""
@@ -362,8 +364,13 @@ class PredictionRun:
         return buffer.getvalue()
 
     def to_json(self) -> dict[str, Any]:
+        decision = self.decision
         return {"schema": PREDICTIONS_SCHEMA, "export": self.export, "artifact": self.artifact,
-                "runtime": self.runtime, "provider": self.provider, "classes": list(self.classes),
+                "sha256": self.sha256, "runtime": self.runtime, "provider": self.provider,
+                "classes": list(self.classes),
+                "decision": None if decision is None else {
+                    "positive_class": decision.positive_class, "threshold": decision.threshold,
+                    "source": decision.source},
                 "predictions": [p.as_dict() for p in self.predictions],
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
 
@@ -408,7 +415,10 @@ class Predictor:
                                       allow_failed=allow_failed)
         self.classes = tuple(self.export.classes)
         self.image_size = self.export.image_size
-        self._runtime: Runtime | None = self.choice.runtime.open(self.choice.artifact, threads)
+        # opened for the batch sizes it will see: the TensorRT provider builds its optimization profiles for
+        # them (a single image, and batch_size), not for bench's default sizes
+        self._runtime: Runtime | None = self.choice.runtime.open(self.choice.artifact, threads,
+                                                                  tuple(sorted({1, self.batch_size})))
         check_unchanged(self.choice.artifact, self.close)  # the bytes the session read are the ones judged
         spec = self._runtime.input_spec
         if tuple(spec.shape[1:3]) != tuple(self.image_size):
@@ -517,13 +527,12 @@ class Predictor:
         finally:
             bar.close()
         return PredictionRun(predictions, skipped, self.artifact, self.runtime, self.provider, self.classes,
-                             str(self.export.path), self.choice.reason)
+                             str(self.export.path), self.choice.reason, self.choice.artifact.sha256, self.decision)
 
     @property
     def decision(self) -> DecisionRule | None:
-        """The operating point the answers follow (from the bench results in use), or None: the most probable
-        class."""
-        return self.evidence.decision if self.evidence is not None else None
+        """The operating point the answers follow, or None (the most probable class): see ``served_decision``."""
+        return served_decision(self.export, self.evidence)
 
     def _answer(self, images: list[np.ndarray], sources: list[str], batch_size: int | None) -> list[Prediction]:
         if not images:
@@ -548,6 +557,16 @@ class Predictor:
             with self._lock:
                 outputs.append(runtime.predict(images[start:start + step]))
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def served_decision(export: ExportDir, evidence: BenchEvidence | None) -> DecisionRule | None:
+    """The operating point a served model applies: the one the export recorded in its manifest (chosen by
+    ``export --positive-class``), else the one bench chose (binary task or ``bench --positive-class``), else
+    None. Its ``source`` says where it came from."""
+    recorded = export.decision()
+    if recorded is not None:
+        return recorded
+    return evidence.decision if evidence is not None else None
 
 
 def check_unchanged(artifact: Artifact, on_change: Callable[[], None] | None = None) -> None:
@@ -676,6 +695,9 @@ def predict_inputs(export_dir: str | os.PathLike[str], inputs: Sequence[str | os
     with Predictor(export_dir, precision, runtime, bench=bench, allow_failed=allow_failed, threads=threads,
                    batch_size=batch_size) as model:
         log(model.choice.line())
+        if model.decision is not None:
+            log(f"answers follow the clinical operating point from {model.decision.source}: "
+                f"{model.decision.describe()}")
         result = model.predict_files(files.paths, batch_size, progress=progress)
     result.skipped = files.skipped + result.skipped
     for s in result.skipped:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_bench_tiny import bench_outcome, handmade_export_fixture  # noqa: F401  (shared: the hand-made export)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,3 +54,21 @@ def test_gpu_check_records_tensorrt_rule_violations_of_the_built_graphs(tmp_path
     assert [v.split(" breaks ")[0] for v in records[1]["violations"]] == ["node 'q' (QuantizeLinear)",
                                                                           "node 'dq' (DequantizeLinear)"]
     assert gpu_check.check_tensorrt_graphs(tmp_path / "missing") == []
+
+
+def test_gpu_check_rows_name_the_bytes_and_the_device_like_bench_rows(handmade_export, tmp_path):
+    import importlib.util
+
+    from edgexfer.contracts.bench import load_results
+    from edgexfer.evaluate.bench import BenchConfig
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    bench_outcome(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu"], batch_sizes=(1,), warmup=0,
+                              iterations=1, progress=False, end_to_end_images=1, log=lambda line: None))
+    for row in load_results(tmp_path / "b")["results"]:
+        checked = gpu_check._row("demo", row)
+        assert (checked["file"], checked["sha256"], checked["device"], checked["versions"]) == (
+            row["file"], row["sha256"], row["device"], row["versions"])
+        assert len(checked["sha256"]) == 64 and checked["device"].startswith("CPU: ")

@@ -85,8 +85,7 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
     no_native_bf16(monkeypatch)
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu", "ov-cpu"],
                                     batch_sizes=(1, 4), warmup=1, iterations=3, threads=1, progress=False,
-                                    end_to_end_images=2, log=lambda line: None,
-                                    thresholds=Thresholds(*LOOSE_DROPS)))
+                                    end_to_end_images=2, thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
     results = load_results(tmp_path / "b")
     rows = {(r["artifact"], r["runtime"]): r for r in results["results"]}
     assert set(rows) == {(a, rt) for a in ("fp32", "fp16", "int8") for rt in ("ort-cpu", "ov-cpu")}
@@ -105,11 +104,33 @@ def test_bench_records_the_hint_and_the_executed_precisions(handmade_export, tmp
     assert outcome.passed
 
 
+def test_a_runtime_whose_fp32_is_wrong_fails_against_the_reference_fp32(handmade_export, tmp_path, monkeypatch):
+    """A numerically wrong OpenVINO (here: each class's probability lands on the next class) is not its own
+    reference: its FP32 row, and every row it ran, is judged against FP32 on ONNX Runtime and fails."""
+    from edgexfer.evaluate.bench import BenchGateFailed
+    from edgexfer.runtime.ov_runtime import OvRuntime
+
+    no_native_bf16(monkeypatch)
+    real = OvRuntime._run
+    monkeypatch.setattr(OvRuntime, "_run", lambda self, batch: np.roll(real(self, batch), 1, axis=1))
+    with pytest.raises(BenchGateFailed) as failed:
+        run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ort-cpu", "ov-cpu"], batch_sizes=(1,),
+                              warmup=0, iterations=1, threads=1, progress=False, end_to_end_images=1,
+                              thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
+    assert "fp32 on ov-cpu" in failed.value.problem
+    rows = {(r["artifact"], r["runtime"]): r for r in load_results(tmp_path / "b")["results"]}
+    assert rows[("fp32", "ov-cpu")]["reference"] == {"artifact": "fp32", "runtime": "ort-cpu"}
+    assert rows[("fp32", "ov-cpu")]["gate"]["verdict"] == "fail" and "reference" not in rows[("fp32", "ov-cpu")]["gate"]
+    assert rows[("fp32", "ov-cpu")]["agreement"] < 0.5
+    assert {name for (name, runtime), r in rows.items() if r["gate"]["verdict"] == "fail"} == {"fp32", "fp16", "int8"}
+    assert all(r["gate"]["verdict"] == "pass" for (_, runtime), r in rows.items() if runtime == "ort-cpu")
+
+
 @needs_bf16
 def test_bf16_row_runs_the_fp32_file_in_bf16_and_is_gated(handmade_export, tmp_path):
     outcome = run_bench(BenchConfig(handmade_export, out=tmp_path / "b", runtimes=["ov-cpu"], batch_sizes=(1,),
                                     warmup=1, iterations=3, threads=1, progress=False, end_to_end_images=2,
-                                    log=lambda line: None, thresholds=Thresholds(*LOOSE_DROPS)))
+                                    thresholds=Thresholds(*LOOSE_DROPS), log=lambda line: None))
     rows = {(r["artifact"], r["runtime"]): r for r in load_results(tmp_path / "b")["results"]}
     bf16 = rows[("bf16", "ov-cpu")]
     assert bf16["precision"] == "bf16" and bf16["file"] == "model_fp32.onnx"
@@ -247,10 +268,9 @@ def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(h
     monkeypatch.setattr(versions, "_cpu_flags", lambda: {"avx512_bf16"})
     export = load_export(handmade_export)
 
-    def evidence(*verdicts):  # each row bound to the bytes it names (bf16: the FP32 file, run in bf16)
-        sha = {a.name: a.sha256 for a in export.artifacts}
-        sha["bf16"] = sha["fp32"]
-        return BenchEvidence(Path("results.json"), tuple(GateVerdict(*v, sha256=sha[v[0]]) for v in verdicts))
+    def evidence(*verdicts):  # each verdict for the bytes it names (bf16 runs the FP32 file)
+        return BenchEvidence(Path("results.json"), tuple(
+            GateVerdict(*v, sha256=export.artifact("fp32" if v[0] == "bf16" else v[0]).sha256) for v in verdicts))
 
     rows = [("fp32", "ort-cpu", True, (), 2.0), ("int8", "ort-cpu", True, (), 1.0), ("fp32", "ov-cpu", True, (), 1.8),
             ("int8", "ov-cpu", True, (), 0.9)]
@@ -264,3 +284,9 @@ def test_auto_picks_the_fastest_verified_pair_across_onnx_runtime_and_openvino(h
     faster_ort = [("int8", "ort-cpu", True, (), 0.7) if r[:2] == ("int8", "ort-cpu") else r for r in rows]
     choice = choose_artifact(export, "auto", "auto", evidence=evidence(*faster_ort, failed), check_available=False)
     assert (choice.artifact.name, choice.runtime.name) == ("int8", "ort-cpu")
+    # bf16 runs the FP32 file: the same bytes, but FP32's verdict is not bf16's, nor a bf16 failure FP32's
+    bf16 = next(a for a in RUNTIMES["ov-cpu"].derive(export.artifacts).artifacts if a.name == "bf16")
+    assert bf16.sha256 == export.artifact("fp32").sha256
+    assert evidence(*rows).verdict(bf16, "ov-cpu").passed is None
+    assert evidence(*rows, failed).verdict(export.artifact("fp32"), "ort-cpu").passed is True
+    assert evidence(("bf16", "ov-cpu", False, ("drop",), 0.5)).verdict(export.artifact("fp32"), "ort-cpu").passed is None

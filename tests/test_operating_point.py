@@ -154,3 +154,66 @@ def test_an_undecided_precision_is_refused_by_name_saying_it_is_inconclusive(tmp
         Predictor(export, precision="fp16", runtime="ort-cpu", bench=bench)
     with Predictor(export, precision="auto", runtime="ort-cpu", bench=bench) as model:
         assert model.artifact == "fp32"  # nothing else was shown within the gate
+
+
+def _record_point(export, threshold: float) -> dict:
+    """What `export --positive-class pneumonia --target-sensitivity 0.99` writes into the manifest (the
+    hand-made export has no Keras run to export from): artifacts and their sha256 unchanged."""
+    manifest = json.loads((export / "manifest.json").read_text())
+    point = {"positive_class": "pneumonia", "positive_index": 2, "method": "target_sensitivity",
+             "target_sensitivity": 0.99, "threshold": threshold, "chosen_on": "the run's validation split",
+             "n_positive": 20, "n_negative": 40, "sensitivity": 1.0, "specificity": 0.5, "source": "export"}
+    manifest["operating_point"] = point
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    return point
+
+
+def test_the_manifests_operating_point_is_benched_and_served_before_the_benchs_own(tmp_path):
+    from test_bench_tiny import LOOSE
+
+    from edgexfer.predict import Predictor
+    from edgexfer.serving.triton import write_triton_repository
+
+    export = _export_with_validation(tmp_path)
+    bench = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["bench", str(export), "--out", str(bench), *FAST, *LOOSE,
+                                      "--positive-class", "pneumonia"])  # bench chooses one (Youden's J)
+    assert result.exit_code in (0, 1, 3), result.output
+    benched = json.loads((bench / "results.json").read_text())["operating_point"]
+    assert benched["source"] == "bench"
+    recorded = _record_point(export, 0.2)
+    assert recorded["threshold"] != benched["threshold"]
+    files = sorted((tmp_path / "data").rglob("*.png"))
+    with Predictor(export, precision="fp32", bench=bench) as model:  # the bench's verdicts, the manifest's threshold
+        assert model.decision is not None and model.decision.threshold == 0.2
+        assert model.decision.source == f"the export manifest {export / 'manifest.json'}"
+        answers = model.predict(files)
+    assert all((a.predicted_class == "pneumonia") == (a.probabilities[2] >= 0.2) for a in answers)
+    config = (write_triton_repository(export, tmp_path / "triton", precision="fp32", bench=bench).folder
+              / "config.pbtxt").read_text()
+    assert "Decision (clinical operating point from the export manifest" in config and "at least 0.2, else" in config
+    # predict says which rule it applies and where it came from, and records it beside the bytes that answered
+    out = tmp_path / "p.json"
+    result = CliRunner().invoke(cli, ["predict", str(export), str(files[0]), "--precision", "fp32", "--bench",
+                                      str(bench), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "answers follow the clinical operating point from the export manifest" in result.stderr
+    written = json.loads(out.read_text())
+    fp32 = next(a for a in json.loads((export / "manifest.json").read_text())["artifacts"] if a["name"] == "fp32")
+    assert (written["artifact"], written["sha256"]) == ("fp32", fp32["sha256"])  # the bytes that answered
+    assert written["decision"] == {"positive_class": "pneumonia", "threshold": 0.2,
+                                   "source": f"the export manifest {export / 'manifest.json'}"}
+
+    # bench judges the recorded threshold (without being asked), and refuses to judge another one
+    again = tmp_path / "bench2"
+    result = CliRunner().invoke(cli, ["bench", str(export), "--out", str(again), *FAST, *LOOSE])
+    assert result.exit_code in (0, 1, 3), result.output
+    judged = json.loads((again / "results.json").read_text())["operating_point"]
+    assert judged == recorded
+    assert "recorded by the export, so it is the threshold predict and package serve" in (again / "report.md").read_text()
+    assert all(r["gate"]["operating_point"]["threshold"] == 0.2 for r in
+               json.loads((again / "results.json").read_text())["results"])
+    other = CliRunner().invoke(cli, ["bench", str(export), "--out", str(tmp_path / "b3"), *FAST,
+                                     "--positive-class", "covid"])
+    assert other.exit_code == 2 and "records the operating point 'pneumonia' at 0.2" in other.stderr
+    assert not (tmp_path / "b3").exists()

@@ -60,6 +60,11 @@ def test_report_redrawn_from_results(bench_results, tmp_path):
     assert text.startswith("# Bench: tiny")
     header = next(line for line in text.splitlines() if line.startswith("| Artifact | Precision"))
     assert "p50 ms @1" in header and "p50 ms @2" in header and "e2e ms" in header and "Gate" in header
+    # each row names the bytes it judged: the first 12 hex of the file's sha256, in its own column
+    assert header.split(" | ")[3] == "sha256"
+    for row in results["results"]:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| `{row['artifact']}` | {row['precision']} | "))
+        assert line.split(" | ")[3] == f"`{row['sha256'][:12]}`"
     assert text.count("![") == 6  # accuracy vs latency, latency by batch, reliability, three confusion matrices
     for name in ("accuracy_vs_latency", "latency_by_batch", "reliability", "confusion_fp32", "confusion_fp16",
                  "confusion_int8"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bench_tiny import handmade_export_fixture  # noqa: F401  (shared: the hand-made export)
 
 from edgexfer.runtime import RUNTIMES, Artifact
 from edgexfer.runtime import ort_runtime as ortr
@@ -76,12 +77,11 @@ def _tiny_model(path: Path) -> Path:
     return path
 
 
-def test_the_ort_trt_row_opens_a_session_with_these_options(monkeypatch, tmp_path):
-    """What `bench` hands ONNX Runtime for ort-trt: the session's providers and options (no GPU needed:
-    InferenceSession records them and runs on the CPU provider)."""
+def _record_sessions(monkeypatch) -> dict:
+    """InferenceSession records the providers and options it is given, and runs on the CPU provider (no GPU)."""
     import onnxruntime
 
-    requested = {}
+    requested: dict = {}
     real_session = onnxruntime.InferenceSession
 
     class Recording:
@@ -97,6 +97,13 @@ def test_the_ort_trt_row_opens_a_session_with_these_options(monkeypatch, tmp_pat
             return getattr(self._session, name)
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", Recording)
+    return requested
+
+
+def test_the_ort_trt_row_opens_a_session_with_these_options(monkeypatch, tmp_path):
+    """What `bench` hands ONNX Runtime for ort-trt: the session's providers and options (no GPU needed:
+    InferenceSession records them and runs on the CPU provider)."""
+    requested = _record_sessions(monkeypatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     export = tmp_path / "exported"
     export.mkdir()
@@ -121,3 +128,23 @@ def test_batch_sizes_must_be_positive():
 
     with pytest.raises(EdgexferError, match="positive"):
         ortr.tensorrt_profile_shapes("image", (8, 8), [0, 4])
+
+
+@pytest.mark.parametrize("batch_size", [4, 64])
+def test_predictor_opens_ort_trt_for_the_batch_size_it_uses(handmade_export, monkeypatch, tmp_path, batch_size):
+    """predict/Predictor on ort-trt: the profiles cover a single image and the batch size asked for (not bench's
+    default 1, 8, 32), so a batch of 64 runs as one call and a batch of 4 on a profile tuned for 4."""
+    from test_bench_tiny import SIZE
+
+    from edgexfer.predict import Predictor
+
+    requested = _record_sessions(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(ortr, "provider_available", lambda provider: (True, "available"))
+    with Predictor(handmade_export, precision="fp32", runtime="ort-trt", batch_size=batch_size) as model:
+        assert model.runtime == "ort-trt" and model._runtime.max_batch == batch_size
+        assert model.predict_batch(np.zeros((batch_size + 1, SIZE, SIZE, 3), np.uint8)).shape == (batch_size + 1, 3)
+    (name, options), *_ = requested["providers"]
+    assert name == "TensorrtExecutionProvider"
+    assert options["trt_profile_opt_shapes"] == f"image:1x{SIZE}x{SIZE}x3,image:{batch_size}x{SIZE}x{SIZE}x3"
+    assert options["trt_profile_max_shapes"] == f"image:1x{SIZE}x{SIZE}x3,image:{batch_size}x{SIZE}x{SIZE}x3"

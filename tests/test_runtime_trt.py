@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bench_tiny import export_copy_fixture, handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
+from test_bench_tiny import LOOSE, export_copy_fixture, handmade_export_fixture  # noqa: F401  (shared fixtures: the hand-made export)
 
 from edgexfer.errors import EdgexferError
 from edgexfer.io import sha256_file, write_json
@@ -298,7 +298,8 @@ def test_bench_runs_an_engine_beside_onnx(fake_gpu_stack, export_copy, tmp_path)
     _add_engine_to_export(export_copy)
     out = tmp_path / "bench"
     result = CliRunner().invoke(cli, ["bench", str(export_copy), "--out", str(out), "--runtimes", "ort-cpu,trt",
-                                      "--batch-sizes", "1,8", "--iterations", "2", "--warmup", "0", "--quiet"])
+                                      "--batch-sizes", "1,8", "--iterations", "2", "--warmup", "0", "--quiet",
+                                      *LOOSE])  # what 36 images can show
     assert result.exit_code == 0, result.output
     rows = {(r["artifact"], r["runtime"]): r for r in json.loads((out / "results.json").read_text())["results"]}
     engine_row = rows[("fp16-trt", "trt")]

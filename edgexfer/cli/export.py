@@ -41,11 +41,18 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), default=None,
               help="Where the run's images are now, when they moved since training.")
+@click.option("--positive-class", default=None,
+              help="Clinical operating point: this class against the rest. The threshold on its probability is "
+                   "chosen on every validation image with FP32's probabilities and written into manifest.json; "
+                   "bench judges it, predict and package apply it.")
+@click.option("--target-sensitivity", type=float, default=None,
+              help="Choose that threshold for this sensitivity on the validation split (e.g. 0.95); default: "
+                   "Youden's J. Alone: a binary task's second class is the positive one.")
 @click.option("--quiet", is_flag=True, help="No progress bars or step messages.")
 def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool, target: str | None,
            calibration: Path | None, calibration_size: int, calibration_seed: int, calibration_method: str,
            int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None,
-           quiet: bool) -> None:
+           positive_class: str | None, target_sensitivity: float | None, quiet: bool) -> None:
     """Export the fine-tuned run RUN_DIR to ONNX FP32 (and FP16, INT8, TensorRT engines), checked against Keras."""
     from edgexfer.export import ExportConfig, export_run
     from edgexfer.export.pipeline import check_export_dependencies, summary_lines
@@ -56,7 +63,8 @@ def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool
                           calibration=calibration, calibration_size=calibration_size, calibration_seed=calibration_seed,
                           calibration_method=calibration_method, int8_min_agreement=int8_min_agreement,
                           int8_kernel_choice=kernel_choice,
-                          max_batch=max_batch, opset=opset, data_root=data_root, progress=not quiet)
+                          max_batch=max_batch, opset=opset, data_root=data_root, progress=not quiet,
+                          positive_class=positive_class, target_sensitivity=target_sensitivity)
     from edgexfer.export.tensorrt import EngineUnavailable
 
     try:

@@ -234,6 +234,7 @@ def run_bench(config: BenchConfig) -> BenchOutcome:
     for batch in config.batch_sizes:
         check_batch_fits(batch, *export.image_size, option="--batch-sizes")
     positive_index(export.classes, config.positive_class)  # an unknown class: one line, before any work
+    check_recorded_point(export, config)
     out_dir = Path(config.out or default_bench_dir(export))
     # the bench folder is replaced whole; inside its export it would be deleted by the next export
     refuse_overlap(out_dir, {"export folder": export.path, "data": config.data})
@@ -276,7 +277,7 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
     assert reference_key is not None  # _plan puts an FP32 job first
 
     sanity = read_sanity(export)  # about the model itself, whatever images it is measured on
-    point, point_record = _operating_point(config, data, pool, pool_predictions[reference_key])
+    point, point_record = _operating_point(config, export, data, pool, pool_predictions[reference_key])
     breaches, undecided, model = _compare_and_gate(rows, probabilities, reference_key, config.thresholds, data,
                                                    sanity, pool, pool_predictions, point)
     warnings = resolution_warnings(data.description.get("class_counts") or {}, len(data.labels),
@@ -470,10 +471,11 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
                       pool_predictions: dict[tuple[str, str], np.ndarray] | None = None,
                       point: OperatingPoint | None = None,
                       ) -> tuple[list[Breach], list[Undecided], ModelCheck]:
-    """Agreement with FP32, intervals, the paired test and the gate: each row against FP32 on its own runtime
-    when that ran, else the global FP32 reference (the first runtime that ran FP32, ONNX Runtime CPU by
-    default); paired non-inferiority decisions for every relative threshold; absolute floors for every row;
-    and every row fails when the FP32 model itself is not usable (is inconclusive when that cannot be told)."""
+    """Agreement with FP32, intervals, the paired test and the gate: every row against the one FP32 reference
+    (FP32 on the first runtime that ran it, ONNX Runtime CPU by default), other runtimes' FP32 rows included, so
+    that a runtime whose FP32 is numerically wrong fails instead of judging its own precisions (and being
+    recommended as fastest); paired non-inferiority decisions for every relative threshold; absolute floors for
+    every row; and every row fails when the FP32 model itself is not usable (inconclusive when that cannot be told)."""
     by_key = {r.key: r for r in rows}
     labels = data.labels
     model = check_model(by_key[reference_key].metrics(), sanity)
@@ -481,7 +483,7 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
     undecided: list[Undecided] = []
     for row in rows:
         key = row.key
-        ref_key = ("fp32", row.runtime) if ("fp32", row.runtime) in by_key else reference_key
+        ref_key = reference_key
         ref_metrics = by_key[ref_key].metrics()
         parity = agreement(probabilities[ref_key], probabilities[key])
         row.agreement, row.max_abs_diff = parity["agreement"], parity["max_abs_diff"]
@@ -534,17 +536,37 @@ def _compare_and_gate(rows: list[BenchRow], probabilities: dict[tuple[str, str],
     return breaches, undecided, model
 
 
-def _operating_point(config: BenchConfig, data: BenchData, pool: AgreementPool, reference_pool_probs: np.ndarray
-                     ) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
-    """The clinical operating point, chosen on FP32's probabilities of the validation images (None, with a
-    record saying why, when the task has no positive class or there are no validation images of both kinds)."""
+def check_recorded_point(export: ExportDir, config: BenchConfig) -> None:
+    """The export's recorded operating point is the one served, so it is the one judged: asking bench for
+    another positive class or target sensitivity is one line (exit 2) before any work."""
+    recorded = export.operating_point
+    if recorded is None or (config.positive_class is None and config.target_sensitivity is None):
+        return
+    asked_class = config.positive_class or recorded.positive_class
+    if asked_class != recorded.positive_class or config.target_sensitivity not in (None, recorded.target_sensitivity):
+        target = (f"sensitivity {recorded.target_sensitivity:g}" if recorded.target_sensitivity is not None
+                  else "Youden's J")
+        raise EdgexferError(f"export {export.path} records the operating point '{recorded.positive_class}' at "
+                            f"{recorded.threshold:.6g} ({target}), the one predict and package serve, not the "
+                            "--positive-class/--target-sensitivity asked for",
+                            "leave those options out to judge the recorded one, or re-export with them")
+
+
+def _operating_point(config: BenchConfig, export: ExportDir, data: BenchData, pool: AgreementPool,
+                     reference_pool_probs: np.ndarray) -> tuple[OperatingPoint | None, dict[str, Any] | None]:
+    """The clinical operating point: the one the export recorded (what is served), else chosen on FP32's
+    probabilities of the validation images (None, with a record saying why, when the task has no positive
+    class or there are no validation images of both kinds)."""
+    recorded = export.operating_point
+    if recorded is not None:
+        return recorded, recorded.as_dict()
     positive = positive_index(data.classes, config.positive_class)
     if positive is None:
         return None, None
     val = np.asarray([s == "val" for s in pool.sources], dtype=bool) & (pool.labels >= 0)
     base = {"positive_class": data.classes[positive],
             "method": "target_sensitivity" if config.target_sensitivity is not None else "youden",
-            "target_sensitivity": config.target_sensitivity}
+            "target_sensitivity": config.target_sensitivity, "source": "bench"}
     if not val.any():
         return None, {**base, "threshold": None,
                       "note": "no validation images here to choose the threshold on (the run's validation split is "

@@ -16,6 +16,7 @@ from typing import Any
 from edgexfer.contracts.manifest import MANIFEST_FILE as MANIFEST
 from edgexfer.contracts.manifest import SourceRun, read_manifest_record
 from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.operating_point import DecisionRule, OperatingPoint
 from edgexfer.io import sha256_file
 from edgexfer.runtime.base import Artifact
 
@@ -44,6 +45,16 @@ class ExportDir:
     @property
     def image_size(self) -> tuple[int, int]:
         return self.source_run.image_size
+
+    @property
+    def operating_point(self) -> OperatingPoint | None:
+        """The clinical operating point export chose and recorded in the manifest (None when it chose none)."""
+        return OperatingPoint.from_record(self.manifest.get("operating_point"), self.classes, str(self.path / MANIFEST))
+
+    def decision(self) -> DecisionRule | None:
+        """How a served model answers at the manifest's operating point (its source: the manifest), or None."""
+        point = self.operating_point
+        return DecisionRule.from_point(point, f"the export manifest {self.path / MANIFEST}") if point else None
 
     @property
     def split_path(self) -> Path:

@@ -43,9 +43,27 @@ class OperatingPoint:
     n_negative: int
     sensitivity: float
     specificity: float
+    source: str = "bench"  # who chose it: "export" (recorded in the manifest, served) or "bench"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Any, classes: Sequence[str], where: str) -> OperatingPoint | None:
+        """From a manifest's ``operating_point`` (None when absent); a record that does not fit the model's
+        classes is one line (exit 2)."""
+        if record is None:
+            return None
+        try:
+            point = cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
+            threshold, index = float(point.threshold), int(point.positive_index)
+        except (TypeError, KeyError, ValueError):
+            raise EdgexferError(f"the operating point in {where} is not readable", "re-export the model") from None
+        if not (0 <= index < len(classes) and classes[index] == point.positive_class and np.isfinite(threshold)):
+            raise EdgexferError(f"the operating point in {where} names class {point.positive_class!r} at index "
+                                f"{index}, not one of the model's classes ({', '.join(classes)})",
+                                "re-export the model")
+        return point
 
     def label(self) -> str:
         return f"{self.positive_class}@{self.threshold:.4g}"
@@ -129,7 +147,11 @@ class DecisionRule:
     positive_class: str
     positive_index: int
     threshold: float
-    source: str = ""  # the bench results it came from
+    source: str = ""  # where it came from: the export manifest, or the bench results
+
+    @classmethod
+    def from_point(cls, point: OperatingPoint, source: str) -> DecisionRule:
+        return cls(point.positive_class, point.positive_index, float(point.threshold), source)
 
     @classmethod
     def from_record(cls, record: Any, source: str = "") -> DecisionRule | None:

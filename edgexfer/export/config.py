@@ -9,6 +9,7 @@ from typing import Any
 
 from edgexfer._folders import refuse_overlap
 from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.gate import parse_fraction
 
 TARGETS = ("cpu", "tensorrt")
 CALIBRATION_METHODS = ("auto", "entropy", "minmax", "percentile")
@@ -44,6 +45,12 @@ class ExportConfig:
     ``calibration`` is a calibration set (``.npz`` or its ``.json``) to reuse, or a folder where the set
     of the run's split (``cal-<split fingerprint>-<H>x<W>-<images>-seed<seed>``, never the run's folder
     name) is looked up and built when absent (default ``calibration/``).
+
+    ``positive_class`` / ``target_sensitivity``: the clinical operating point, chosen on every validation image
+    with FP32's probabilities (``edgexfer.evaluate.operating_point.choose_threshold``: the most specific
+    threshold reaching the target sensitivity, else Youden's J) and written into the manifest, where bench
+    judges it and Predictor, predict and package apply it. ``target_sensitivity`` alone: a binary task's
+    second class. Neither: no operating point is recorded.
     """
 
     run_dir: Path
@@ -71,6 +78,8 @@ class ExportConfig:
     batch_size: int = 16
     timing_cache: Path | None = None
     progress: bool = True
+    positive_class: str | None = None
+    target_sensitivity: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +100,10 @@ class ExportConfig:
     @property
     def export_dir(self) -> Path:
         return self.out if self.out is not None else Path("exported") / self.run_name
+
+    @property
+    def wants_operating_point(self) -> bool:
+        return self.positive_class is not None or self.target_sensitivity is not None
 
     @property
     def calibration_location(self) -> Path:
@@ -118,6 +131,8 @@ class ExportConfig:
             raise EdgexferError(f"opt batch {self.opt_batch} is outside 1..{self.max_batch}", "choose 1 <= opt <= --max-batch")
         if self.opset < 13:
             raise EdgexferError(f"opset {self.opset} is too old for per-channel Q/DQ", "use --opset 13 or newer (default 17)")
+        if self.target_sensitivity is not None:
+            self.target_sensitivity = parse_fraction("--target-sensitivity", self.target_sensitivity)
         if not 0.0 <= self.int8_min_agreement <= 1.0:
             raise EdgexferError(f"INT8 agreement threshold {self.int8_min_agreement} is not in [0, 1]", "pass a fraction such as 0.98")
         # the export folder is replaced whole: it must neither be nor hold nor lie inside the run or the data

@@ -13,6 +13,7 @@ Files and folders get the modes the umask gives (0644/0755 under 022).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -31,6 +32,7 @@ from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
+from edgexfer.evaluate.operating_point import OperatingPoint, choose_threshold, positive_index
 from edgexfer.export import manifest as mf
 from edgexfer.export.config import ExportConfig
 from edgexfer.export.int8.stage import Int8Inputs, run_int8
@@ -77,6 +79,10 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
         run = load_run(config.run_dir)
         run.verify_model()
         run.verify_split()
+    if config.wants_operating_point:  # an unknown class, or no positive class to take: one line, before any work
+        if positive_index(run.classes, config.positive_class) is None:
+            raise EdgexferError(f"--target-sensitivity needs --positive-class for a task of {len(run.classes)} classes",
+                                f"name the positive class, one of: {', '.join(run.classes)}")
     out = config.export_dir
     _check_out(out)
     lock = lock_folder(out, "edgexfer export")
@@ -208,8 +214,8 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
                                 "choose a writable --out") from None
         work = staging / TEMP_DIR
         with _temp_files_inside(work):
-            artifacts = _build(config, run, staging, split, val_images, calset,
-                               engine_reason is None and config.engine, out, say, timeline)
+            artifacts, point = _build(config, run, staging, split, val_images, calset,
+                                      engine_reason is None and config.engine, out, say, timeline)
         shutil.rmtree(work, ignore_errors=True)
         with timeline.stage("finalize"):
             for name in contract.RUN_FILES:
@@ -218,6 +224,8 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
                 if (run.path / name).is_file():
                     _copy(run.path / name, staging / name)
             record = contract.new_manifest(out.name, run, artifacts, config.to_record())
+            if point is not None:
+                record.extra["operating_point"] = point.as_dict()
             record.extra["timings"] = timeline.stages
             contract.write_manifest(staging, record)
             manifest = record.to_dict()
@@ -251,6 +259,11 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
             lines.append(f"{'':<9} layer report {layers['file']}: {layers['nodes']} nodes"
                          + (f", lowest output SQNR {lowest['output_sqnr_db']:.1f} dB at {lowest['name']} ({lowest['op_type']})"
                             if lowest else ""))
+    point = manifest.get("operating_point")
+    if point:
+        lines.append(f"operating point: '{point['positive_class']}' when its probability is at least "
+                     f"{point['threshold']:.6g} ({point['method']}, chosen on {point['chosen_on']}); predict and "
+                     "package apply it")
     return lines
 
 
@@ -258,7 +271,8 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
 
 
 def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, val_images: np.ndarray, calset: Any,
-           build_engines: bool, out: Path, say, timeline: Timeline) -> list[dict[str, Any]]:
+           build_engines: bool, out: Path, say, timeline: Timeline
+           ) -> tuple[list[dict[str, Any]], OperatingPoint | None]:
     from edgexfer.export.keras_onnx import convert_run_model, metadata_for
     from edgexfer.runtime.ort_runtime import predict_onnx
 
@@ -284,6 +298,12 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, va
         )
     artifacts.append(mf.artifact_record("fp32", fp32_path, fmt="onnx", precision="fp32", target="any", parity=parity,
                                         graph_fixes=fixes))
+    point = None
+    if config.wants_operating_point:
+        with timeline.stage("operating_point"):
+            point = _choose_operating_point(config, run, split, fp32_path, val_images, fp32_probs)
+        say(f"operating point: '{point.positive_class}' at probability {point.threshold:.6g} ({point.method}; "
+            f"sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.3f} on {point.chosen_on})")
 
     if config.fp16:
         from edgexfer.export.onnx_fp16 import convert_to_fp16
@@ -334,7 +354,27 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, va
                                                 excluded_nodes=source["excluded_nodes"],
                                                 calibration=source["calibration"], engine=record,
                                                 source_artifact=source["name"]))
-    return artifacts
+    return artifacts, point
+
+
+def _choose_operating_point(config: ExportConfig, run: RunRecord, split: Split, fp32_path: Path,
+                            val_images: np.ndarray, fp32_probs: np.ndarray) -> OperatingPoint:
+    """The clinical operating point on every validation image, with the FP32 ONNX's probabilities (those
+    the parity check computed when it loaded them all); validation images without both kinds: one line."""
+    from edgexfer.runtime.ort_runtime import predict_onnx
+
+    images, labels = split.load_arrays("val", run.image_size)
+    probs = fp32_probs if len(images) == len(val_images) else predict_onnx(fp32_path, images, config.batch_size)
+    positive = positive_index(run.classes, config.positive_class)
+    assert positive is not None  # export_run refused the options otherwise
+    point = choose_threshold(labels, probs[:, positive], positive, run.classes, config.target_sensitivity,
+                             f"the run's validation split ({len(labels)} images, FP32 ONNX)")
+    if point is None:
+        raise EdgexferError(f"the validation split of run {run.name} lacks images of class "
+                            f"'{run.classes[positive]}' or of the other classes, so no threshold can be chosen; "
+                            "nothing was written", "fine-tune with a larger validation fraction, or leave out "
+                            "--positive-class/--target-sensitivity")
+    return dataclasses.replace(point, source="export")
 
 
 # ------------------------------------------------------------------------------------------ helpers

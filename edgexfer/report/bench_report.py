@@ -79,7 +79,10 @@ def _operating_point_section(results: dict[str, Any]) -> list[str]:
            "target_sensitivity" else "Youden's J (sensitivity + specificity − 1 at its largest)")
     lines += [f"{md_code(point['positive_class'])} against the rest, P({md(point['positive_class'])}) ≥ "
               f"{point['threshold']:.4g}: {how}, chosen on {point['chosen_on']} with FP32 (there: sensitivity "
-              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f}). Each precision is read at the same "
+              f"{point['sensitivity']:.3f}, specificity {point['specificity']:.3f})"
+              + ("; recorded by the export, so it is the threshold predict and package serve"
+                 if point.get("source") == "export" else "")
+              + ". Each precision is read at the same "
               "threshold on the test images; its sensitivity and specificity drops are paired decisions against "
               "FP32 like the recalls.", "",
               "| Artifact | Runtime | Sensitivity | 95% interval | Specificity | 95% interval |",
@@ -215,15 +218,18 @@ def bench_markdown(results: dict[str, Any], plots: dict[str, Path] | None = None
         "",
     ]
     lat_cols = [f"p50 ms @{b}" for b in batch_sizes]
-    header = (["Artifact", "Precision", "Runtime", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
+    header = (["Artifact", "Precision", "Runtime", "sha256", "Size", "Accuracy", "Δ acc vs ref (pt)", "F1", "AUC", "Agreement",
                "Max \\|Δp\\|"] + lat_cols + [f"img/s @{batch_sizes[-1]}" if batch_sizes else "img/s", "e2e ms", "Session peak MB", "Gate"])
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 4) + [":---:"]) + "|"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 5) + [":---:"]) + "|"]
     by_key = {(r["artifact"], r["runtime"]): r for r in rows}
     for r in rows:
         ref = r.get("reference") or {}
         ref_row = by_key.get((ref.get("artifact"), ref.get("runtime")))
         delta = (r["accuracy"] - ref_row["accuracy"]) * 100 if ref_row else None
-        cells = [md_code(r["artifact"], table=True), md(r["precision"]), md(r["runtime"]), fmt_size(r["size_bytes"]),
+        # the bytes this row judged (first 12 hex of the file's sha256; rows of edgexfer.bench/1 have none)
+        sha = r.get("sha256")
+        cells = [md_code(r["artifact"], table=True), md(r["precision"]), md(r["runtime"]),
+                 md_code(sha[:12], table=True) if isinstance(sha, str) and sha else DASH, fmt_size(r["size_bytes"]),
                  fmt(r["accuracy"]), "ref" if r["gate"].get("reference") else (DASH if delta is None else f"{delta:+.2f}"), fmt(r["f1"]),
                  fmt(r["auc"]), fmt(r["agreement"]), fmt(r["max_abs_diff"], 4)]
         cells += [fmt_ms(r["latency_ms"].get(str(b), {}).get("p50")) for b in batch_sizes]

@@ -30,7 +30,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.evaluate.operating_point import DecisionRule
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, sha256_file
-from edgexfer.predict import BenchEvidence, Choice, choose_artifact
+from edgexfer.predict import BenchEvidence, Choice, choose_artifact, served_decision
 
 CONFIG = "config.pbtxt"
 LABELS = "labels.txt"
@@ -137,7 +137,7 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
             try:
                 model_file = _fill(staging, export, choice, inp, outp, batch, max_queue_delay_us, instance_kind,
                                    model_name,
-                                   evidence.decision if evidence is not None else None)
+                                   served_decision(export, evidence))
                 fix_modes(staging)
             except OSError as exc:  # a full disk, a quota: one line, and the staging folder goes
                 raise EdgexferError(f"cannot write the model folder {final}: {exc.strerror or exc}",
