@@ -252,3 +252,13 @@ def test_predictor_refuses_non_finite_pixels(handmade_export, fill):
                 model.predict([image, bad[None]])
             with pytest.raises(EdgexferError, match="NaN or infinite"):
                 model.predict_batch(bad[None])
+
+
+def test_predictor_refuses_arrays_that_are_not_numbers(handmade_export):
+    from edgexfer.predict import Predictor
+
+    with Predictor(handmade_export, precision="fp32") as model:
+        with pytest.raises(EdgexferError, match=r"dtype <U1, not numbers\. pass a numeric array of pixels"):
+            model.predict(np.full((32, 32, 3), "x"))
+        with pytest.raises(EdgexferError, match=r"NaN or infinite value\(s\)\. pass finite pixel values"):
+            model.predict_batch(np.full((1, 32, 32, 3), np.nan, dtype=np.float64))
