@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from edgexfer.contracts import check_known_keys
 from edgexfer.errors import EdgexferError
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ def make_config(config_class: type[C], config: C | None, options: dict[str, Any]
     if config is not None and not isinstance(config, config_class):
         raise EdgexferError(f"{stage} takes a {config_class.__name__}, got {type(config).__name__}",
                             f"pass {config_class.__name__}(...) or its fields as keyword arguments")
-    from edgexfer.contracts import check_known_keys
 
     fields = {f.name: f for f in dataclasses.fields(config_class)}  # type: ignore[arg-type]
     check_known_keys(config_class, options, stage)

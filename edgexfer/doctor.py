@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer import __version__
+from edgexfer._lazy import is_available
 from edgexfer.export.tensorrt_rules import tensorrt_target
+from edgexfer.logs import set_by_edgexfer
+from edgexfer.runtime import RUNTIMES
+from edgexfer.runtime.cuda import gpu_status
+from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
+from edgexfer.runtime.ov_runtime import openvino_devices
+from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
 # (label, distributions that provide it (the first one installed wins), the module it is imported as)
 PACKAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -99,8 +106,6 @@ class DoctorReport:
 
 
 def _package(label: str, distributions: tuple[str, ...], module: str) -> Package:
-    from edgexfer._lazy import is_available
-
     importable = is_available(module)
     for dist in distributions:
         try:
@@ -143,12 +148,6 @@ ENVIRONMENT = ("CUDA_VISIBLE_DEVICES", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "ED
 
 def diagnose() -> DoctorReport:
     """Everything doctor reports; no TensorFlow import, no GPU session opened."""
-    from edgexfer.logs import set_by_edgexfer
-    from edgexfer.runtime import RUNTIMES
-    from edgexfer.runtime.cuda import gpu_status
-    from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
-    from edgexfer.runtime.ov_runtime import openvino_devices
-    from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
     info = machine_info()
     packages = [_package(*p) for p in PACKAGES]

@@ -12,11 +12,11 @@ from typing import Any
 from edgexfer.api import CallablePackage as _CallablePackage
 from edgexfer.contracts.manifest import read_manifest_record as load_manifest
 from edgexfer.export.config import CALIBRATION_METHODS, TARGETS, ExportConfig
+from edgexfer.export.pipeline import export_run as _export_run
 
 
 def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
     """Export a run; see `edgexfer.export.pipeline.export_run`."""
-    from edgexfer.export.pipeline import export_run as _export_run
 
     return _export_run(config)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import EdgexferError
+from edgexfer.runtime.cuda import gpu_status
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
 ENGINE_SCHEMA = "edgexfer.engine/1"
@@ -33,7 +34,7 @@ class EngineUnavailable(EdgexferError):
 def gpu_info() -> dict[str, Any]:
     """What the CUDA driver says about device 0 (``usable``, ``reason``, ``name``, ``compute_capability``…)."""
     try:
-        from edgexfer.runtime.cuda import gpu_status
+        pass
     except ImportError:  # a build without the runtime package cannot see GPUs
         return {"usable": False, "reason": "edgexfer.runtime.cuda is not available"}
     return gpu_status().as_dict()

@@ -11,7 +11,7 @@ import numpy as np
 from edgexfer._lazy import is_available, require
 from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
-from edgexfer.runtime.cuda import gpu_usable
+from edgexfer.runtime.cuda import gpu_status, gpu_usable
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -242,7 +242,6 @@ def tensorrt_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
     runs only where it was built. ``root`` defaults to ``$XDG_CACHE_HOME/edgexfer/trt`` (``~/.cache/...``)."""
     import re
 
-    from edgexfer.runtime.cuda import gpu_status
 
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
