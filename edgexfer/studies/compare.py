@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from edgexfer._folders import refuse_links_inside, refuse_overlap
-from edgexfer.api import make_config
 from edgexfer.config import FinetuneConfig
 from edgexfer.contracts.run import read_metrics
 from edgexfer.contracts.study import SCHEMA as STUDY_SCHEMA
@@ -50,6 +49,7 @@ from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.bench import BenchConfig
 from edgexfer.export.config import ExportConfig
 from edgexfer.io import lock_folder, read_json, sha256_file, write_json
+from edgexfer.options import make_config
 from edgexfer.studies.executors import ExecutorConfig, make_executor
 from edgexfer.studies.jobs import (
     BENCH_PATHS,
