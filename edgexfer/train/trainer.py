@@ -18,7 +18,7 @@ from typing import Any
 
 from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer._lazy import is_available, missing_module_error, require
-from edgexfer.backbones import build_base, get_backbone, resolve_weights
+from edgexfer.backbones import BackboneSpec, build_base, get_backbone, resolve_weights
 from edgexfer.config import RESUME_FREE, FinetuneConfig
 from edgexfer.contracts import run as run_contract
 from edgexfer.data import pipeline  # make_dataset looked up when called (tests watch it)
@@ -51,6 +51,7 @@ from edgexfer.train.distribute import (
 )
 from edgexfer.train.sanity import check_run
 from edgexfer.train.stages import (
+    Stage,
     _all_layers,
     augment_config,
     build_classifier,
@@ -95,6 +96,21 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunResult:
 
 
 # ------------------------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``finetune`` decided before training, checked: the options, the backbone at its image size and
+    weights, what trains, the stage schedule, and the options record run.json keeps."""
+
+    config: FinetuneConfig
+    spec: BackboneSpec
+    image_size: tuple[int, int]
+    weights: str
+    freeze_base: bool
+    bn_inference: bool
+    stages: list[Stage]
+    options: dict[str, Any]
 
 
 def finetune(
@@ -153,30 +169,29 @@ def finetune(
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
         build_base(spec, image_size, weights)
-    run_args = (config, spec, image_size, weights, freeze_base, bn_inference, stages)
+    plan = RunPlan(config, spec, image_size, weights, freeze_base, bn_inference, stages, options)
     if distribution is not None and not distribution.writes_run:  # a multi-worker worker: the chief writes the run
-        return _run_worker(run_args, distribution, out, options, callbacks, say)
+        return _run_worker(plan, distribution, out, callbacks, say)
     lock = lock_folder(out, "edgexfer finetune")  # held until the run is written (or fails)
     try:
         if _check_run_dir(out, options):
             result = load_run(out)
             say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
             return result
-        result = _run(*run_args, out, options, callbacks, say, distribution)
+        result = _run(plan, out, callbacks, say, distribution)
         fix_modes(out)
         return result
     finally:
         lock.release()
 
 
-def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> RunResult:
+def _run_worker(plan: RunPlan, distribution, out: Path, callbacks, say) -> RunResult:
     """A multi-worker worker other than the chief: it reads the chief's run folder (never locks or writes
     it), trains in step with the chief in a temporary folder seeded with the chief's files (a resumed
     run continues from the chief's checkpoints), and removes that folder."""
     import shutil
 
-
-    if _check_run_dir(out, options):
+    if _check_run_dir(out, plan.options):
         say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
         return load_run(out)
     work = make_temp_dir("edgexfer-worker-")
@@ -187,17 +202,16 @@ def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> R
                     shutil.copy2(out / name, work / name)
             if (out / "checkpoints").is_dir():
                 shutil.copytree(out / "checkpoints", work / "checkpoints")
-        config, spec, image_size, weights, freeze_base, bn_inference, stages = run_args
-        result = _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, work, options, callbacks,
-                      say, distribution)
+        result = _run(plan, work, callbacks, say, distribution)
         say(f"{distribution.cluster.name if distribution.cluster else 'worker'}: done; the chief writes the run to {out}")
         return RunResult(out, result.metrics, {}, result.history, resumed=result.resumed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say,
-         distribution):
+def _run(plan: RunPlan, out: Path, callbacks, say, distribution) -> RunResult:
+    config, spec, image_size, weights = plan.config, plan.spec, plan.image_size, plan.weights
+    freeze_base, bn_inference, stages, options = plan.freeze_base, plan.bn_inference, plan.stages, plan.options
     split, skipped = _prepare_data(config, out, say)
     classes = split.classes
 
