@@ -20,8 +20,10 @@ from edgexfer import __version__
 from edgexfer._lazy import is_available
 from edgexfer.export.tensorrt_rules import tensorrt_target
 from edgexfer.logs import set_by_edgexfer
-from edgexfer.runtime import RUNTIMES
-from edgexfer.runtime.cuda import gpu_status
+from edgexfer.runtime import (
+    RUNTIMES,
+    cuda,  # gpu_status looked up when called (tests replace it)
+)
 from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
 from edgexfer.runtime.ov_runtime import openvino_devices
 from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
@@ -163,7 +165,7 @@ def diagnose() -> DoctorReport:
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         packages=packages,
         onnxruntime_providers=ort_providers(),
-        gpu=gpu_status().as_dict(),
+        gpu=cuda.gpu_status().as_dict(),
         runtimes=runtimes,
         locations=[
             _location("Keras weights cache (--weights imagenet downloads here)", keras_home() / "models"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.errors import EdgexferError
-from edgexfer.runtime.cuda import gpu_status
+from edgexfer.runtime import cuda  # gpu_status looked up when called (tests replace it)
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
 ENGINE_SCHEMA = "edgexfer.engine/1"
@@ -37,7 +37,7 @@ def gpu_info() -> dict[str, Any]:
         pass
     except ImportError:  # a build without the runtime package cannot see GPUs
         return {"usable": False, "reason": "edgexfer.runtime.cuda is not available"}
-    return gpu_status().as_dict()
+    return cuda.gpu_status().as_dict()
 
 
 def engine_support() -> tuple[bool, str]:

@@ -10,8 +10,9 @@ import numpy as np
 
 from edgexfer._lazy import is_available, require
 from edgexfer.errors import EdgexferError
+from edgexfer.runtime import cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
-from edgexfer.runtime.cuda import gpu_status, gpu_usable
+from edgexfer.runtime.cuda import gpu_usable
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -246,7 +247,7 @@ def tensorrt_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = Path(base) / "edgexfer" / "trt"
-    gpu = gpu_status()
+    gpu = cuda.gpu_status()
     label = f"{gpu.name or 'no-gpu'}-sm{gpu.compute_capability or 'unknown'}"
     return Path(root) / re.sub(r"[^A-Za-z0-9._]+", "-", f"{tensorrt_version()}-{label}").strip("-")
 
