@@ -2,9 +2,10 @@
 
 Every module under edgexfer/ is parsed (ast, nothing imported) and two rules are checked:
 
-* an ``edgexfer`` import inside a function (or ``importlib.import_module("edgexfer...")`` anywhere) is a
-  defect, outside the sanctioned places: the CLI's command bodies (each command imports its library call
-  when it runs, so ``edgexfer --help`` stays fast) and the package's PEP 562 ``__getattr__``. Heavy optional
+* an ``edgexfer`` import inside a function or under ``if TYPE_CHECKING:`` (or
+  ``importlib.import_module("edgexfer...")`` anywhere) is a defect, outside the sanctioned places: the CLI's
+  command bodies (each command imports its library call when it runs, so ``edgexfer --help`` stays fast)
+  and the package's PEP 562 ``__getattr__`` (with the TYPE_CHECKING imports that type it). Heavy optional
   libraries (TensorFlow, ONNX Runtime, Ray, ...) may be imported inside functions; our own modules may not;
 * the imports that run when a module loads (module top, class bodies, ``try`` blocks; not
   ``if TYPE_CHECKING:``) form no cycle. ``from pkg import name`` counts as an import of the submodule
@@ -22,7 +23,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "edgexfer"
 
 #: (module, function) pairs where importing our own modules late is sanctioned; "*": a package and all it holds
-SANCTIONED = {("edgexfer", "__getattr__"), ("edgexfer.cli", "*")}
+SANCTIONED = {("edgexfer", "__getattr__"), ("edgexfer", "TYPE_CHECKING"), ("edgexfer.cli", "*")}
 
 
 @dataclass
@@ -82,6 +83,10 @@ def import_graph(root: Path = PACKAGE) -> ImportGraph:
         def visit(node: ast.AST, function: str | None, module: str = module, path: Path = path) -> None:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.If) and function is None and _is_type_checking(child):
+                    for sub in child.body:
+                        if (isinstance(sub, (ast.Import, ast.ImportFrom)) and targets(module, path, sub)
+                                and not _sanctioned(module, "TYPE_CHECKING")):
+                            graph.late.append(f"{module}:{sub.lineno} TYPE_CHECKING: {ast.unparse(sub)}")
                     for sub in child.orelse:
                         visit(sub, function)
                     continue
@@ -139,7 +144,7 @@ def test_the_checks_find_a_planted_late_import_and_cycle(tmp_path):
                                   "def g():\n    return importlib.import_module('edgexfer.b')\n")
     (package / "cli" / "__init__.py").write_text("def command():\n    from edgexfer.a import f\n")
     graph = import_graph(package)
-    assert [line.split(" ", 1)[0] for line in graph.late] == ["edgexfer.b:6", "edgexfer.c:4"]
-    assert cycle(graph) == []  # b -> c only inside a function, c -> b only through import_module
+    assert [line.split(" ", 1)[0] for line in graph.late] == ["edgexfer.b:3", "edgexfer.b:6", "edgexfer.c:4"]
+    assert cycle(graph) == []  # b -> c only for type checkers and inside a function, c -> b through import_module
     (package / "b.py").write_text("from edgexfer import c\n")
     assert set(cycle(import_graph(package))) == {"edgexfer.a", "edgexfer.b", "edgexfer.c"}

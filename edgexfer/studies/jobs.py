@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgexfer.config import FinetuneConfig
 from edgexfer.contracts.bench import load_results
@@ -23,8 +23,11 @@ from edgexfer.contracts.manifest import read_manifest_record
 from edgexfer.contracts.run import load_run, read_metrics
 from edgexfer.contracts.study import study_rows
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
+from edgexfer.evaluate.bench import BenchConfig
+from edgexfer.export.config import ExportConfig
 from edgexfer.export.tensorrt import EngineUnavailable
 from edgexfer.io import read_json, sha256_file, write_json
+from edgexfer.studies.limited_data import LimitedDataPoint
 from edgexfer.studies.resumable import Stage, StateFile, changed_options, fingerprint, run_stage
 from edgexfer.studies.stages import (
     Stages,
@@ -35,12 +38,6 @@ from edgexfer.studies.stages import (
     read_history,
     same_split,
 )
-
-if TYPE_CHECKING:
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.evaluate.bench import BenchConfig
-    from edgexfer.export.config import ExportConfig
-    from edgexfer.studies.limited_data import LimitedDataPoint
 
 # fields that name where a stage reads or writes, or how it talks: not what it computes
 FINETUNE_PATHS = ("data", "out", "split", "verbose", "tensorboard")
