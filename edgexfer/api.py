@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgexfer import train
+import edgexfer.evaluate.bench as bench_stage
+import edgexfer.export.pipeline as export_stage
+import edgexfer.studies.compare as compare_stage
+import edgexfer.train as train
 from edgexfer.config import FinetuneConfig
-from edgexfer.evaluate import bench as bench_stage
 from edgexfer.evaluate.bench import BenchConfig, BenchOutcome
-from edgexfer.export import pipeline as export_stage
 from edgexfer.export.config import ExportConfig
 from edgexfer.options import make_config
-from edgexfer.studies import compare as compare_stage
 from edgexfer.studies.compare import CompareConfig, StudyOutcome, TuneOptions
 from edgexfer.train.trainer import RunResult, load_run
 

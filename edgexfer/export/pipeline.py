@@ -25,16 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer import _folders as folders
+import edgexfer._folders as folders
+import edgexfer.contracts.manifest as contract
+import edgexfer.export.manifest as mf
+import edgexfer.export.tensorrt as trt_export  # engine_support looked up when called (tests replace it)
 from edgexfer.contracts import check_known_keys
-from edgexfer.contracts import manifest as contract
 from edgexfer.contracts.run import RunRecord, load_run
 from edgexfer.data.calibration import find_or_build
 from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
-from edgexfer.export import manifest as mf
-from edgexfer.export import tensorrt as trt_export  # engine_support looked up when called (tests replace it)
 from edgexfer.export.config import ExportConfig
 from edgexfer.export.int8.stage import Int8Inputs, run_int8
 from edgexfer.export.keras_onnx import convert_run_model, metadata_for

@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import edgexfer.runtime.cuda as cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer.errors import EdgexferError
-from edgexfer.runtime import cuda  # gpu_status looked up when called (tests replace it)
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
 ENGINE_SCHEMA = "edgexfer.engine/1"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+import edgexfer.runtime.cuda as cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer._lazy import is_available, require
 from edgexfer.errors import EdgexferError
-from edgexfer.runtime import cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
 from edgexfer.runtime.cuda import gpu_usable
 

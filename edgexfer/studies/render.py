@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import edgexfer.contracts.bench as bench_contract
+import edgexfer.contracts.study as study_contract
 from edgexfer._folders import refuse_links_inside
-from edgexfer.contracts import bench as bench_contract
-from edgexfer.contracts import study as study_contract
 from edgexfer.errors import EdgexferError
 from edgexfer.report.study_report import render_bench_dir, render_study_report
 from edgexfer.studies.recommend import is_deployable, refresh_decisions

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import edgexfer.contracts.manifest as manifest_contract
+import edgexfer.contracts.run as run_contract
 from edgexfer.backbones import get_backbone, resolve_weights
-from edgexfer.contracts import manifest as manifest_contract
-from edgexfer.contracts import run as run_contract
 from edgexfer.evaluate.bench import run_bench
 from edgexfer.export import export_run
 from edgexfer.io import read_json

@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer._lazy import require
 from edgexfer.backbones import get_backbone, resolve_weights
 from edgexfer.config import FinetuneConfig
-from edgexfer.data import pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer.data.splits import Split, class_weights
 from edgexfer.errors import EdgexferError
 from edgexfer.train.batchnorm import precise_batchnorm

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer.backbones import build_model, get_base
 from edgexfer.config import FinetuneConfig
-from edgexfer.data import pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer.data.pipeline import AugmentConfig, steps_per_epoch
 from edgexfer.errors import EdgexferError
 

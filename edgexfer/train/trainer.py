@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import edgexfer.contracts.run as run_contract
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
+import edgexfer.report.plots as plots
 from edgexfer._folders import refuse_links_inside, refuse_overlap
 from edgexfer._lazy import is_available, missing_module_error, require
 from edgexfer.backbones import BackboneSpec, build_base, get_backbone, resolve_weights
 from edgexfer.config import RESUME_FREE, FinetuneConfig
-from edgexfer.contracts import run as run_contract
-from edgexfer.data import pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer.data.scan import scan_source
 from edgexfer.data.sources import discover
 from edgexfer.data.splits import Split, class_weights, make_split
@@ -30,7 +31,6 @@ from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import classification_metrics
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, read_json, sha256_file, write_json, write_text
 from edgexfer.limits import check_batch_fits
-from edgexfer.report import plots
 from edgexfer.train.batchnorm import BatchNormRecord, precise_batchnorm
 from edgexfer.train.callbacks import (
     BEST_WEIGHTS,
