@@ -8,9 +8,10 @@ Every module under edgexfer/ is parsed (ast, nothing imported) and two rules are
   and the package's PEP 562 ``__getattr__`` (with the TYPE_CHECKING imports that type it). Heavy optional
   libraries (TensorFlow, ONNX Runtime, Ray, ...) may be imported inside functions; our own modules may not;
 * the imports that run when a module loads (module top, class bodies, ``try`` blocks; not
-  ``if TYPE_CHECKING:``) form no cycle. ``from pkg import name`` counts as an import of the submodule
-  ``pkg.name`` when there is one, else of ``pkg``; a module's implicit import of its parent packages is
-  not counted (a package ``__init__`` may import its own submodules).
+  ``if TYPE_CHECKING:``) form no cycle. ``from pkg import name`` counts as an import of ``pkg`` (and of
+  the submodule ``pkg.name`` when there is one), so a submodule is imported as ``import pkg.sub as sub``;
+  a module's implicit import of its parent packages is not counted (a package ``__init__`` may import its
+  own submodules).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def import_graph(root: Path = PACKAGE) -> ImportGraph:
             source = node.module or ""
         if source.split(".")[0] != top:
             return []
-        return [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+        return [source] + [f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in modules]
 
     def resolve(name: str) -> str:
         while name not in modules and "." in name:
