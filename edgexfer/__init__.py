@@ -5,10 +5,12 @@ Jetson that has only ONNX Runtime and TensorRT. Heavy modules are imported where
 
 The Python API is here, loaded on first use (PEP 562)::
 
-    from edgexfer import finetune, export, bench, compare
+    from edgexfer import finetune, export_run, bench, compare
     from edgexfer import FinetuneConfig, ExportConfig, BenchConfig, CompareConfig
 
-``export`` is the ``edgexfer.export`` package, which is callable as the export function.
+``edgexfer.export`` is the export package; the export function is ``export_run``. This module's
+``__getattr__`` is one of the two places where our modules are imported late (the other: the CLI's
+command bodies), so that ``import edgexfer`` stays light; docs/architecture.md, "Imports".
 """
 
 from __future__ import annotations
@@ -21,33 +23,38 @@ __version__ = "0.1.0"
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive  # noqa: E402
 
 if TYPE_CHECKING:
-    from edgexfer.api import bench, compare, export, finetune
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.evaluate.bench import BenchConfig
-    from edgexfer.export.config import ExportConfig
+    from edgexfer import export
+    from edgexfer.api import (
+        BenchConfig,
+        CompareConfig,
+        ExportConfig,
+        FinetuneConfig,
+        RunResult,
+        TuneOptions,
+        bench,
+        compare,
+        export_run,
+        finetune,
+        load_run,
+    )
     from edgexfer.predict import Predictor
-    from edgexfer.studies.compare import CompareConfig, TuneOptions
-    from edgexfer.train.trainer import RunResult, load_run
 
-_FUNCTIONS = ("finetune", "bench", "compare")
-_CONFIGS = ("FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run")
+#: names this package hands out from edgexfer.api (the stages' functions, configs and results)
+_API = ("finetune", "export_run", "bench", "compare", "FinetuneConfig", "ExportConfig", "BenchConfig",
+        "CompareConfig", "TuneOptions", "RunResult", "load_run")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FUNCTIONS:
+    if name in _API:
         from edgexfer import api
 
         return getattr(api, name)
-    if name == "export":  # the subpackage; importing it makes it callable (edgexfer.api.CallablePackage)
+    if name == "export":  # the export package (its function is export_run)
         return importlib.import_module("edgexfer.export")
     if name == "Predictor":  # a verified artifact on new images (edgexfer.predict, TensorFlow-free)
         from edgexfer.predict import Predictor
 
         return Predictor
-    if name in _CONFIGS:
-        from edgexfer.api import resolve
-
-        return resolve(name)
     raise AttributeError(f"module 'edgexfer' has no attribute '{name}'")
 
 
@@ -55,5 +62,5 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = ["__version__", "EdgexferError", "GateFailed", "GateInconclusive", "finetune", "export", "bench", "compare",
-           "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run", "Predictor"]
+__all__ = ["__version__", "EdgexferError", "GateFailed", "GateInconclusive", "finetune", "export_run", "export",
+           "bench", "compare", "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig", "TuneOptions", "RunResult", "load_run", "Predictor"]

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from types import ModuleType
 
 from edgexfer.errors import EdgexferError
+from edgexfer.logs import configure
 
 # module -> the extra of edgexfer that provides it
 _EXTRAS = {
@@ -55,7 +56,6 @@ def missing_extra(purpose: str | None = None) -> Iterator[None]:
 
 def require(module: str, purpose: str | None = None) -> ModuleType:
     """Import ``module`` (untyped) or raise an EdgexferError naming the extra to install."""
-    from edgexfer.logs import configure
 
     configure()  # quiet TensorFlow's load-time notices unless EDGEXFER_VERBOSE is set (edgexfer.logs)
     try:

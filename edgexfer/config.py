@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgexfer.contracts import check_known_keys
 from edgexfer.errors import EdgexferError
 from edgexfer.limits import check_batch_fits, check_image_side
 
@@ -152,7 +153,6 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> FinetuneConfig:
         """Build from a mapping of option names (``-`` or ``_``); unknown names are refused."""
-        from edgexfer.contracts import check_known_keys
 
         options = {str(key).replace("-", "_"): value for key, value in values.items() if key not in _RECORD_KEYS}
         check_known_keys(cls, options, "fine-tune", source=where)

@@ -13,9 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgexfer._lazy import is_available
+from edgexfer.backbones.registry import get_backbone
+from edgexfer.config import FinetuneConfig
+from edgexfer.data.synthetic import generate_demo
 from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.bench import BenchConfig, BenchVerdictError, run_bench
 from edgexfer.evaluate.exported import load_export
+from edgexfer.explain import explain_misclassified
+from edgexfer.export import export_run
+from edgexfer.export.config import ExportConfig
+from edgexfer.export.pipeline import summary_lines
 from edgexfer.predict import BenchEvidence, choose_artifact
+from edgexfer.report.summary import closing_lines
+from edgexfer.train import finetune
 
 
 @dataclass
@@ -55,12 +66,6 @@ DEMO_MODULES = ("tensorflow", "keras", "tf2onnx", "onnxconverter_common", "sympy
 def check_demo(config: DemoConfig) -> None:
     """Everything the demo needs, checked before its first file is written: the modules of the train
     extra (found, not imported), the backbone, and every stage's options."""
-    from edgexfer._lazy import is_available
-    from edgexfer.backbones.registry import get_backbone
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.errors import EdgexferError
-    from edgexfer.evaluate.bench import BenchConfig
-    from edgexfer.export.config import ExportConfig
 
     missing = [m for m in DEMO_MODULES if not is_available(m)]
     if missing:
@@ -97,14 +102,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     """Run every stage; end with the summary table and the verdict; raise GateFailed (exit 1) when a
     precision breaks the accuracy gate, GateInconclusive (exit 3) when the test images cannot decide it. Nothing is written before :func:`check_demo` passed."""
     check_demo(config)
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.data.synthetic import generate_demo
-    from edgexfer.evaluate.bench import BenchConfig, BenchVerdictError, run_bench
-    from edgexfer.export import export_run
-    from edgexfer.export.config import ExportConfig
-    from edgexfer.export.pipeline import summary_lines
-    from edgexfer.report.summary import closing_lines
-    from edgexfer.train import finetune
 
     out = Path(os.path.expanduser(config.out))
     log(f"[1/4] synthetic chest X-rays: {config.per_class} per class at {config.data_size} px → {out / 'data'}")
@@ -158,7 +155,6 @@ def serving_line(export_dir: Path, bench_dir: Path) -> str:
 
 def _explain_mistakes(run_dir: Path, bench_dir: Path, log: Callable[[str], None]) -> None:
     """Grad-CAM overlays of a few misclassified test images, shown in the bench report (edgexfer.explain)."""
-    from edgexfer.explain import explain_misclassified
 
     done = explain_misclassified(run_dir, bench_dir, limit=6)
     log(f"Grad-CAM of {len(done)} misclassified test image(s) → {bench_dir / 'gradcam'} (shown in the report)")

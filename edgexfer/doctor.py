@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer import __version__
+from edgexfer._lazy import is_available
 from edgexfer.export.tensorrt_rules import tensorrt_target
+from edgexfer.logs import set_by_edgexfer
+from edgexfer.runtime import (
+    RUNTIMES,
+    cuda,  # gpu_status looked up when called (tests replace it)
+)
+from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
+from edgexfer.runtime.ov_runtime import openvino_devices
+from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
 # (label, distributions that provide it (the first one installed wins), the module it is imported as)
 PACKAGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -101,8 +110,6 @@ class DoctorReport:
 
 
 def _package(label: str, distributions: tuple[str, ...], module: str) -> Package:
-    from edgexfer._lazy import is_available
-
     importable = is_available(module)
     for dist in distributions:
         try:
@@ -157,12 +164,6 @@ ENVIRONMENT = ("CUDA_VISIBLE_DEVICES", "KERAS_HOME", "TF_CPP_MIN_LOG_LEVEL", "ED
 
 def diagnose() -> DoctorReport:
     """Everything doctor reports; no TensorFlow import, no GPU session opened."""
-    from edgexfer.logs import set_by_edgexfer
-    from edgexfer.runtime import RUNTIMES
-    from edgexfer.runtime.cuda import gpu_status
-    from edgexfer.runtime.ort_runtime import ort_providers, tensorrt_cache_dir
-    from edgexfer.runtime.ov_runtime import openvino_devices
-    from edgexfer.versions import bf16_instructions, int8_instructions, machine_info
 
     info = machine_info()
     packages = [_package(*p) for p in PACKAGES]
@@ -178,7 +179,7 @@ def diagnose() -> DoctorReport:
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         packages=packages,
         onnxruntime_providers=ort_providers(),
-        gpu=gpu_status().as_dict(),
+        gpu=cuda.gpu_status().as_dict(),
         runtimes=runtimes,
         locations=[
             _location("Keras weights cache (--weights imagenet downloads here)", keras_home() / "models"),

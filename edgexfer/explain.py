@@ -25,11 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer._folders import refuse_links_inside, refuse_overlap
+from edgexfer._folders import refuse_links_inside, refuse_overlap, swap_in, sweep_stale
+from edgexfer._lazy import require
+from edgexfer.contracts.bench import load_results
 from edgexfer.contracts.predictions import GRADCAM_DIR, Explanation, GradcamIndex, write_gradcam_index
-from edgexfer.contracts.predictions import read_gradcam_index as _read_index
+from edgexfer.contracts.run import load_run
+from edgexfer.data.images import ImageReadError, load_image
+from edgexfer.data.sources import discover
+from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
-from edgexfer.report.formats import md, md_url
+from edgexfer.evaluate.bench_data import load_bench_data
+from edgexfer.evaluate.exported import load_export
+from edgexfer.io import FolderLock, fix_modes, make_temp_dir
+from edgexfer.predict import collect_inputs
+from edgexfer.report.bench_report import write_bench_report
+from edgexfer.report.formats import figure, save_figure
+from edgexfer.report.gradcam import gradcam_markdown, read_gradcam_index
 
 BACKBONE_LAYER = "backbone"  # the nested feature extractor in every edgexfer classifier
 LOGITS_LAYER = "probabilities"  # the Dense(softmax) classifier layer of every edgexfer head
@@ -52,8 +63,6 @@ class RunModel:
 
 def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     """Load ``model.keras`` of a finished run after checking its sha256 against run.json."""
-    from edgexfer._lazy import require
-    from edgexfer.contracts.run import load_run
 
     record = load_run(run_dir, require_files=False)  # run.json checked by the run contract
     record.verify_model()  # present, and the one the run recorded
@@ -95,7 +104,6 @@ def gradcam(model: Any, images: np.ndarray, class_indices: Sequence[int] | np.nd
     ``images``: raw RGB pixels (N, H, W, 3) at the model's size; ``class_indices``: the class each map
     explains (default: the predicted one).
     """
-    from edgexfer._lazy import require
 
     keras = require("keras", "Grad-CAM explanations")
     tf = require("tensorflow", "Grad-CAM explanations")
@@ -142,8 +150,6 @@ def _display_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def write_overlay(path: Path, source: str, heatmap: np.ndarray, model_size: tuple[int, int], title: str) -> Path:
     """Two panels, the image and the image under the heat map (jet, alpha 0.45), as a PNG written atomically."""
-    from edgexfer.data.images import load_image
-    from edgexfer.report.formats import figure, save_figure
 
     display = _display_size(model_size)
     image = load_image(source, display)
@@ -179,7 +185,6 @@ def _explain_into(run: RunModel, folder: Path, sources: Sequence[str], labels: S
                   target: int | None, batch_size: int, progress: bool) -> list[Explanation]:
     from tqdm.auto import tqdm
 
-    from edgexfer.data.images import load_image
 
     done: list[Explanation] = []
     used: set[str] = set()
@@ -220,9 +225,6 @@ def explain_images(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.Pa
                    progress: bool = False, log: Any = None) -> list[Explanation]:
     """Grad-CAM overlays ``<out>/<image stem>_gradcam.png`` and ``<out>/index.json`` for image files,
     folders (recursive) or CSV lists of paths. Unreadable files are listed and skipped."""
-    from edgexfer.data.images import ImageReadError, load_image
-    from edgexfer.io import FolderLock
-    from edgexfer.predict import collect_inputs
 
     log = log or (lambda line: print(line, file=sys.stderr))
     folder = Path(out)
@@ -266,12 +268,6 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
                           batch_size: int = 16, progress: bool = False) -> list[Explanation]:
     """Grad-CAM for up to ``limit`` test images of a bench that the run's model gets wrong (most confident
     mistakes first), written to ``<bench>/gradcam/``; then the bench report is redrawn to show them."""
-    from edgexfer._folders import swap_in, sweep_stale
-    from edgexfer.contracts.bench import load_results
-    from edgexfer.evaluate.bench_data import load_bench_data
-    from edgexfer.evaluate.exported import load_export
-    from edgexfer.io import FolderLock, fix_modes, make_temp_dir
-    from edgexfer.report.bench_report import write_bench_report
 
     if limit < 1:
         raise EdgexferError(f"--limit {limit} must be at least 1", "e.g. --limit 6")
@@ -314,42 +310,12 @@ def explain_misclassified(run_dir: str | os.PathLike[str], bench_dir: str | os.P
 
 def _paths_of(data: Any, export: Any, record: dict[str, Any], indices: Sequence[int] | np.ndarray) -> list[str]:
     """The files behind bench samples (bench keeps refs relative to its data source)."""
-    from edgexfer.data.sources import discover
-    from edgexfer.data.splits import Split
 
     source = Split.load(export.split_path).source if record.get("kind") != "data" else discover(record["path"])
     return [str(source.path_of(data.refs[i])) for i in indices]
 
 
 # ---------------------------------------------------------------------------------------------- report
-
-
-def read_gradcam_index(bench_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Explanation]] | None:
-    """``<bench>/gradcam/index.json`` (the record and its overlays), or None when there is none."""
-    index = _read_index(Path(bench_dir) / GRADCAM_DIR)
-    return None if index is None else (index.to_dict(), index.images)
-
-
-def gradcam_markdown(bench_dir: str | os.PathLike[str]) -> str:
-    """A report section showing the overlays in ``<bench>/gradcam/`` ("" when there are none)."""
-    found = read_gradcam_index(bench_dir)
-    if found is None:
-        return ""
-    record, explanations = found
-    lines = ["## Grad-CAM: misclassified test images" if record.get("selection") == "misclassified"
-             else "## Grad-CAM", ""]
-    if record.get("selection") == "misclassified":
-        lines += [f"Where the source model (Keras, FP32) looked in {len(explanations)} of its "
-                  f"{record.get('misclassified', '?')} mistakes on the {record.get('n', '?')} test images, most "
-                  "confident first (`edgexfer explain RUN_DIR --misclassified BENCH_DIR`). Red: the regions that "
-                  "raised the predicted class's score most.", ""]
-    if not explanations:
-        lines += ["No misclassified test image: nothing to show.", ""]
-    for e in explanations:
-        caption = f"{Path(e.source).name}: predicted {e.predicted_class} ({e.probability:.2f})" + (
-            f", true {e.true_class}" if e.true_class else "")
-        lines += [f"![{md(caption)}]({md_url(f'{GRADCAM_DIR}/{e.file}')})", ""]
-    return "\n".join(lines) + "\n"
 
 
 __all__ = ["Explanation", "RunModel", "explain_images", "explain_misclassified", "gradcam", "gradcam_markdown",

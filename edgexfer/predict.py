@@ -41,10 +41,11 @@ from edgexfer.contracts.bench import (
 )
 from edgexfer.contracts.bench import SCHEMA as BENCH_SCHEMA
 from edgexfer.contracts.predictions import PREDICTIONS_SCHEMA
+from edgexfer.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, load_image, to_rgb_uint8
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir, load_export
 from edgexfer.evaluate.operating_point import DecisionRule
-from edgexfer.io import check_writable, sha256_file
+from edgexfer.io import check_writable, sha256_file, write_json, write_text
 from edgexfer.limits import check_threads
 from edgexfer.runtime import RUNTIMES, Artifact, Runtime, RuntimeKind, get_runtime
 
@@ -376,7 +377,6 @@ class PredictionRun:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write ``.csv`` or ``.json`` atomically (complete under its name, or absent)."""
-        from edgexfer.io import write_json, write_text
 
         out = Path(path)
         check_output_path(out)
@@ -458,13 +458,10 @@ class Predictor:
     # -- inputs
     def load(self, path: str | os.PathLike[str]) -> np.ndarray:
         """One image file as the model sees it: the shared loader at the model's size (uint8 RGB)."""
-        from edgexfer.data.images import load_image
 
         return load_image(path, self.image_size)
 
     def _to_images(self, item: Any) -> list[np.ndarray]:
-        from edgexfer.data.images import to_rgb_uint8
-
         if isinstance(item, (str, os.PathLike)):
             return [self.load(item)]
         arr = _finite_pixels(np.asarray(item))
@@ -504,7 +501,6 @@ class Predictor:
         """Classify files; an unreadable one is skipped and listed, not fatal. Reads one batch at a time."""
         from tqdm.auto import tqdm
 
-        from edgexfer.data.images import ImageReadError
 
         step = _check_batch_size(batch_size or self.batch_size)
         predictions: list[Prediction] = []
@@ -614,7 +610,6 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputFiles:
     """Expand INPUT arguments: an image file; a folder (every image file below it, sorted); a ``.csv``/``.tsv``
     list of paths (the ``path`` column, else the first; relative to the list). A named file or folder that
     does not exist, or an input with no image at all, is an error; a listed file that is missing is skipped."""
-    from edgexfer.data.images import is_image_file
 
     if not inputs:
         raise EdgexferError("no input images given", "pass image files, folders or a CSV of paths")
@@ -664,8 +659,6 @@ def _read_path_list(path: Path) -> list[Path]:
 
 
 def _looks_like_path(value: str, base: Path) -> bool:
-    from edgexfer.data.images import IMAGE_SUFFIXES
-
     candidate = Path(value.strip())
     return candidate.suffix.lower() in IMAGE_SUFFIXES or (base / candidate).exists() or candidate.exists()
 

@@ -1,4 +1,4 @@
-"""The Python API at the top of the package: `from edgexfer import finetune, export, bench, compare`.
+"""The Python API at the top of the package: `from edgexfer import finetune, export_run, bench, compare`.
 
 The README's notebook example is extracted from README.md and run as it is written.
 """
@@ -19,7 +19,7 @@ import edgexfer
 from edgexfer.errors import EdgexferError
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["finetune", "export", "bench", "compare", "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig",
+NAMES = ["finetune", "export_run", "bench", "compare", "FinetuneConfig", "ExportConfig", "BenchConfig", "CompareConfig",
          "TuneOptions", "RunResult", "load_run"]
 
 
@@ -38,7 +38,7 @@ def test_the_api_imports_without_tensorflow():
         from edgexfer import *  # noqa: F403
         after_names = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         print(json.dumps({{"package": after_package, "names": after_names,
-                          "callable": [callable(f) for f in (finetune, export, bench, compare)]}}))
+                          "callable": [callable(f) for f in (finetune, export_run, bench, compare)]}}))
     """)
     proc = _python(code)
     assert proc.returncode == 0, proc.stderr
@@ -47,16 +47,19 @@ def test_the_api_imports_without_tensorflow():
 
 
 @pytest.mark.parametrize("first", ["import edgexfer.export.config", "from edgexfer import ExportConfig", "pass"])
-def test_export_is_the_package_and_callable_whatever_was_imported_first(first):
+def test_export_is_the_package_and_export_run_the_function_whatever_was_imported_first(first):
     code = textwrap.dedent(f"""
         {first}
         import sys
+        import types
         import edgexfer
-        from edgexfer import export
+        from edgexfer import export, export_run
         from edgexfer.export import ExportConfig
         assert export is sys.modules["edgexfer.export"] is edgexfer.export
+        assert type(export) is types.ModuleType and not callable(export)
+        assert export_run is edgexfer.api.export_run
         try:
-            export(run_dir="no-such-run", fpp16=True)
+            export_run(run_dir="no-such-run", fpp16=True)
         except edgexfer.EdgexferError as exc:
             print(exc.line())
     """)

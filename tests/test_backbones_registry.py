@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from edgexfer.backbones import HEADS, build_model, get_backbone, get_base, list_backbones
+from edgexfer.backbones import HEADS, build_base, build_model, get_backbone, get_base, list_backbones
 from edgexfer.errors import EdgexferError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -87,7 +87,7 @@ def test_saved_model_reloads_with_plain_keras(tmp_path):
 
 def test_weights_file_of_the_backbone_is_loaded(tmp_path):
     spec = get_backbone("tinycnn")
-    source = spec.build_base(32, "none")
+    source = build_base(spec, 32, "none")
     rng = np.random.default_rng(0)
     source.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in source.get_weights()])
     path = tmp_path / "tinycnn.weights.h5"
@@ -98,7 +98,7 @@ def test_weights_file_of_the_backbone_is_loaded(tmp_path):
 
 
 def test_weights_file_of_another_backbone_is_refused(tmp_path):
-    other = get_backbone("mobilenetv3small").build_base(32, "none")
+    other = build_base(get_backbone("mobilenetv3small"), 32, "none")
     path = tmp_path / "mobilenet.weights.h5"
     other.save_weights(path)
     with pytest.raises(EdgexferError, match="does not fit backbone tinycnn"):

@@ -72,10 +72,10 @@ def test_unreadable_config(tmp_path):
 
 
 def test_weights_file_that_does_not_fit(demo_data_dir, tmp_path):
-    from edgexfer.backbones import get_backbone
+    from edgexfer.backbones import build_base, get_backbone
 
     path = tmp_path / "mobilenet.weights.h5"
-    get_backbone("mobilenetv3small").build_base(32, "none").save_weights(path)
+    build_base(get_backbone("mobilenetv3small"), 32, "none").save_weights(path)
     out = tmp_path / "r"
     _assert_one_line_error(_run("finetune", "--data", demo_data_dir, "--backbone", "tinycnn", "--weights", path,
                                 "--image-size", 48, "--out", out), "does not fit backbone tinycnn")

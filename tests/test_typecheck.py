@@ -107,14 +107,14 @@ def test_the_stub_check_catches_misuse_in_new_code(stubs, mypy_cache, tmp_path):
 
 
 def test_the_top_level_api_type_checks_as_a_notebook_calls_it(stubs, mypy_cache, tmp_path):
-    """Type checkers see `export` as the function (at run time it is the callable package) and the results' types."""
+    """Type checkers see `export_run` as the function and the results' types."""
     user = tmp_path / "notebook.py"
     user.write_text(
         "from pathlib import Path\n\n"
-        "from edgexfer import ExportConfig, bench, export, finetune\n\n"
+        "from edgexfer import ExportConfig, bench, export_run, finetune\n\n"
         "run = finetune(data='demo', backbone='tinycnn', out='runs/x')\n"
-        "manifest = export(run_dir=run.run_dir, fp16=True)\n"
-        "export(ExportConfig(run_dir=Path('runs/x')))\n"
+        "manifest = export_run(run_dir=run.run_dir, fp16=True)\n"
+        "export_run(ExportConfig(run_dir=Path('runs/x')))\n"
         "outcome = bench(export_dir=Path('exported/x'))\n"
         "report: Path = outcome.out_dir / 'report.md'\n"
         "accuracy: float = run.metrics['accuracy']\n"

@@ -6,6 +6,7 @@ Importing this package does not import TensorFlow; building a model does.
     model = build_model("mobilenetv2", num_classes=3, image_size=160, head="gap", weights="imagenet")
 """
 
+import edgexfer.backbones.presets as presets  # noqa: F401  (registers the built-in backbones)
 from edgexfer.backbones.build import (
     INPUT_NAME,
     OUTPUT_NAME,

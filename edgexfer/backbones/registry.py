@@ -60,12 +60,6 @@ class BackboneSpec:
             )
         return (h, w)
 
-    def build_base(self, image_size: int | tuple[int, int] | None = None, weights: str | None = None):
-        """The Keras feature extractor (no preprocessing, no head); see ``edgexfer.backbones.build``."""
-        from edgexfer.backbones.build import build_base
-
-        return build_base(self, image_size, weights)
-
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
@@ -113,13 +107,8 @@ def register_backbone(
     return decorate
 
 
-def _ensure_presets() -> None:
-    import edgexfer.backbones.presets  # noqa: F401  (registers the built-in backbones on import)
-
-
 def list_backbones() -> list[BackboneSpec]:
     """Every registered backbone, in registration order."""
-    _ensure_presets()
     return list(_REGISTRY.values())
 
 
@@ -129,7 +118,6 @@ def backbone_names() -> list[str]:
 
 def get_backbone(name: str) -> BackboneSpec:
     """The backbone called ``name`` (case-insensitive; display names like "ResNet50" work too)."""
-    _ensure_presets()
     key = str(name).strip().lower()
     if key in _REGISTRY:
         return _REGISTRY[key]

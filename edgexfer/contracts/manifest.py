@@ -18,6 +18,7 @@ from edgexfer.contracts._base import read_record, require_keys
 from edgexfer.data.names import check_class_names
 from edgexfer.errors import EdgexferError
 from edgexfer.io import sha256_file, write_json
+from edgexfer.versions import library_versions
 
 SCHEMA = "edgexfer.export/1"
 MANIFEST_FILE = "manifest.json"
@@ -89,7 +90,6 @@ class ExportManifest:
 
 def new_manifest(name: str, run: Any, artifacts: list[dict[str, Any]], options: dict[str, Any]) -> ExportManifest:
     """The manifest of an export of ``run`` (an ``edgexfer.contracts.run.RunRecord``)."""
-    from edgexfer.versions import library_versions
 
     h, w = run.image_size
     source = SourceRun(path=str(run.path.resolve()), name=run.name, model_sha256=run.model_sha256,

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
 from edgexfer.data.names import check_class_names
+from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, sha256_file, write_json, write_text
 
@@ -122,8 +123,6 @@ class RunRecord:
             )
 
     def load_split(self, data_root: str | os.PathLike[str] | None = None, *, require_data: bool = True) -> Any:
-        from edgexfer.data.splits import Split
-
         return Split.load(self.split_path, data_root=data_root, require_data=require_data)
 
     # ------------------------------------------------------------------ writer

@@ -29,6 +29,7 @@ from edgexfer.contracts.calibration import (
     write_calibration_record,
 )
 from edgexfer.contracts.run import RunRecord, load_run
+from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.io import atomic_path, sha256_file
 
@@ -95,7 +96,6 @@ def build_calibration_set(
     ``out`` is a folder (default ``calibration/``) or a ``.npz`` path. Returns the .npz path.
     Draws from ``train`` only: validation images judge the export and test images judge the bench.
     """
-    from edgexfer.data.splits import Split
 
     run = load_run(run_dir)
     classes = run.classes
@@ -278,7 +278,6 @@ def find_or_build(
     the set of this run's split (`calibration_id`: split fingerprint, image size, images, seed) is reused when
     present and built otherwise. Either way the set is checked against the run's image size and classes, and
     against its validation and test images (`check_disjoint`), before it is returned. Returns (set, built)."""
-    from edgexfer.data.splits import Split
 
     run = load_run(run_dir)
     loc = Path(location)

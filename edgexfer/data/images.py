@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgexfer._lazy import require
 from edgexfer.errors import EdgexferError
 
 #: file suffixes read as images (lower case); DICOM needs the `dicom` extra
@@ -142,7 +143,6 @@ def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
     Applies Rescale Slope/Intercept, then Window Center/Width when present (else the full min..max
     range), and inverts MONOCHROME1 so that bone is bright as in MONOCHROME2. Multi-frame: first frame.
     """
-    from edgexfer._lazy import require
 
     pydicom = require("pydicom", "reading DICOM files")
     p = Path(path)

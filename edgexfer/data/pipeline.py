@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer._lazy import require
+from edgexfer.contracts import check_known_keys
 from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 
@@ -51,8 +53,6 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
-        from edgexfer.contracts import check_known_keys
-
         check_known_keys(cls, values, "augmentation")
         return cls(**values)
 
@@ -69,7 +69,6 @@ class AugmentConfig:
 
     def layers(self, seed: int = 0) -> list:
         """The Keras preprocessing layers, in the order they run (geometry first, then intensity)."""
-        from edgexfer._lazy import require
 
         keras = require("keras", "augmentation")
         out = []
@@ -193,6 +192,4 @@ def _to_float(images, labels):
 
 
 def _tensorflow():
-    from edgexfer._lazy import require
-
     return require("tensorflow", "the training input pipeline")

@@ -39,6 +39,7 @@ from edgexfer.evaluate.gate import (
     decision_breach,
     judge_drops,
     model_breach,
+    parse_fraction,
     undecided_table,
     verdict_of,
 )
@@ -69,6 +70,7 @@ from edgexfer.evaluate.stats import (
 )
 from edgexfer.io import fix_modes, lock_folder, sha256_file
 from edgexfer.limits import check_batch_fits, check_threads
+from edgexfer.report.bench_report import write_bench_report
 from edgexfer.runtime import RUNTIMES, Artifact, RuntimeKind, gpu_status, select_runtimes
 from edgexfer.versions import int8_instructions, library_versions, machine_info, onnxruntime_version
 
@@ -110,8 +112,6 @@ class BenchConfig:
         if self.iterations < 1 or self.warmup < 0:
             raise EdgexferError("--iterations must be at least 1 and --warmup at least 0", "e.g. --warmup 10 --iterations 50")
         if self.target_sensitivity is not None:
-            from edgexfer.evaluate.gate import parse_fraction
-
             self.target_sensitivity = parse_fraction("--target-sensitivity", self.target_sensitivity)
         check_threads(self.threads)
         if isinstance(self.thresholds, dict):
@@ -314,7 +314,6 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "skipped": skipped,
         "results": rows,
     }
-    from edgexfer.report.bench_report import write_bench_report
 
     # built whole beside out_dir and swapped in: a full disk or a kill leaves the previous bench (or nothing)
     staging = staging_dir(out_dir)

@@ -15,6 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from edgexfer.contracts.calibration import read_calibration_record
+from edgexfer.data.calibration import pixel_hash
+from edgexfer.data.images import ImageReadError, is_image_file, load_image
+from edgexfer.data.sources import discover
+from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.exported import ExportDir
 
@@ -33,12 +38,9 @@ def load_bench_data(export: ExportDir, data: str | os.PathLike[str] | None = Non
                     progress: bool = True) -> BenchData:
     """Load the test images: ``data`` None → the run's test split (via the export's split.json);
     a folder / .csv / .npz → that data set (its ``test`` part when it is pre-split)."""
-    from edgexfer.data.sources import discover
 
     size = export.image_size
     if data is None:
-        from edgexfer.data.splits import Split
-
         if not export.split_path.is_file():
             raise EdgexferError(f"export {export.path} has no {export.split_path.name}, so its test split is unknown",
                                 "re-export the run, or pass a labelled data set with --data")
@@ -65,7 +67,6 @@ def load_bench_data(export: ExportDir, data: str | os.PathLike[str] | None = Non
 
     from tqdm.auto import tqdm
 
-    from edgexfer.data.images import ImageReadError
 
     images, labels, refs, skipped = [], [], [], []
     for sample in tqdm(samples, desc="loading test images", unit="img", disable=None if progress else True, file=sys.stderr):
@@ -129,7 +130,6 @@ class AgreementPool:
 def calibration_hashes(export: ExportDir) -> tuple[set[str], str]:
     """Pixel hashes of the INT8 calibration set(s) the manifest records, and a sentence saying where they came
     from (or that the set's record is not on this machine, so unlabeled images were not checked against it)."""
-    from edgexfer.contracts.calibration import read_calibration_record
 
     hashes: set[str] = set()
     found, missing = [], []
@@ -165,7 +165,6 @@ def _load_refs(load: Callable[[str], np.ndarray], refs: list[str], what: str, pr
                ) -> tuple[list[np.ndarray], list[dict[str, str]]]:
     from tqdm.auto import tqdm
 
-    from edgexfer.data.images import ImageReadError
 
     images, skipped = [], []
     for ref in tqdm(refs, desc=f"loading {what} images", unit="img", disable=None if progress else True,
@@ -183,16 +182,12 @@ def load_agreement_pool(export: ExportDir, labelled: BenchData, data: str | os.P
     measures the run's own test split (``data`` None; skipped with a note when its files are not here), and
     every image file under ``unlabeled`` (a folder, searched recursively; exit 2 when it is not a folder or
     holds no image). Calibration images, and images already in the pool (same pixels), are left out."""
-    from edgexfer.data.calibration import pixel_hash
-    from edgexfer.data.images import is_image_file, load_image
 
     size = export.image_size
     notes: list[str] = []
     chosen: list[tuple[str, np.ndarray, int]] = []
     skipped: list[dict[str, str]] = []
     if data is None and export.split_path.is_file():
-        from edgexfer.data.splits import Split
-
         try:
             split = Split.load(export.split_path, require_data=False)
             samples = split.samples("val")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+import edgexfer.backbones  # noqa: F401  (registers edgexfer's custom head layers with Keras)
 from edgexfer._lazy import require
 from edgexfer.errors import EdgexferError
 from edgexfer.io import atomic_path
@@ -42,10 +43,6 @@ BATCH_DIM = "batch"
 def load_keras_model(path: str | os.PathLike[str]) -> Any:
     """Load model.keras (with edgexfer's custom layers registered), or raise one clear line."""
     keras = require("keras", "export from a Keras model")
-    try:  # the backbones package registers custom head layers with Keras on import
-        import edgexfer.backbones  # noqa: F401
-    except ImportError:
-        pass
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # a damaged zip, missing config, unknown layer…: all user-fixable

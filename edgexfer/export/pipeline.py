@@ -26,18 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from edgexfer import _folders as folders
-from edgexfer.contracts import manifest as contract
+import edgexfer._folders as folders
+import edgexfer.contracts.manifest as contract
+import edgexfer.export.manifest as mf
+import edgexfer.export.tensorrt as trt_export  # engine_support looked up when called (tests replace it)
+from edgexfer.contracts import check_known_keys
 from edgexfer.contracts.run import RunRecord, load_run
+from edgexfer.data.calibration import find_or_build
 from edgexfer.data.splits import Split
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.metrics import agreement
 from edgexfer.evaluate.operating_point import OperatingPoint, choose_threshold, positive_index
-from edgexfer.export import manifest as mf
 from edgexfer.export.config import ExportConfig
 from edgexfer.export.int8.stage import Int8Inputs, run_int8
+from edgexfer.export.keras_onnx import convert_run_model, metadata_for
+from edgexfer.export.onnx_fp16 import CHECK_LIMIT, convert_to_fp16
+from edgexfer.export.tensorrt import EngineUnavailable, build_engine
 from edgexfer.export.tensorrt_rules import EXPORT_FIX, require_tensorrt_ready
 from edgexfer.io import fix_modes, lock_folder, make_temp_dir, write_json
+from edgexfer.runtime.ort_runtime import predict_onnx
 
 TIMING_CACHE_FILE = "trt_timing.cache"
 #: the staging folder's scratch space (INT8 rounds, library temp files): removed before the swap
@@ -67,8 +74,6 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
     written first, then `EngineUnavailable` is raised (CLI: one line, exit 2).
     """
     if isinstance(config, dict):
-        from edgexfer.contracts import check_known_keys
-
         check_known_keys(ExportConfig, config, "export")  # one line, exit 2, like every config
         config = ExportConfig(**config)
     config.validate()
@@ -97,8 +102,6 @@ def export_run(config: ExportConfig | dict[str, Any]) -> dict[str, Any]:
         lock.release()
 
     if engine_reason is not None:
-        from edgexfer.export.tensorrt import EngineUnavailable
-
         error = EngineUnavailable(
             f"--engine: no TensorRT engine was built ({engine_reason}); the ONNX artifacts are in {out}",
             "build engines on a machine with TensorRT and an NVIDIA GPU: edgexfer export RUN_DIR --engine",
@@ -176,9 +179,7 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
                    ) -> tuple[dict[str, Any], str | None]:
     engine_reason = None
     if config.engine:
-        from edgexfer.export.tensorrt import engine_support
-
-        engine_ok, detail = engine_support()
+        engine_ok, detail = trt_export.engine_support()
         if not engine_ok:
             engine_reason = detail
             say(f"TensorRT engines will not be built: {detail}; writing the ONNX artifacts only")
@@ -195,8 +196,6 @@ def _export_locked(config: ExportConfig, run: RunRecord, out: Path, say, timelin
 
     calset = None
     if config.int8:
-        from edgexfer.data.calibration import find_or_build
-
         with timeline.stage("calibration_set"):
             calset, built = find_or_build(config.calibration_location, run.path, config.calibration_size,
                                           config.calibration_seed, data_root=config.data_root, progress=config.progress)
@@ -273,9 +272,6 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
 def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, val_images: np.ndarray, calset: Any,
            build_engines: bool, out: Path, say, timeline: Timeline
            ) -> tuple[list[dict[str, Any]], OperatingPoint | None]:
-    from edgexfer.export.keras_onnx import convert_run_model, metadata_for
-    from edgexfer.runtime.ort_runtime import predict_onnx
-
     artifacts: list[dict[str, Any]] = []
     metadata = metadata_for(run)
     fp32_path = staging / mf.onnx_file("fp32")
@@ -306,15 +302,11 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, va
             f"sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.3f} on {point.chosen_on})")
 
     if config.fp16:
-        from edgexfer.export.onnx_fp16 import convert_to_fp16
-
         fp16_path = staging / mf.onnx_file("fp16")
         say("FP16: converting the FP32 graph")
         with timeline.stage("fp16_convert"):
             kept = convert_to_fp16(fp32_path, fp16_path)
         with timeline.stage("fp16_check"):
-            from edgexfer.export.onnx_fp16 import CHECK_LIMIT  # FP16 runs slowly on CPUs: a bounded check
-
             fp16_probs = predict_onnx(fp16_path, val_images[:CHECK_LIMIT], config.batch_size)
             fp16_parity = _parity("fp32", fp32_probs[: len(fp16_probs)], fp16_probs)
         artifacts.append(mf.artifact_record("fp16", fp16_path, fmt="onnx", precision="fp16", target="any",
@@ -332,8 +324,6 @@ def _build(config: ExportConfig, run: RunRecord, staging: Path, split: Split, va
                 require_tensorrt_ready(staging / artifact["file"], artifact["file"], EXPORT_FIX)
 
     if build_engines:
-        from edgexfer.export.tensorrt import build_engine
-
         cache = staging / TIMING_CACHE_FILE
         previous = config.timing_cache if config.timing_cache is not None else out / TIMING_CACHE_FILE
         if previous.is_file():

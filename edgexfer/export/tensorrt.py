@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import edgexfer.runtime.cuda as cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer.errors import EdgexferError
 
 DEFAULT_WORKSPACE_BYTES = 4 << 30
@@ -33,10 +34,10 @@ class EngineUnavailable(EdgexferError):
 def gpu_info() -> dict[str, Any]:
     """What the CUDA driver says about device 0 (``usable``, ``reason``, ``name``, ``compute_capability``…)."""
     try:
-        from edgexfer.runtime.cuda import gpu_status
+        pass
     except ImportError:  # a build without the runtime package cannot see GPUs
         return {"usable": False, "reason": "edgexfer.runtime.cuda is not available"}
-    return gpu_status().as_dict()
+    return cuda.gpu_status().as_dict()
 
 
 def engine_support() -> tuple[bool, str]:

@@ -13,17 +13,17 @@ from typing import Any
 
 from edgexfer.io import write_text
 from edgexfer.report.formats import DASH, fmt, fmt_ms, fmt_size, md, md_code, md_url
-from edgexfer.report.plots import confusion_matrix
+from edgexfer.report.gradcam import gradcam_markdown
+from edgexfer.report.html import write_html_report
+from edgexfer.report.plots import accuracy_vs_latency, confusion_matrix, latency_by_batch, reliability_diagram
 from edgexfer.report.summary import bench_title
 
 
 def write_bench_report(results: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """Write plots/, report.md and its self-contained twin report.html into ``out_dir``; return the report path."""
-    from edgexfer.report.html import write_html_report
 
     out = Path(out_dir)
     plots = write_bench_plots(results, out / "plots")
-    from edgexfer.explain import gradcam_markdown  # TensorFlow-free: overlays written by `edgexfer explain`
 
     markdown = bench_markdown(results, {k: p.relative_to(out) for k, p in plots.items()}) + gradcam_markdown(out)
     report = write_text(out / "report.md", markdown)
@@ -424,8 +424,6 @@ def _images_named(results: dict[str, Any]) -> str:
 
 
 def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    from edgexfer.report.plots import accuracy_vs_latency, latency_by_batch
-
     out = Path(plots_dir)
     rows = results["results"]
     written: dict[str, Path] = {}
@@ -440,8 +438,6 @@ def write_bench_plots(results: dict[str, Any], plots_dir: str | os.PathLike[str]
 
     calibration = (results.get("calibration") or {}).get("rows") or []
     if calibration:
-        from edgexfer.report.plots import reliability_diagram
-
         written["reliability"] = reliability_diagram(calibration, out / "reliability.png")
 
     # one confusion matrix per artifact (precision), from the first runtime that ran it

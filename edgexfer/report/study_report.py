@@ -20,6 +20,7 @@ import numpy as np
 from edgexfer.contracts.study import REFERENCE_RUNTIMES, row_key
 from edgexfer.contracts.study import row_label as _label
 from edgexfer.io import write_text
+from edgexfer.report.bench_report import write_bench_report
 from edgexfer.report.formats import (
     DASH,
     fmt,
@@ -533,7 +534,6 @@ def render_study_report(study_dir: str | Path, results: dict[str, Any], deployab
 def render_bench_dir(bench_dir: str | Path, results: dict[str, Any]) -> dict[str, Path]:
     """Re-render a bench directory with the bench's own renderer, then add the HTML."""
     bench = Path(bench_dir)
-    from edgexfer.report.bench_report import write_bench_report
 
     md_path = write_bench_report(results, bench)
     html_path = write_html_report(md_path, bench / "report.html")

@@ -11,24 +11,22 @@ from collections.abc import Sequence
 from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, Derived, Execution, InputSpec, Runtime, RuntimeKind
 from edgexfer.runtime.cuda import gpu_status, gpu_usable
+from edgexfer.runtime.keras_runtime import KerasRuntime, keras_available
+from edgexfer.runtime.ort_runtime import OrtRuntime, provider_available
+from edgexfer.runtime.ov_runtime import OvRuntime, derive_bf16, device_available
+from edgexfer.runtime.trt_runtime import TrtRuntime, trt_available
 
 
 def _keras_available() -> tuple[bool, str]:
-    from edgexfer.runtime.keras_runtime import keras_available
-
     return keras_available()
 
 
 def _open_keras(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
-    from edgexfer.runtime.keras_runtime import KerasRuntime
-
     return KerasRuntime(artifact, threads)
 
 
 def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
     def available() -> tuple[bool, str]:
-        from edgexfer.runtime.ort_runtime import provider_available
-
         return provider_available(provider)
 
     def supports(artifact: Artifact) -> bool:
@@ -39,8 +37,6 @@ def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
                     and artifact.target not in ("tensorrt", "any"))
 
     def open_(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
-        from edgexfer.runtime.ort_runtime import OrtRuntime
-
         # the TensorRT provider's engines go to the user cache (tensorrt_cache_dir), not the export folder
         return OrtRuntime(artifact.path, provider, threads, artifact=artifact, batch_sizes=batch_sizes)
 
@@ -48,14 +44,11 @@ def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
 
 
 def _trt_available() -> tuple[bool, str]:
-    from edgexfer.runtime.trt_runtime import trt_available
-
     return trt_available()
 
 
 def _open_trt(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
     # the engine's own optimization profile (built by export) decides the batch range
-    from edgexfer.runtime.trt_runtime import TrtRuntime
 
     return TrtRuntime(artifact, threads)
 
@@ -65,8 +58,6 @@ def _ov_kind(name: str, device: str, description: str) -> RuntimeKind:
     ``bf16`` artifact (the FP32 file with the bf16 precision hint) where the CPU runs BF16 natively."""
 
     def available() -> tuple[bool, str]:
-        from edgexfer.runtime.ov_runtime import device_available
-
         return device_available(device)
 
     def supports(artifact: Artifact) -> bool:
@@ -76,13 +67,10 @@ def _ov_kind(name: str, device: str, description: str) -> RuntimeKind:
 
     def open_(artifact: Artifact, threads: int | None, batch_sizes: tuple[int, ...] | None = None) -> Runtime:
         # OpenVINO compiles for any batch: the benched sizes need no profile
-        from edgexfer.runtime.ov_runtime import OvRuntime
 
         return OvRuntime(artifact, threads, device)
 
     def derive(artifacts: Sequence[Artifact]) -> Derived:
-        from edgexfer.runtime.ov_runtime import derive_bf16
-
         return derive_bf16(artifacts)
 
     return RuntimeKind(name, description, available, supports, open_, derive if device == "CPU" else None)

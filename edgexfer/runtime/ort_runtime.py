@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+import edgexfer.runtime.cuda as cuda  # gpu_status looked up when called (tests replace it)
 from edgexfer._lazy import is_available, require
 from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, InputSpec, Runtime
@@ -242,12 +243,11 @@ def tensorrt_cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
     runs only where it was built. ``root`` defaults to ``$XDG_CACHE_HOME/edgexfer/trt`` (``~/.cache/...``)."""
     import re
 
-    from edgexfer.runtime.cuda import gpu_status
 
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = Path(base) / "edgexfer" / "trt"
-    gpu = gpu_status()
+    gpu = cuda.gpu_status()
     label = f"{gpu.name or 'no-gpu'}-sm{gpu.compute_capability or 'unknown'}"
     return Path(root) / re.sub(r"[^A-Za-z0-9._]+", "-", f"{tensorrt_version()}-{label}").strip("-")
 

@@ -35,34 +35,46 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from edgexfer._folders import refuse_links_inside, refuse_overlap
+from edgexfer.config import FinetuneConfig
+from edgexfer.contracts.run import read_metrics
+from edgexfer.contracts.study import SCHEMA as STUDY_SCHEMA
+from edgexfer.data.scan import scan_source
+from edgexfer.data.sources import discover
+from edgexfer.data.splits import Split, make_split
+from edgexfer.data.synthetic import generate_demo
 from edgexfer.errors import EdgexferError
+from edgexfer.evaluate.bench import BenchConfig
+from edgexfer.export.config import ExportConfig
 from edgexfer.io import lock_folder, read_json, sha256_file, write_json
+from edgexfer.options import make_config
 from edgexfer.studies.executors import ExecutorConfig, make_executor
+from edgexfer.studies.jobs import (
+    BENCH_PATHS,
+    EXPORT_PATHS,
+    FINETUNE_PATHS,
+    BackboneJob,
+    JobResult,
+    PointJob,
+    rel,
+)
+from edgexfer.studies.limited_data import (
+    LimitedDataPoint,
+    limited_data_record,
+    plan_limited_data,
+    point_config,
+)
+from edgexfer.studies.render import render_study
 from edgexfer.studies.resumable import STATE_SCHEMA, changed_options, fingerprint, now
-
-if TYPE_CHECKING:
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.evaluate.bench import BenchConfig
-    from edgexfer.export.config import ExportConfig
-    from edgexfer.studies.jobs import BackboneJob, JobResult, PointJob
+from edgexfer.studies.stages import Stages, TuneOptions, default_stages
+from edgexfer.studies.tuning import is_tuning_worker, tuning_role
+from edgexfer.versions import library_versions, machine_info
 
 STUDY_RECORD_SCHEMA = "edgexfer.study-record/1"
 __all__ = ["STATE_SCHEMA", "CompareConfig", "Stages", "Study", "StudyOutcome", "TuneOptions", "default_stages",
            "fingerprint", "run_compare"]
-
-
-@dataclass
-class TuneOptions:
-    """KerasTuner search per backbone (``--tune``)."""
-
-    tuner: str = "hyperband"  # or "bayesian"
-    max_trials: int = 10
-    epochs: int = 4  # most epochs one trial trains (Hyperband's max_epochs)
-    objective: str = "val_accuracy"
-    executions_per_trial: int = 1
 
 
 # options of each stage that the study decides per backbone
@@ -124,9 +136,6 @@ class CompareConfig:
     def _stage_configs(self) -> None:
         """The three stage configs as objects (from mappings or defaults), checked now: a bad option
         fails in one line before the first backbone trains for hours."""
-        from edgexfer.config import FinetuneConfig
-        from edgexfer.evaluate.bench import BenchConfig
-        from edgexfer.export.config import ExportConfig
 
         first = self.backbones[0]
         self.finetune = _stage_config(FinetuneConfig, self.finetune, "fine-tune", {"seed": self.seed}, {
@@ -140,29 +149,22 @@ class CompareConfig:
     # typed views (set by __post_init__)
     @property
     def finetune_config(self) -> FinetuneConfig:
-        from edgexfer.config import FinetuneConfig
-
         assert isinstance(self.finetune, FinetuneConfig)
         return self.finetune
 
     @property
     def export_config(self) -> ExportConfig:
-        from edgexfer.export.config import ExportConfig
-
         assert isinstance(self.export, ExportConfig)
         return self.export
 
     @property
     def bench_config(self) -> BenchConfig:
-        from edgexfer.evaluate.bench import BenchConfig
-
         assert isinstance(self.bench, BenchConfig)
         return self.bench
 
 
 def _stage_config(config_class: type, given: Any, stage: str, defaults: dict[str, Any], paths: dict[str, Any]) -> Any:
     """``given`` (a config, a mapping of its fields, or None) as a ``config_class`` with the study's paths."""
-    from edgexfer.api import make_config
 
     if given is None or isinstance(given, Mapping):
         options = dict(given or {})
@@ -178,76 +180,11 @@ def _stage_config(config_class: type, given: Any, stage: str, defaults: dict[str
 
 
 @dataclass
-class Stages:
-    """The stage functions a study calls; tests swap in stand-ins. With ``--executor ray`` they run
-    in the workers (Ray pickles them with cloudpickle)."""
-
-    finetune: Callable[[Any], Any]
-    export: Callable[[Any], Any]
-    bench: Callable[[Any], Any]
-    tune: Callable[..., dict[str, Any]]
-    check_backbones: Callable[[Sequence[str], Any], None] = field(
-        default=lambda names, image_size=None: known_backbones(names, image_size))
-    # weights choice -> "imagenet", "none" or an absolute file path, per backbone (as the trainer resolves it)
-    resolve_weights: Callable[[str, Any], str] = field(default=lambda name, weights: resolved_weights(name, weights))
-
-
-def default_stages(log: Callable[[str], None] | None = None) -> Stages:
-    """The library's own stages (TensorFlow is imported when they run, not at module load)."""
-    from edgexfer.evaluate.bench import run_bench
-    from edgexfer.export import export_run
-    from edgexfer.studies.tuning import tune_backbone
-    from edgexfer.train import finetune
-
-    def finetune_stage(config: Any) -> Any:
-        return finetune(config, log=log or print)
-
-    return Stages(finetune=finetune_stage, export=export_run, bench=run_bench, tune=tune_backbone)
-
-
-@dataclass
 class StudyOutcome:
     out_dir: Path
     results: dict[str, Any]
     report: dict[str, Path]
     ran: dict[str, list[str]]  # stage -> backbones (or learning-curve points) it ran for (not skipped)
-
-
-# ---------------------------------------------------------------------------------------------
-# the contracts' readers
-
-
-def same_split(run_dir: Path, split_path: Path) -> bool:
-    """True when the run trained and tested on exactly the parts of ``split_path``."""
-    run_split = run_dir / "split.json"
-    if not run_split.is_file():
-        return False
-    return read_json(run_split, "run split").get("splits") == read_json(split_path, "study split").get("splits")
-
-
-def finished_run(run_dir: Path) -> dict[str, Any] | None:
-    """run.json of a finished run whose model file is the one it recorded, else None
-    (``edgexfer.contracts.run.finished_run``)."""
-    from edgexfer.contracts.run import finished_run as finished
-
-    run = finished(run_dir)
-    return run.record if run is not None else None
-
-
-def finished_export(export_dir: Path, model_sha256: str) -> dict[str, Any] | None:
-    """manifest.json of a complete export of the model with this hash, else None
-    (``edgexfer.contracts.manifest.finished_export``)."""
-    from edgexfer.contracts.manifest import finished_export as finished
-
-    manifest = finished(export_dir, model_sha256)
-    return manifest.to_dict() if manifest is not None else None
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """history.csv as a list of rows, numbers parsed (``edgexfer.contracts.run.read_history``)."""
-    from edgexfer.contracts.run import read_history as read
-
-    return read(run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,13 +207,9 @@ class Study:
 
     def prepare_data(self) -> tuple[Path, Any]:
         """The data path and the study's split (made once, then reused)."""
-        from edgexfer.data.sources import discover
-        from edgexfer.data.splits import Split, make_split
 
         c = self.config
         if c.data == "demo":
-            from edgexfer.data.synthetic import generate_demo
-
             data_path = generate_demo(self.dir / "data" / "demo", per_class=c.demo_per_class, size=c.demo_size, seed=c.seed)
         else:
             data_path = Path(c.data).expanduser()
@@ -295,8 +228,6 @@ class Study:
         if split_path.is_file():
             split = Split.load(split_path)
         else:
-            from edgexfer.data.scan import scan_source
-
             # unreadable files are left out of the split once, so no backbone meets them mid-epoch
             scan = scan_source(discover(data_path))
             if scan.skipped:
@@ -316,8 +247,6 @@ class Study:
     # ----------------------------------------------------------------- the jobs
 
     def backbone_job(self, name: str, data_path: Path) -> BackboneJob:
-        from edgexfer.studies.jobs import BackboneJob
-
         c, d = self.config, self.dir
         run_dir, export_dir = d / "runs" / name, d / "exported" / name
         export = c.export_config
@@ -347,13 +276,6 @@ class Study:
     def limited_data(self, data_path: Path, split: Any, entries: dict[str, dict[str, Any]], executor: Any,
                      failures: dict[str, str]) -> dict[str, Any]:
         """Learning-curve points as jobs: planned once, run through the executor, then assembled."""
-        from edgexfer.studies.jobs import PointJob
-        from edgexfer.studies.limited_data import (
-            LimitedDataPoint,
-            limited_data_record,
-            plan_limited_data,
-            point_config,
-        )
 
         c = self.config
         backbones = [b for b in c.backbones if b in entries]
@@ -363,7 +285,6 @@ class Study:
         def reuse(point: LimitedDataPoint) -> dict[str, Any] | None:
             if point.fraction != 1 or point.weights != transfer[point.backbone] or point.backbone not in entries:
                 return None
-            from edgexfer.contracts.run import read_metrics
 
             metrics_path = self.dir / "runs" / point.backbone / "metrics.json"
             return read_metrics(metrics_path).to_dict() if metrics_path.is_file() else None
@@ -402,8 +323,6 @@ class Study:
         self.stages.check_backbones(c.backbones, c.finetune_config.image_size)
         worker = False
         if c.tune is not None:
-            from edgexfer.studies.tuning import is_tuning_worker, tuning_role
-
             tuning_role()  # a malformed KERASTUNER_* setting: one line before anything is written
             worker = is_tuning_worker()
         # a KerasTuner worker runs its trials here, for the chief; only the chief hands jobs to an executor
@@ -422,9 +341,6 @@ class Study:
             executor.stop()
 
     def _run(self, c: CompareConfig, executor: Any, worker: bool) -> StudyOutcome:
-        from edgexfer.contracts.study import SCHEMA as STUDY_SCHEMA
-        from edgexfer.studies.render import render_study
-
         created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         data_path, split = self.prepare_data()
@@ -456,8 +372,6 @@ class Study:
                                                                           ("bench", "benchmarks"))}})
         counts = {name: len(split.samples(name)) for name in split.names}
         machine = next((e.get("machine") for e in entries if e.get("machine")), None)
-        from edgexfer.studies.jobs import BENCH_PATHS, EXPORT_PATHS, FINETUNE_PATHS
-        from edgexfer.versions import library_versions
 
         results = {
             "schema": STUDY_SCHEMA,
@@ -491,8 +405,6 @@ class Study:
 
 
 def _rel(path: Path, root: Path) -> str:
-    from edgexfer.studies.jobs import rel
-
     return rel(path, root)
 
 
@@ -502,8 +414,6 @@ def _point_key(point: Any) -> str:
 
 def _machine_summary(machine: dict[str, Any] | None) -> dict[str, Any]:
     if not machine:
-        from edgexfer.versions import machine_info
-
         return dict(machine_info())
     gpu = machine.get("gpu")
     return {"processor": machine.get("cpu") or machine.get("processor"), "cores": machine.get("cores"),
@@ -514,19 +424,3 @@ def _machine_summary(machine: dict[str, Any] | None) -> dict[str, Any]:
 def run_compare(config: CompareConfig, stages: Stages | None = None) -> StudyOutcome:
     """Fine-tune, export and bench every backbone of ``config`` on one split; write results and report."""
     return Study(config, stages).run()
-
-
-def known_backbones(names: Sequence[str], image_size: int | None = None) -> None:
-    """Refuse, before any work starts, an unknown backbone (the registry names the closest ones) or an
-    image size below a backbone's minimum."""
-    from edgexfer.backbones.registry import get_backbone
-
-    for name in names:
-        get_backbone(name).check_image_size(image_size)
-
-
-def resolved_weights(backbone: str, weights: Any) -> str:
-    """What the trainer will load for ``weights`` on ``backbone`` (None: ImageNet where it exists)."""
-    from edgexfer.backbones import get_backbone, resolve_weights
-
-    return resolve_weights(get_backbone(backbone), weights)

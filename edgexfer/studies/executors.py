@@ -16,14 +16,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edgexfer._lazy import missing_extra
 from edgexfer.errors import EdgexferError
 from edgexfer.io import sha256_file
-
-if TYPE_CHECKING:
-    from edgexfer.studies.compare import Stages
-    from edgexfer.studies.jobs import Job, JobResult
+from edgexfer.logs import configure
+from edgexfer.studies.jobs import Job, JobResult, run_job
+from edgexfer.studies.stages import Stages
 
 EXECUTORS = ("local", "ray")
 # a local Ray instance started here: jobs exchange small records, never arrays
@@ -66,8 +66,6 @@ class LocalExecutor:
         pass
 
     def map(self, jobs: Sequence[Job], stages: Stages | None, log: Callable[[str], None]) -> Iterator[JobResult]:
-        from edgexfer.studies.jobs import run_job
-
         for i, job in enumerate(jobs, 1):
             log(f"[{i}/{len(jobs)}] {job.key}")
             yield run_job(job, stages, log)
@@ -78,8 +76,6 @@ class LocalExecutor:
 
 def _ray_job(job: Job, stages: Stages | None) -> JobResult:
     """The body of one Ray task: the job, logging to the worker's stderr (Ray forwards it to the driver)."""
-    from edgexfer.logs import configure
-    from edgexfer.studies.jobs import run_job
 
     configure()
 
@@ -91,10 +87,9 @@ def _ray_job(job: Job, stages: Stages | None) -> JobResult:
 
 def _sees(path: str, sha256: str) -> bool:
     """Probe task: does this node see the study record the driver wrote?"""
-    from edgexfer.io import sha256_file as digest
 
     record = Path(path)
-    return record.is_file() and digest(record) == sha256
+    return record.is_file() and sha256_file(record) == sha256
 
 
 class RayExecutor:
@@ -120,7 +115,6 @@ class RayExecutor:
             raise EdgexferError(
                 f"--out {study_dir} is a relative path, which each Ray node would resolve against its own folder",
                 "pass an absolute path on a filesystem every node of the cluster mounts (NFS, a cluster filesystem)")
-        from edgexfer._lazy import missing_extra
 
         with missing_extra("--executor ray"):  # the distributed extra
             import ray
@@ -181,8 +175,6 @@ class RayExecutor:
                 "put --out on a filesystem every node mounts at the same path (NFS, a cluster filesystem)")
 
     def map(self, jobs: Sequence[Job], stages: Stages | None, log: Callable[[str], None]) -> Iterator[JobResult]:
-        from edgexfer.studies.jobs import JobResult
-
         ray, c = self.ray, self.config
         task = ray.remote(max_calls=1)(_ray_job)  # a fresh worker per job: TensorFlow's memory goes with it
         pending = {task.options(num_cpus=c.cpus_per_job, num_gpus=c.gpus_per_job, max_retries=1,

@@ -15,18 +15,29 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edgexfer.config import FinetuneConfig
+from edgexfer.contracts.bench import load_results
+from edgexfer.contracts.manifest import read_manifest_record
+from edgexfer.contracts.run import load_run, read_metrics
+from edgexfer.contracts.study import study_rows
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
+from edgexfer.evaluate.bench import BenchConfig
+from edgexfer.export.config import ExportConfig
+from edgexfer.export.tensorrt import EngineUnavailable
 from edgexfer.io import read_json, sha256_file, write_json
+from edgexfer.studies.limited_data import LimitedDataPoint
 from edgexfer.studies.resumable import Stage, StateFile, changed_options, fingerprint, run_stage
-
-if TYPE_CHECKING:
-    from edgexfer.config import FinetuneConfig
-    from edgexfer.evaluate.bench import BenchConfig
-    from edgexfer.export.config import ExportConfig
-    from edgexfer.studies.compare import Stages, TuneOptions
-    from edgexfer.studies.limited_data import LimitedDataPoint
+from edgexfer.studies.stages import (
+    Stages,
+    TuneOptions,
+    default_stages,
+    finished_export,
+    finished_run,
+    read_history,
+    same_split,
+)
 
 # fields that name where a stage reads or writes, or how it talks: not what it computes
 FINETUNE_PATHS = ("data", "out", "split", "verbose", "tensorboard")
@@ -78,9 +89,6 @@ class BackboneJob:
         return self.study_dir / "tuning" / self.name
 
     def run(self, stages: Stages, log: Callable[[str], None]) -> JobResult:
-        from edgexfer.export.tensorrt import EngineUnavailable
-        from edgexfer.studies.compare import finished_export, finished_run, same_split
-
         name, study = self.name, self.study_dir
         state = StateFile.load(self.state_path)
         result = JobResult(name)
@@ -198,7 +206,6 @@ def adopt_legacy_run(state: StateFile, config: FinetuneConfig, split_file: Path,
     The earlier state recorded the options given (plus data, backbone and seed); rebuilt on the defaults
     they make the config that run was trained with. Export and bench, minutes rather than hours, are redone.
     """
-    from edgexfer.config import FinetuneConfig
 
     old = (state.legacy or {}).get("finetune") or {}
     options = old.get("options")
@@ -221,17 +228,12 @@ def adopt_legacy_run(state: StateFile, config: FinetuneConfig, split_file: Path,
 
 def backbone_entry(job: BackboneJob, tuning: dict[str, Any] | None) -> dict[str, Any]:
     """The study's record of one finished backbone (``backbones[]`` entry, bench rows, tuning)."""
-    from edgexfer.contracts.bench import load_results
-    from edgexfer.contracts.study import study_rows
-    from edgexfer.studies.compare import read_history
 
     name, study = job.name, job.study_dir
     run_dir, export_dir = Path(job.finetune.out), Path(job.export.export_dir)
     assert job.bench.out is not None
     bench_dir = job.bench.out
     state = StateFile.load(job.state_path)
-    from edgexfer.contracts.manifest import read_manifest_record
-    from edgexfer.contracts.run import load_run, read_metrics
 
     run = load_run(run_dir, require_files=False).record
     manifest = read_manifest_record(export_dir)
@@ -272,8 +274,6 @@ class PointJob:
         return f"{p.backbone}/{p.weights}/{p.fraction:g}"
 
     def run(self, stages: Stages, log: Callable[[str], None]) -> JobResult:
-        from edgexfer.studies.compare import finished_run
-
         run_dir = Path(self.finetune.out)
         # the run folder is the trainer's: the point's state lies beside it
         state = StateFile.load(run_dir.parent / f"{run_dir.name}.point.json")
@@ -283,7 +283,6 @@ class PointJob:
             run = finished_run(run_dir)
             if run is None or not (run_dir / "metrics.json").is_file():
                 return None
-            from edgexfer.contracts.run import read_metrics
 
             return read_metrics(run_dir).to_dict(), str(run["model_sha256"])
 
@@ -302,8 +301,6 @@ def run_job(job: Job, stages: Stages | None = None, log: Callable[[str], None] |
         def log(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
     if stages is None:
-        from edgexfer.studies.compare import default_stages
-
         stages = default_stages(log)
     try:
         return job.run(stages, log)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import edgexfer.contracts.bench as bench_contract
+import edgexfer.contracts.study as study_contract
 from edgexfer._folders import refuse_links_inside
-from edgexfer.contracts import bench as bench_contract
-from edgexfer.contracts import study as study_contract
 from edgexfer.errors import EdgexferError
+from edgexfer.report.study_report import render_bench_dir, render_study_report
+from edgexfer.studies.recommend import is_deployable, refresh_decisions
 
 
 def render_study(study_dir: str | Path, results: dict[str, Any], *, decide: bool = True,
@@ -20,8 +22,6 @@ def render_study(study_dir: str | Path, results: dict[str, Any], *, decide: bool
     """Draw a study's report. ``decide``: first mark the Pareto front and recommend (under
     ``latency_budget_ms`` when given) and write those decisions into results.json, so report and results
     agree; without it the decisions stored in ``results`` are drawn as they are."""
-    from edgexfer.report.study_report import render_study_report
-    from edgexfer.studies.recommend import is_deployable, refresh_decisions
 
     if decide:
         refresh_decisions(results, latency_budget_ms)
@@ -44,7 +44,6 @@ def render_report(directory: str | Path, latency_budget_ms: float | None = None)
         if latency_budget_ms is not None:
             raise EdgexferError("--latency-budget-ms applies to a study directory, not to a bench directory",
                                 "drop the option, or point edgexfer report at the study directory")
-        from edgexfer.report.study_report import render_bench_dir
 
         return render_bench_dir(path, bench_contract.load_results(path))
     raise EdgexferError(f"{study_contract.results_path(path)} has an unknown schema {schema!r}",

@@ -28,9 +28,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
 from edgexfer._lazy import require
+from edgexfer.backbones import get_backbone, resolve_weights
 from edgexfer.config import FinetuneConfig
+from edgexfer.data.splits import Split, class_weights
 from edgexfer.errors import EdgexferError
+from edgexfer.train.batchnorm import precise_batchnorm
+from edgexfer.train.stages import (
+    build_classifier,
+    fit_batchnorm_momentum,
+    fit_stage,
+    plan_trainability,
+    restore_batchnorm_momentum,
+    training_datasets,
+    tuning_stages,
+)
 
 BATCH_SIZES = (8, 16, 32, 64)
 
@@ -127,15 +140,6 @@ def train_trial(model: Any, spec: Any, config: FinetuneConfig, split: Any, *, ma
                 freeze_base: bool, bn_inference: bool, datasets: Any, callbacks: Sequence[Any] = (),
                 initial_epoch: int = 0, epochs: int | None = None) -> dict[str, float]:
     """Train one trial through the fine-tune's stage code; return its validation loss and accuracy."""
-    from edgexfer.data.pipeline import make_dataset
-    from edgexfer.train.batchnorm import precise_batchnorm
-    from edgexfer.train.stages import (
-        fit_batchnorm_momentum,
-        fit_stage,
-        plan_trainability,
-        restore_batchnorm_momentum,
-        tuning_stages,
-    )
 
     image_size = tuple(model.input_shape[1:3])
     epochs = max_epochs if epochs is None else epochs
@@ -153,15 +157,13 @@ def train_trial(model: Any, spec: Any, config: FinetuneConfig, split: Any, *, ma
                       callbacks=callbacks, verbose=0, first_epoch=first, end_epoch=end)
         offset += stage.epochs
     restore_batchnorm_momentum(model, momenta)
-    bn_ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
+    bn_ds = pipeline.make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
     precise_batchnorm(model, bn_ds, trained_bn, config.precise_bn_batches)
     loss, accuracy = model.evaluate(val, verbose=0)
     return {"val_loss": float(loss), "val_accuracy": float(accuracy)}
 
 
 def _class_weight(split: Any) -> dict[int, float]:
-    from edgexfer.data.splits import class_weights
-
     return {int(k): float(v) for k, v in class_weights(split).items()}
 
 
@@ -175,9 +177,6 @@ def tune_backbone(*, name: str, split_path: str | Path, finetune_fields: dict[st
     role = tuning_role()  # a bad KERASTUNER_* setting: refused before anything is written
     kt = require("keras_tuner", "--tune")
     keras = require("keras", "tuning")
-    from edgexfer.backbones import get_backbone, resolve_weights
-    from edgexfer.data.splits import Split
-    from edgexfer.train.stages import build_classifier, training_datasets
 
     spec = get_backbone(name)
     split = Split.load(split_path)

@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
+from edgexfer.backbones import build_model, get_base
 from edgexfer.config import FinetuneConfig
+from edgexfer.data.pipeline import AugmentConfig, steps_per_epoch
 from edgexfer.errors import EdgexferError
 
 
@@ -110,7 +113,6 @@ def set_trainable(model: Any, unfreeze: str | None, bn_inference: bool) -> int:
     """
     import keras
 
-    from edgexfer.backbones import get_base
 
     base = get_base(model)
     model.trainable = True
@@ -143,7 +145,6 @@ def trained_batchnorm(model: Any, bn_inference: bool) -> list[str]:
     trainable ones outside a backbone called in inference mode."""
     import keras
 
-    from edgexfer.backbones import get_base
 
     base_layers = {id(layer) for layer in _all_layers(get_base(model))}
     names = []
@@ -182,15 +183,12 @@ def restore_batchnorm_momentum(model: Any, original: dict[str, float]) -> None:
 
 def build_classifier(spec: Any, num_classes: int, image_size: tuple[int, int], config: FinetuneConfig, weights: str,
                      bn_inference: bool) -> Any:
-    from edgexfer.backbones import build_model
-
     return build_model(spec, num_classes, image_size, head=config.head, weights=weights, dropout=config.dropout,
                        bn_inference=bn_inference)
 
 
 def augment_config(config: FinetuneConfig):
     """The run's augmentation (an AugmentConfig), or None."""
-    from edgexfer.data.pipeline import AugmentConfig
 
     if config.augment is True:
         return AugmentConfig()
@@ -214,24 +212,19 @@ class TrainData:
 
     @property
     def steps(self) -> int:
-        from edgexfer.data.pipeline import steps_per_epoch
-
         return steps_per_epoch(len(self.split.samples("train")), self.batch_size, self.drop_remainder)
 
     def __call__(self, first: int, end: int) -> Any:
-        from edgexfer.data.pipeline import make_dataset
-
-        return make_dataset(self.split, "train", self.image_size, self.batch_size, augment=self.augment,
+        return pipeline.make_dataset(self.split, "train", self.image_size, self.batch_size, augment=self.augment,
                             seed=self.seed, cache=self.cache, epochs=(first, end), drop_remainder=self.drop_remainder)
 
 
 def training_datasets(split: Any, image_size: tuple[int, int], config: FinetuneConfig, batch_size: int | None = None):
     """(train, val): train a :class:`TrainData` shuffled by the run's seed and augmented as configured."""
-    from edgexfer.data.pipeline import make_dataset
 
     batch = batch_size or config.batch_size
     train = TrainData(split, image_size, batch, augment_config(config), config.seed, config.cache)
-    val = make_dataset(split, "val", image_size, batch, shuffle=False, cache=config.cache)
+    val = pipeline.make_dataset(split, "val", image_size, batch, shuffle=False, cache=config.cache)
     return train, val
 
 

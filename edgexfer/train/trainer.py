@@ -16,13 +16,60 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import edgexfer.contracts.run as run_contract
+import edgexfer.data.pipeline as pipeline  # make_dataset looked up when called (tests watch it)
+import edgexfer.report.plots as plots
 from edgexfer._folders import refuse_links_inside, refuse_overlap
+from edgexfer._lazy import is_available, missing_module_error, require
+from edgexfer.backbones import BackboneSpec, build_base, get_backbone, resolve_weights
 from edgexfer.config import RESUME_FREE, FinetuneConfig
-from edgexfer.contracts import run as run_contract
+from edgexfer.data.scan import scan_source
+from edgexfer.data.sources import discover
+from edgexfer.data.splits import Split, class_weights, make_split
+from edgexfer.data.synthetic import generate_demo
 from edgexfer.errors import EdgexferError
-from edgexfer.io import read_json, sha256_file, write_json, write_text
+from edgexfer.evaluate.metrics import classification_metrics
+from edgexfer.io import fix_modes, lock_folder, make_temp_dir, read_json, sha256_file, write_json, write_text
 from edgexfer.limits import check_batch_fits
-from edgexfer.train.stages import augment_config, build_classifier
+from edgexfer.train.batchnorm import (
+    BatchNormRecord,
+    keep_better_statistics,
+    moving_statistics,
+    precise_batchnorm,
+)
+from edgexfer.train.callbacks import (
+    BEST_WEIGHTS,
+    RESUME_FILE,
+    RunState,
+    load_weights,
+    make_progress_callback,
+    make_resume_callback,
+    read_resume_point,
+)
+from edgexfer.train.distribute import (
+    check_batches,
+    is_worker_failure,
+    keras_multiworker_fixes,
+    make_distribution,
+    read_tf_config,
+    worker_failure,
+)
+from edgexfer.train.sanity import check_run
+from edgexfer.train.stages import (
+    Stage,
+    _all_layers,
+    augment_config,
+    build_classifier,
+    fit_batchnorm_momentum,
+    fit_stage,
+    plan_stages,
+    plan_trainability,
+    resolved_fine_tune_epochs,
+    restore_batchnorm_momentum,
+    training_callbacks,
+    training_datasets,
+)
+from edgexfer.versions import library_versions
 
 CONFIG_SCHEMA = "edgexfer.finetune-config/1"
 MODEL_FILE = run_contract.MODEL_FILE
@@ -56,6 +103,21 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunResult:
 # ------------------------------------------------------------------------------------ the run
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``finetune`` decided before training, checked: the options, the backbone at its image size and
+    weights, what trains, the stage schedule, and the options record run.json keeps."""
+
+    config: FinetuneConfig
+    spec: BackboneSpec
+    image_size: tuple[int, int]
+    weights: str
+    freeze_base: bool
+    bn_inference: bool
+    stages: list[Stage]
+    options: dict[str, Any]
+
+
 def finetune(
     config: FinetuneConfig,
     *,
@@ -71,10 +133,6 @@ def finetune(
     """
     say = log or (lambda _msg: None)
     config.validate()
-    from edgexfer.backbones import get_backbone, resolve_weights
-    from edgexfer.io import fix_modes, lock_folder
-    from edgexfer.train.distribute import read_tf_config
-    from edgexfer.train.stages import plan_stages, resolved_fine_tune_epochs
 
     spec = get_backbone(config.backbone)
     image_size = spec.check_image_size(config.image_size)
@@ -93,8 +151,6 @@ def finetune(
     if config.augment is not None:
         augment_config(config)  # refuse bad augmentation options now
     if config.tensorboard:
-        from edgexfer._lazy import is_available, missing_module_error
-
         if not is_available("tensorboard"):
             raise missing_module_error("tensorboard", ImportError("tensorboard"), "--tensorboard")
     out = Path(config.out).expanduser().resolve()
@@ -113,37 +169,34 @@ def finetune(
         # process of TF_CONFIG has started
         distribution = _distribution(config.distribute, cluster)
         say(distribution.describe())
-        from edgexfer.train.distribute import check_batches
 
         check_batches(config.batch_size, None, distribution.replicas)
     if weights != "none":
         # fail before touching any data: a weights file that does not fit, an ImageNet download that fails
-        spec.build_base(image_size, weights)
-    run_args = (config, spec, image_size, weights, freeze_base, bn_inference, stages)
+        build_base(spec, image_size, weights)
+    plan = RunPlan(config, spec, image_size, weights, freeze_base, bn_inference, stages, options)
     if distribution is not None and not distribution.writes_run:  # a multi-worker worker: the chief writes the run
-        return _run_worker(run_args, distribution, out, options, callbacks, say)
+        return _run_worker(plan, distribution, out, callbacks, say)
     lock = lock_folder(out, "edgexfer finetune")  # held until the run is written (or fails)
     try:
         if _check_run_dir(out, options):
             result = load_run(out)
             say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
             return result
-        result = _run(*run_args, out, options, callbacks, say, distribution)
+        result = _run(plan, out, callbacks, say, distribution)
         fix_modes(out)
         return result
     finally:
         lock.release()
 
 
-def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> RunResult:
+def _run_worker(plan: RunPlan, distribution, out: Path, callbacks, say) -> RunResult:
     """A multi-worker worker other than the chief: it reads the chief's run folder (never locks or writes
     it), trains in step with the chief in a temporary folder seeded with the chief's files (a resumed
     run continues from the chief's checkpoints), and removes that folder."""
     import shutil
 
-    from edgexfer.io import make_temp_dir
-
-    if _check_run_dir(out, options):
+    if _check_run_dir(out, plan.options):
         say(f"{out} already holds this finished run; nothing to do (delete it to train again)")
         return load_run(out)
     work = make_temp_dir("edgexfer-worker-")
@@ -154,19 +207,16 @@ def _run_worker(run_args, distribution, out: Path, options, callbacks, say) -> R
                     shutil.copy2(out / name, work / name)
             if (out / "checkpoints").is_dir():
                 shutil.copytree(out / "checkpoints", work / "checkpoints")
-        config, spec, image_size, weights, freeze_base, bn_inference, stages = run_args
-        result = _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, work, options, callbacks,
-                      say, distribution)
+        result = _run(plan, work, callbacks, say, distribution)
         say(f"{distribution.cluster.name if distribution.cluster else 'worker'}: done; the chief writes the run to {out}")
         return RunResult(out, result.metrics, {}, result.history, resumed=result.resumed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, out, options, callbacks, say,
-         distribution):
-    from edgexfer.train.stages import fit_batchnorm_momentum, plan_trainability, restore_batchnorm_momentum
-
+def _run(plan: RunPlan, out: Path, callbacks, say, distribution) -> RunResult:
+    config, spec, image_size, weights = plan.config, plan.spec, plan.image_size, plan.weights
+    freeze_base, bn_inference, stages, options = plan.freeze_base, plan.bn_inference, plan.stages, plan.options
     split, skipped = _prepare_data(config, out, say)
     classes = split.classes
 
@@ -256,8 +306,6 @@ def _run(config, spec, image_size, weights, freeze_base, bn_inference, stages, o
 
 
 def _momentum_of(model, momenta: dict[str, float]) -> float:
-    from edgexfer.train.stages import _all_layers
-
     return float(next(layer.momentum for layer in _all_layers(model) if layer.name in momenta))
 
 
@@ -271,16 +319,11 @@ def _print_plan(say, stages) -> None:
 
 
 def _recalibrate_batchnorm(model, split, image_size, config: FinetuneConfig, trained_bn, say):
-    from edgexfer.data.pipeline import make_dataset
-    from edgexfer.train.batchnorm import keep_better_statistics, moving_statistics, precise_batchnorm
-
     if not trained_bn or config.precise_bn_batches == 0:
-        from edgexfer.train.batchnorm import BatchNormRecord
-
         return BatchNormRecord("none" if not trained_bn else "off", [])
     # shuffled (batches mixing the classes, as in training), never augmented
-    ds = make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
-    val = make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=False)
+    ds = pipeline.make_dataset(split, "train", image_size, config.batch_size, shuffle=True, seed=config.seed + 1, cache=False)
+    val = pipeline.make_dataset(split, "val", image_size, config.batch_size, shuffle=False, cache=False)
     before = _accuracy(model, val)
     training_statistics = moving_statistics(model, trained_bn)
     record = precise_batchnorm(model, ds, trained_bn, config.precise_bn_batches)
@@ -311,7 +354,6 @@ def _saved_row(history, monitor: str) -> dict[str, Any] | None:
 
 
 def _sanity(metrics, y_true, split, val_accuracy, history, monitor: str):
-    from edgexfer.train.sanity import check_run
 
     best = _saved_row(history, monitor)
     train_accuracy = best.get("accuracy") if best else None  # the epoch whose weights were kept
@@ -359,10 +401,6 @@ def _check_run_dir(out: Path, options: dict[str, Any]) -> bool:
 
 
 def _prepare_data(config: FinetuneConfig, out: Path, say):
-    from edgexfer.data.scan import scan_source
-    from edgexfer.data.sources import discover
-    from edgexfer.data.splits import Split, make_split
-
     split_file = out / "split.json"
     if split_file.is_file() and (out / "config.json").is_file():
         return Split.load(split_file), _read_skipped(out / "skipped.txt")
@@ -371,8 +409,6 @@ def _prepare_data(config: FinetuneConfig, out: Path, say):
         say(f"data: split {config.split}; " + ", ".join(f"{len(split.samples(n))} {n}" for n in split.names))
         return split, []
     if config.data == "demo":
-        from edgexfer.data.synthetic import generate_demo
-
         data_dir = generate_demo(out / "data" / "demo", per_class=config.demo_per_class, size=config.demo_size,
                                  seed=config.seed)
         say(f"synthetic demo data: {config.demo_per_class} images per class at {config.demo_size} px in {data_dir}")
@@ -416,8 +452,6 @@ def _save_model(model, path: Path) -> None:
 
 
 def _plots(out: Path, history, y_true, probabilities, classes, stages, monitor: str) -> None:
-    from edgexfer.report import plots
-
     saved = _saved_row(history, monitor)
     plots.training_curves(history, out / "plots", monitor=monitor,
                           stage_labels={s.key: f"{plots.stage_name(s.key)}: {s.label}" for s in stages},
@@ -430,8 +464,6 @@ def _plots(out: Path, history, y_true, probabilities, classes, stages, monitor: 
 
 
 def _tensorflow():
-    from edgexfer._lazy import require
-
     tf = require("tensorflow", "fine-tuning")
     keras = require("keras", "fine-tuning")
     return tf, keras
@@ -439,7 +471,6 @@ def _tensorflow():
 
 def _distribution(distribute: str, cluster):
     """The strategy of ``--distribute`` (edgexfer.train.distribute), made before any other TensorFlow work."""
-    from edgexfer.train.distribute import make_distribution
 
     tf, _keras = _tensorflow()
     return make_distribution(tf, distribute, cluster)
@@ -451,12 +482,6 @@ def _train_distributed(model, distribution, split, image_size, config, stages, o
     this one with one line (the collective times out or is aborted) and the same command resumes."""
     if distribution.kind != "multiworker":
         return _train(model, distribution.strategy, split, image_size, config, stages, out, callbacks, say, resolved)
-    from edgexfer.train.distribute import (
-        check_batches,
-        is_worker_failure,
-        keras_multiworker_fixes,
-        worker_failure,
-    )
 
     check_batches(config.batch_size, len(split.samples("train")), distribution.replicas)
     tf, _keras = _tensorflow()
@@ -482,8 +507,6 @@ def _mixed_precision_usable(tf, requested: bool, say) -> bool:
 
 
 def _class_weights(split) -> dict[str, float]:
-    from edgexfer.data.splits import class_weights
-
     return {str(k): v for k, v in class_weights(split).items()}
 
 
@@ -491,16 +514,6 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
            resolved, drop_remainder: bool = False) -> list[dict[str, Any]]:
     import keras
 
-    from edgexfer.train.callbacks import (
-        BEST_WEIGHTS,
-        RESUME_FILE,
-        RunState,
-        load_weights,
-        make_progress_callback,
-        make_resume_callback,
-        read_resume_point,
-    )
-    from edgexfer.train.stages import fit_stage, training_callbacks, training_datasets
 
     checkpoints = out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -509,9 +522,8 @@ def _train(model, strategy, split, image_size, config: FinetuneConfig, stages, o
     train_ds, val_ds = training_datasets(split, image_size, config)
     train_ds.drop_remainder = drop_remainder
     if drop_remainder:  # validation in batches of one image per replica (at most replicas - 1 images left out)
-        from edgexfer.data.pipeline import make_dataset
 
-        val_ds = make_dataset(split, "val", image_size, strategy.num_replicas_in_sync, shuffle=False,
+        val_ds = pipeline.make_dataset(split, "val", image_size, strategy.num_replicas_in_sync, shuffle=False,
                               cache=config.cache, drop_remainder=True)
     class_weight = {int(k): v for k, v in resolved["class_weights"].items()} if resolved["class_weights"] else None
     verbose = _verbose(config.verbose)
@@ -615,24 +627,20 @@ def _evaluate(keras, model_path: Path, split, image_size, batch_size: int):
     """Test-split metrics of the SAVED model, so metrics.json describes exactly model.keras."""
     import numpy as np
 
-    from edgexfer.data.pipeline import make_dataset
-    from edgexfer.evaluate.metrics import classification_metrics
 
     model = keras.saving.load_model(model_path)
-    ds = make_dataset(split, "test", image_size, batch_size, shuffle=False, cache=False)
+    ds = pipeline.make_dataset(split, "test", image_size, batch_size, shuffle=False, cache=False)
     probs, labels = [], []
     for x, y in ds:
         probs.append(np.asarray(model(x, training=False), dtype=np.float32))
         labels.append(np.asarray(y))
     y_true = np.concatenate(labels)
     probabilities = np.concatenate(probs)
-    val_accuracy = _accuracy(model, make_dataset(split, "val", image_size, batch_size, shuffle=False, cache=False))
+    val_accuracy = _accuracy(model, pipeline.make_dataset(split, "val", image_size, batch_size, shuffle=False, cache=False))
     return classification_metrics(y_true, probabilities, split.classes), y_true, probabilities, val_accuracy
 
 
 def _versions() -> dict[str, Any]:
-    from edgexfer.versions import library_versions
-
     return library_versions()
 
 

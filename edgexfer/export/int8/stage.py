@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+import edgexfer.export.manifest as mf
 from edgexfer.contracts.layers import LayerReport, layers_file, write_layer_report
-from edgexfer.export import manifest as mf
 from edgexfer.export.config import CALIBRATION_METHODS_TRIED, ExportConfig
 from edgexfer.export.int8.agreement import (
     SOURCE_NAMES,
