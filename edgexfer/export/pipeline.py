@@ -351,8 +351,6 @@ def _choose_operating_point(config: ExportConfig, run: RunRecord, split: Split, 
                             val_images: np.ndarray, fp32_probs: np.ndarray) -> OperatingPoint:
     """The clinical operating point on every validation image, with the FP32 ONNX's probabilities (those
     the parity check computed when it loaded them all); validation images without both kinds: one line."""
-    from edgexfer.runtime.ort_runtime import predict_onnx
-
     images, labels = split.load_arrays("val", run.image_size)
     probs = fp32_probs if len(images) == len(val_images) else predict_onnx(fp32_path, images, config.batch_size)
     positive = positive_index(run.classes, config.positive_class)
