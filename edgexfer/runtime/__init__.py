@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import edgexfer.runtime.ort_runtime as ort_runtime  # provider_available looked up when called (tests replace it)
 from edgexfer.errors import EdgexferError
 from edgexfer.runtime.base import Artifact, Derived, Execution, InputSpec, Runtime, RuntimeKind
 from edgexfer.runtime.cuda import gpu_status, gpu_usable
 from edgexfer.runtime.keras_runtime import KerasRuntime, keras_available
-from edgexfer.runtime.ort_runtime import OrtRuntime, provider_available
+from edgexfer.runtime.ort_runtime import OrtRuntime
 from edgexfer.runtime.ov_runtime import OvRuntime, derive_bf16, device_available
 from edgexfer.runtime.trt_runtime import TrtRuntime, trt_available
 
@@ -27,7 +28,7 @@ def _open_keras(artifact: Artifact, threads: int | None, batch_sizes: tuple[int,
 
 def _ort_kind(name: str, provider: str, description: str) -> RuntimeKind:
     def available() -> tuple[bool, str]:
-        return provider_available(provider)
+        return ort_runtime.provider_available(provider)
 
     def supports(artifact: Artifact) -> bool:
         if artifact.format != "onnx":
