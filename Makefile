@@ -35,7 +35,7 @@ $(STUBS)/patched/.patched: $(BIN)/.installed scripts/patch_trt_stubs.py
 # The real-size backbone conversions (near 6 GB resident at their peak) run in a second pytest process, so
 # that no process holds them and what the rest of the suite built at once (the suite stays under 8 GB).
 # Both runs always run; the target fails if either fails.
-OWN_PROCESS_TESTS := tests/test_export_backbones.py
+OWN_PROCESS_TESTS := tests/export/test_export_backbones.py
 
 test: setup
 	@status=0; \

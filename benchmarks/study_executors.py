@@ -4,7 +4,7 @@
 
 The study: two small CNNs (``tinycnn`` and the tests' ``studycnn``) compared on the synthetic demo data
 (fine-tune, export FP32/FP16/INT8, bench on ONNX Runtime CPU). ``test`` is the configuration of
-tests/test_ray_studies.py (12 images per class, 32 px, one epoch); ``larger`` trains longer on more
+tests/studies/test_ray_studies.py (12 images per class, 32 px, one epoch); ``larger`` trains longer on more
 images (60 per class, 64 px, 3 + 1 epochs) so that the jobs, not the start-up, take the time.
 
 Each variant runs in a fresh child process (``--child``), one at a time, into a new study folder:

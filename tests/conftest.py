@@ -1,5 +1,6 @@
 """Shared test set-up. Fixtures live in plugin modules, one per area, so they can grow independently:
-fixtures_data (synthetic data sets), fixtures_run (a tiny finished run), fixtures_export (its export).
+fixtures_data (synthetic data sets), fixtures_run (a tiny finished run), fixtures_export (its export),
+fixtures_handmade (a hand-made ONNX export with known weights, for the bench, runtime and predict tests).
 
 GPUs: tests marked ``gpu`` or ``tensorrt`` see the machine's GPUs and are skipped, with the reason,
 where none is usable (asked once per session of a fresh process through ``edgexfer.runtime.cuda``).
@@ -24,7 +25,7 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-pytest_plugins = ["fixtures_data", "fixtures_run", "fixtures_export"]
+pytest_plugins = ["fixtures_data", "fixtures_run", "fixtures_export", "fixtures_handmade"]
 
 GPU_MARKERS = ("gpu", "tensorrt")
 

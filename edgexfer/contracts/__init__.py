@@ -11,7 +11,7 @@ reader that validates and one writer (atomic, ``edgexfer.io.write_json``).
 
 A reader refuses a missing, foreign or older/newer file in one line (``EdgexferError``, exit 2) naming the
 file and the fix. ``check_known_keys`` is the one check of option names every config takes.
-docs/contracts.md is tested against these definitions (tests/test_contracts_docs.py).
+docs/contracts.md is tested against these definitions (tests/contracts/test_contracts.py).
 
 Importing this package loads no TensorFlow, ONNX Runtime or matplotlib.
 """
