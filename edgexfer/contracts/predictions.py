@@ -1,8 +1,8 @@
 """What ``edgexfer predict`` and ``edgexfer explain`` write (docs/predict.md): the predictions file's schema and
 Grad-CAM's ``index.json`` (its overlays and where they came from).
 
-``edgexfer.predict.Predictions`` is the typed predictions record and writes it (``.json`` with this schema,
-or ``.csv``); the Grad-CAM index is written and read here.
+``edgexfer.predict.PredictionRun`` (``edgexfer.predict.records``) is the typed predictions record and writes
+it (``.json`` with this schema, or ``.csv``); the Grad-CAM index is written and read here.
 """
 
 from __future__ import annotations

@@ -131,13 +131,13 @@ def test_an_npz_of_object_arrays_is_one_line(handmade_export, tmp_path):
 def test_predict_says_the_output_cannot_be_written_before_predicting(handmade_export, tmp_path, monkeypatch):
     import tempfile
 
-    import edgexfer.predict
+    import edgexfer.predict.command
 
     class NotLoaded:
         def __init__(self, *args, **kwargs):
             raise AssertionError("the model was loaded although --out cannot be written")
 
-    monkeypatch.setattr(edgexfer.predict, "Predictor", NotLoaded)
+    monkeypatch.setattr(edgexfer.predict.command, "Predictor", NotLoaded)
     image = str(handmade_export.parent / "data" / "covid" / "covid_000.png")
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -150,11 +150,11 @@ def test_consecutive_pictures_flow_side_by_side(tmp_path):
 
 
 def test_the_recommended_mark_covers_no_point_and_every_column_is_named(tmp_path, monkeypatch):
-    from edgexfer.report import study_report
+    from edgexfer.report import study_plots
 
     figures = {}
-    saved = study_report._save
-    monkeypatch.setattr(study_report, "_save", lambda fig, path: figures.setdefault(path.name, fig) and saved(fig, path))
+    saved = study_plots._save
+    monkeypatch.setattr(study_plots, "_save", lambda fig, path: figures.setdefault(path.name, fig) and saved(fig, path))
     write_json(tmp_path / "results.json", study_results())
     md = render_report(tmp_path)["markdown"].read_text()
     ax = figures["accuracy_vs_latency.png"].axes[0]

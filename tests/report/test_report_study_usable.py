@@ -7,7 +7,7 @@ import pytest
 from study_pages import bench_row, study_results
 
 from edgexfer.contracts.study import study_rows as flatten_bench_rows
-from edgexfer.report.study_report import _recommendation_text
+from edgexfer.report.study_markdown import _recommendation_text
 from edgexfer.studies.recommend import baseline_accuracy, recommend
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgexfer.report.study_report import _limited_data_section
+from edgexfer.report.study_markdown import _limited_data_section
 
 
 def _limited(weights: str) -> dict:

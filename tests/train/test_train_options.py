@@ -83,13 +83,13 @@ def test_a_runs_config_json_repeats_the_run(tiny_run):
 
 
 def test_mixed_precision_without_a_gpu_trains_in_float32():
-    from edgexfer.train.trainer import _mixed_precision_usable, _tensorflow
+    from edgexfer.train.loop import load_tensorflow, mixed_precision_usable
 
-    tf, _ = _tensorflow()
+    tf, _ = load_tensorflow()
     messages = []
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible")
-    assert _mixed_precision_usable(tf, True, messages.append) is False
+    assert mixed_precision_usable(tf, True, messages.append) is False
     assert "no GPU is visible" in messages[0]
 
 
@@ -100,7 +100,7 @@ def test_mixed_precision_run_saves_a_float32_model(demo_data_dir, tmp_path, monk
 
     from edgexfer.train import finetune, trainer
 
-    monkeypatch.setattr(trainer, "_mixed_precision_usable", lambda tf, requested, say: requested)
+    monkeypatch.setattr(trainer, "mixed_precision_usable", lambda tf, requested, say: requested)
     result = finetune(tiny_run_config(demo_data_dir, tmp_path / "run", image_size=32, epochs=1, fine_tune_epochs=0,
                                       mixed_precision=True), log=None)
     assert keras.mixed_precision.global_policy().name == "float32", "the global policy is restored"

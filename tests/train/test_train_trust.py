@@ -245,7 +245,7 @@ def test_precise_batchnorm_that_scores_lower_gives_back_the_training_statistics(
 def test_phase_2_summary_counts_its_epochs_as_keras_printed_them():
     from types import SimpleNamespace
 
-    from edgexfer.train.trainer import _phase_summary
+    from edgexfer.train.loop import phase_summary
 
     stages = [SimpleNamespace(key="phase1", phase=1, unfreeze=None),
               SimpleNamespace(key="phase2_stage1", phase=2, unfreeze="all")]
@@ -254,7 +254,7 @@ def test_phase_2_summary_counts_its_epochs_as_keras_printed_them():
     history += [{"stage": "phase2_stage1", "epoch": e, "epoch_global": 12 + e, "val_loss": 1.0 - e / 10,
                  "val_accuracy": 0.8} for e in range(1, 5)]
     said = []
-    _phase_summary(said.append, 2, stages, SimpleNamespace(history=history, monitor="val_loss", mode="min"), 3.0)
+    phase_summary(said.append, 2, stages, SimpleNamespace(history=history, monitor="val_loss", mode="min"), 3.0)
     assert said[0].endswith("at phase 2 stage 1 epoch 4 (epoch 16 overall)"), said
 
 
