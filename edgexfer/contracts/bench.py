@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ ROW_KEYS = ("artifact", "precision", "runtime", "provider", "accuracy", "precisi
 BOUND_ROW_KEYS = ("sha256", "device", "versions")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean")
 THRESHOLD_KEYS = ("max_accuracy_drop", "max_f1_drop", "max_recall_drop")
+#: what ``recommended`` names, in words (the bench verdict's "fastest that passes" follows it too)
+RECOMMENDATION_RULE = ("the fastest row whose gate passed (the FP32 reference included), by p50 at the smallest batch "
+                       "size timed; ties: fp32, fp16, bf16, int8, then the bench's order")
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
 
 
 @dataclass
@@ -114,6 +119,52 @@ class BenchRow:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Recommendation:
+    """``results.json``'s ``recommended``: the artifact and runtime a site should deploy, by
+    ``RECOMMENDATION_RULE`` (``recommend``), and the bytes it names."""
+
+    artifact: str
+    precision: str
+    runtime: str
+    sha256: str | None
+    batch: int  # the batch size whose p50 decided
+    p50_ms: float
+    #: the FP32 reference's p50 at ``batch`` over this one's (1.0 when the reference is the recommendation)
+    speedup_vs_reference: float | None
+    #: the next fastest passing row's p50 over this one's (None: no other row passed): how near the choice was
+    margin: float | None
+    rule: str = RECOMMENDATION_RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def recommend(rows: Sequence[BenchRow]) -> Recommendation | None:
+    """The fastest row that passed its gate (``RECOMMENDATION_RULE``); None when none passed or none was timed."""
+    sizes = sorted({int(b) for r in rows for b in (r.latency_ms or {}) if str(b).isdigit()})
+    if not sizes:
+        return None
+    batch = str(sizes[0])
+
+    def p50(row: BenchRow) -> float | None:
+        value = ((row.latency_ms or {}).get(batch) or {}).get("p50")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    passed = [(p50(r), _PRECISION_ORDER.get(r.precision, 9), i, r) for i, r in enumerate(rows)
+              if (r.gate or {}).get("passed") is True and p50(r) is not None]
+    if not passed:
+        return None
+    ranked = sorted(passed, key=lambda item: item[:3])
+    fastest, row = ranked[0][0], ranked[0][3]
+    assert fastest is not None
+    reference = next((p50(r) for r in rows if (r.gate or {}).get("reference")), None)
+    return Recommendation(
+        artifact=row.artifact, precision=row.precision, runtime=row.runtime, sha256=row.sha256, batch=int(batch),
+        p50_ms=fastest, speedup_vs_reference=round(reference / fastest, 3) if reference else None,
+        margin=round(float(ranked[1][0]) / fastest, 3) if len(ranked) > 1 and ranked[1][0] else None)
+
+
 def majority_baseline(confusion_matrix: Any) -> float | None:
     try:
         support = [sum(int(v) for v in true_row) for true_row in confusion_matrix]
@@ -160,6 +211,15 @@ def validate_results(results: Any) -> None:
         gate = row["gate"]
         if not isinstance(gate, dict) or not isinstance(gate.get("passed"), bool) or not isinstance(gate.get("reasons"), list):
             raise ValueError(f"{where}.gate must be {{'passed': bool, 'reasons': [...]}}")
+    chosen = results.get("recommended")  # absent in files written before it
+    if chosen is not None:
+        if not isinstance(chosen, dict):
+            raise ValueError("recommended must be null or an object")
+        named = [r for r in results["results"]
+                 if (r.get("artifact"), r.get("runtime")) == (chosen.get("artifact"), chosen.get("runtime"))]
+        if not named or named[0]["gate"]["passed"] is not True:
+            raise ValueError(f"recommended ({chosen.get('artifact')} on {chosen.get('runtime')}) is not a row "
+                             "whose gate passed")
 
 
 def is_sha256(value: Any) -> bool:
@@ -218,5 +278,6 @@ def write_results(out_dir: str | os.PathLike[str], results: dict[str, Any]) -> P
     """Validate and write ``results.json`` (rows may be ``BenchRow`` objects or their dicts)."""
     record = {"schema": SCHEMA, **{k: v for k, v in results.items() if k != "schema"},
               "results": [r.to_dict() if isinstance(r, BenchRow) else r for r in results.get("results", [])]}
+
     validate_results(record)
     return write_json(Path(out_dir) / RESULTS_FILE, record)

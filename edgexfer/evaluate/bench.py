@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgexfer._folders import refuse_overlap, staging_dir, swap_in, sweep_stale
-from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, write_results
+from edgexfer.contracts.bench import SCHEMA, BenchRow, is_bench_dir, recommend, write_results
 from edgexfer.contracts.bench import default_bench_dir as bench_dir_of
 from edgexfer.contracts.layers import layer_summaries
 from edgexfer.contracts.run import read_sanity as read_run_sanity
@@ -314,6 +314,8 @@ def _run_locked(config: BenchConfig, export: ExportDir, out_dir: Path, jobs: lis
         "skipped": skipped,
         "results": rows,
     }
+    recommended = recommend(rows)  # after the gate: the fastest row that passed it
+    results["recommended"] = recommended.to_dict() if recommended is not None else None
 
     # built whole beside out_dir and swapped in: a full disk or a kill leaves the previous bench (or nothing)
     staging = staging_dir(out_dir)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgexfer.contracts.bench import bench_rows, recommend
 from edgexfer.report.formats import fmt_ms
 
 
@@ -77,8 +78,9 @@ def verdict(results: Mapping[str, Any]) -> str:
         return f"FAILED: the FP32 model itself is not usable ({model.get('reason')}); no precision can pass."
     by_key = {(r.artifact, r.runtime): r for r in rows}
     refs = [r for r in rows if r.gate == "ref"]
-    timed = [r for r in rows if r.p50_ms is not None and r.gate in ("ref", "pass")]
-    fastest = min(timed, key=lambda r: r.p50_ms) if timed else None  # type: ignore[arg-type,return-value]
+    chosen = recommend(bench_rows(dict(results)))  # the rule of results.json's "recommended"
+    fastest = next((r for r in rows if chosen is not None and (r.artifact, r.runtime) == (chosen.artifact, chosen.runtime)),
+                   None)
     speed = ""
     if fastest is not None:
         ref = by_key.get(("fp32", fastest.runtime)) or (refs[0] if refs else None)

@@ -4,6 +4,7 @@ their readers refuse foreign and old files in one line; every config refuses unk
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ DOC_SCHEMA = re.compile(r"edgexfer\.[a-z_-]+/[0-9]+")
 CONTRACT_MODULES = (run, calibration, manifest, bench, study, layers)
 #: the dataclasses of each format and the JSON keys they stand for (``extra`` holds keys beyond them)
 CONTRACT_CLASSES = (run.RunRecord, run.RunMetrics, calibration.CalibrationRecord, manifest.SourceRun,
-                    manifest.ExportManifest, bench.BenchRow, study.StudyRow, layers.LayerReport, layers.LayerRow,
+                    manifest.ExportManifest, bench.BenchRow, bench.Recommendation, study.StudyRow, layers.LayerReport, layers.LayerRow,
                     layers.KeptNode)
 
 
@@ -157,6 +158,48 @@ def test_bench_row_round_trip_and_tolerant_of_older_rows():
     assert older.precision_macro is None and older.per_class == {} and older.gate == {}
     flat = study.StudyRow.from_bench("tinycnn", row, model_usable=True)
     assert (flat.precision, flat.precision_macro, flat.latency_p50_ms, flat.throughput_ips) == ("int8", 0.88, 2.0, 500.0)
+
+
+def _timed_row(artifact: str, precision: str, runtime: str, p50_at_1: float, verdict: str, reference: bool = False):
+    gate = {"passed": verdict == "pass", "verdict": verdict, "reasons": [] if verdict == "pass" else ["drop"]}
+    if reference:
+        gate["reference"] = True
+    return bench.BenchRow(artifact=artifact, precision=precision, target="cpu", format="onnx", file=f"{artifact}.onnx",
+                          runtime=runtime, provider="", accuracy=0.9, precision_macro=0.9, recall_macro=0.9, f1=0.9,
+                          auc=None, loss=None, per_class={}, confusion_matrix=[], n=10, agreement=1.0, max_abs_diff=0.0,
+                          sha256=hashlib.sha256(f"{artifact} {runtime}".encode()).hexdigest(),
+                          latency_ms={"1": {"p50": p50_at_1}, "8": {"p50": p50_at_1 / 4}}, gate=gate)
+
+
+def test_bench_recommends_the_fastest_row_that_passed_its_gate():
+    rows = [_timed_row("fp32", "fp32", "ort-cpu", 20.0, "pass", reference=True),
+            _timed_row("int8", "int8", "ort-cpu", 6.0, "inconclusive"),  # faster, but not shown to keep FP32's answers
+            _timed_row("int8", "int8", "ov-cpu", 5.0, "fail"),
+            _timed_row("bf16", "bf16", "ov-cpu", 8.0, "pass"),
+            _timed_row("fp32", "fp32", "ov-cpu", 16.0, "pass")]
+    chosen = bench.recommend(rows)
+    assert chosen is not None
+    assert (chosen.artifact, chosen.runtime, chosen.sha256, chosen.batch, chosen.p50_ms) == ("bf16", "ov-cpu", rows[3].sha256, 1, 8.0)
+    assert (chosen.speedup_vs_reference, chosen.margin) == (2.5, 2.0)  # 20 / 8 and the next that passed: 16 / 8
+    # a tie goes to the wider precision; nothing passed (or nothing timed): no recommendation
+    tie = [_timed_row("int8", "int8", "ort-cpu", 8.0, "pass"), _timed_row("fp32", "fp32", "ov-cpu", 8.0, "pass")]
+    assert bench.recommend(tie).artifact == "fp32"  # type: ignore[union-attr]
+    assert bench.recommend([_timed_row("fp32", "fp32", "ort-cpu", 20.0, "fail", reference=True)]) is None
+
+
+def test_a_recommendation_must_name_a_row_that_passed(tmp_path):
+    rows = [_timed_row("fp32", "fp32", "ort-cpu", 20.0, "pass", reference=True), _timed_row("int8", "int8", "ort-cpu", 6.0, "fail")]
+    for row in rows:
+        row.throughput_ips = {"1": 50.0, "8": 400.0}
+        for stats in row.latency_ms.values():
+            stats.update(p90=1.0, p99=1.0, mean=1.0)
+    results = {"reference": "fp32", "thresholds": {"max_accuracy_drop": 0.01, "max_f1_drop": 0.01, "max_recall_drop": 0.02},
+               "machine": {}, "data": {}, "skipped": [], "results": rows}
+    written = bench.write_results(tmp_path, {**results, "recommended": bench.recommend(rows).to_dict()})  # type: ignore[union-attr]
+    assert bench.load_results(written)["recommended"]["artifact"] == "fp32"
+    wrong = {**bench.recommend(rows).to_dict(), "artifact": "int8"}  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match=r"recommended \(int8 on ort-cpu\) is not a row whose gate passed"):
+        bench.write_results(tmp_path, {**results, "recommended": wrong})
 
 
 def test_unknown_option_names_are_refused_the_same_way_by_every_config(tmp_path):

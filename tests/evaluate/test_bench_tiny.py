@@ -54,6 +54,10 @@ def test_bench_passes_and_writes_outputs(handmade_export, tmp_path):
     # memory per artifact: what its own session added, far below the process's running peak
     assert all(0 <= r["session_peak_mb"] < r["peak_rss_mb"] / 2 for r in results["results"]), results["results"]
     assert "Session peak MB" in report
+    # every row passed: the recommendation is the fastest of them at batch 1, and names the bytes it judged
+    fastest = min(results["results"], key=lambda r: r["latency_ms"]["1"]["p50"])
+    chosen = results["recommended"]
+    assert (chosen["artifact"], chosen["runtime"], chosen["sha256"]) == (fastest["artifact"], "ort-cpu", fastest["sha256"])
 
 
 def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):
@@ -75,6 +79,7 @@ def test_bench_broken_int8_fails_gate_with_table(export_copy, tmp_path):
     # a failure is the exit code even when another precision is only undecided (FP16 flips nothing, but 36
     # images cannot show a 1-point limit)
     assert gates == {"fp32": (True, "pass"), "fp16": (False, "inconclusive"), "int8": (False, "fail")}
+    assert results["recommended"]["artifact"] == "fp32"  # the one row that passed, however fast the others
     assert "What broke the gate" in (out / "report.md").read_text()
 
 
