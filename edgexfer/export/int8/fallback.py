@@ -22,8 +22,8 @@ import numpy as np
 from edgexfer.contracts.layers import KeptNode
 from edgexfer.export.int8.agreement import Agreement, JudgingImages, judge
 from edgexfer.export.int8.calibrate import calibration_batches
+from edgexfer.export.int8.quantize import quantize
 from edgexfer.export.int8.sensitivity import NodeLoss, node_sensitivity
-from edgexfer.export.onnx_int8 import quantize
 from edgexfer.runtime.ort_runtime import predict_onnx
 
 

@@ -1,6 +1,6 @@
 """The INT8 stage of an export, as a sequence of small steps (docs/architecture.md, "INT8 stage"):
 
-1. pre-process the FP32 graph (`edgexfer.export.onnx_int8.preprocess`);
+1. pre-process the FP32 graph (`edgexfer.export.int8.quantize.preprocess`);
 2. gather the judging images: validation images plus train images not in the calibration set (`agreement`);
 3. choose the calibration method and run the fallback rounds (`fallback`, calling `calibrate`, `quantize`,
    `sensitivity`);
@@ -36,10 +36,10 @@ from edgexfer.export.int8.agreement import (
 )
 from edgexfer.export.int8.fallback import FallbackResult, Quantizer, Stages, run_fallback
 from edgexfer.export.int8.kernels import KernelChoice, choose_cpu_kernels
+from edgexfer.export.int8.quantize import preprocess
 from edgexfer.export.int8.sensitivity import layer_report
 from edgexfer.export.int8.speed import SpeedCheck, cpu_speed_check
 from edgexfer.export.keras_onnx import update_metadata
-from edgexfer.export.onnx_int8 import preprocess
 from edgexfer.io import atomic_path, sha256_file
 from edgexfer.runtime.ort_runtime import predict_onnx
 
