@@ -134,6 +134,17 @@ def test_auto_without_nncf_uses_ours_and_says_so_once(monkeypatch):
     assert stage.quantizers_to_try(config, lines.append) == ("edgexfer", "nncf") and lines == []
 
 
+def test_nncf_writes_the_same_bytes_twice(tmp_path, tiny_export):
+    """What auto may keep must be reproducible: NNCF's file of the same graph and images, twice."""
+    from edgexfer.export.int8.nncf_quantize import quantize_nncf
+    from edgexfer.io import sha256_file
+
+    images = [np.random.default_rng(0).integers(0, 256, size=(8, 48, 48, 3)).astype(np.float32)]
+    for name in ("a.onnx", "b.onnx"):
+        quantize_nncf(tiny_export / "model_fp32.onnx", tmp_path / name, images=images, subset_size=8, target="cpu")
+    assert sha256_file(tmp_path / "a.onnx") == sha256_file(tmp_path / "b.onnx")
+
+
 def test_tensorrt_target_never_gets_an_nncf_file(tmp_path, export_run_dir, tiny_export):
     # --quantizer nncf --target tensorrt: refused before anything
     out = tmp_path / "trt"
