@@ -151,6 +151,7 @@ def test_tensorrt_target_never_gets_an_nncf_file(tmp_path, export_run_dir, tiny_
     result = CliRunner().invoke(cli, ["export", str(export_run_dir), "--int8", "--quantizer", "nncf", "--target",
                                        "tensorrt", "--out", str(out)])
     assert result.exit_code == 2 and "q-output-type" in result.output and not out.exists(), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output  # refused before any step ran
     # auto with that target: ours only, and the line says why
     lines: list[str] = []
     assert stage.quantizers_to_try(ExportConfig(run_dir=export_run_dir, int8=True, target="tensorrt"),
@@ -164,3 +165,18 @@ def test_tensorrt_target_never_gets_an_nncf_file(tmp_path, export_run_dir, tiny_
         quantized = nncf.quantize(fp32, nncf.Dataset(images, lambda x: {"image": x}), subset_size=4,
                                   preset=nncf.QuantizationPreset.PERFORMANCE, target_device=device)
         assert "q-output-type" in {v.rule.id for v in check_graph(quantized)}, device
+
+
+def test_compare_passes_the_quantizer_to_every_export(monkeypatch, tmp_path, demo_data_dir):
+    import edgexfer.studies.compare as compare
+
+    seen = []
+
+    def stop(config):
+        seen.append(config.export_config.quantizer)
+        raise EdgexferError("stopped by the test", "nothing to do")
+
+    monkeypatch.setattr(compare, "run_compare", stop)
+    result = CliRunner().invoke(cli, ["compare", "--data", str(demo_data_dir), "--backbones", "tinycnn", "--out",
+                                      str(tmp_path / "study"), "--quantizer", "edgexfer"])
+    assert result.exit_code == 2 and seen == ["edgexfer"], result.output
