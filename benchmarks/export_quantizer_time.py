@@ -24,7 +24,7 @@ from edgexfer.data.synthetic import generate_demo
 from edgexfer.export import ExportConfig, export_run
 from edgexfer.io import write_json
 from edgexfer.train import finetune
-from edgexfer.versions import library_versions
+from edgexfer.versions import library_versions, onnxruntime_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,7 +59,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     timed = [r for r in rows if r["round"] > 0]
     median = {q: statistics.median(r["seconds"] for r in timed if r["quantizer"] == q) for q in ("edgexfer", "auto")}
-    versions = library_versions(("onnxruntime", "nncf", "tensorflow"))
+    versions = {"onnxruntime": onnxruntime_version(), **library_versions(("nncf", "tensorflow"))}
     record = {"machine": {"processor": platform.processor() or platform.machine(), "cpu": _cpu_name()},
               "versions": versions, "rows": rows, "median_seconds_after_round0": median}
     RESULTS.mkdir(exist_ok=True)
@@ -72,7 +72,9 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['round']} | {r['quantizer']} | {r['seconds']:.2f} | {r['nncf_seconds']:.2f} | {r['kept']} | "
                      + ", ".join(f"{c['quantizer']} {c['agreed']}/{c['n']}" for c in r["candidates"]) + " |")
-    lines += ["", f"Median after round 0: edgexfer {median['edgexfer']:.2f} s, auto {median['auto']:.2f} s."]
+    lines += ["", f"Median after round 0: edgexfer {median['edgexfer']:.2f} s, auto {median['auto']:.2f} s "
+              "(a shared machine: the rounds spread by seconds).",
+              "NNCF steps: its quantization and the check of its file on the judging images (timings `int8_*nncf*`)."]
     (RESULTS / "export_quantizer_time.md").write_text("\n".join(lines) + "\n")
 
 
