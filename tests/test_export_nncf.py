@@ -22,6 +22,7 @@ from edgexfer.evaluate.exported import load_export
 from edgexfer.export import ExportConfig, export_run
 from edgexfer.export.int8.agreement import Agreement
 from edgexfer.export.int8.fallback import Candidate, FallbackResult
+from edgexfer.export.pipeline import summary_lines
 from edgexfer.export.tensorrt_rules import check_graph
 
 nncf = pytest.importorskip("nncf", reason="nncf (the openvino extra) is not installed")
@@ -48,6 +49,7 @@ def test_nncf_quantizer_writes_nncf_s_qdq_file_recorded_in_the_manifest_and_open
     assert [c.quantizer for c in quantizer.candidates] == ["nncf"] and quantizer.candidates[0].kept
     assert quantizer.candidates[0].agreed == int8["parity"]["agreed"]
     assert manifest["options"]["quantizer"] == "nncf"
+    assert any(line.startswith("int8") and "quantized by nncf" in line for line in summary_lines(manifest))
     # NNCF's own graph: its Q/DQ naming (ours are ORT's `<tensor>_QuantizeLinear`), int8 weights, no int32 bias
     model = onnx.load(tmp_path / "nncf" / int8["file"])
     quantize_nodes = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear"]
