@@ -230,8 +230,9 @@ def run_int8(config: ExportConfig, inputs: Int8Inputs, say: Callable[[str], None
             layers = layer_report(float_path, inputs.out_path, inputs.out_path.name, sample, chosen.kept,
                                   weights_matched=ours)
             layers_path = write_layer_report(layers, inputs.out_path.with_name(layers_file(inputs.out_path.name)))
-    worst = ", ".join(f"{r.name} ({r.op_type}) {r.output_sqnr_db:.1f} dB" for r in layers.worst(3))
-    say(f"INT8 ({target}) layer report {layers_path.name}: {len(layers.nodes)} nodes; most signal lost at {worst}; "
+    # ranked by what a node loses over its worst input (sqnr_drop_db), so the figure shown is that loss
+    worst = ", ".join(f"{r.name} ({r.op_type}) -{r.sqnr_drop_db:.1f} dB" for r in layers.worst(3))
+    say(f"INT8 ({target}) layer report {layers_path.name}: {len(layers.nodes)} nodes; most signal lost (dB lost over the node's worst input) at {worst}; "
         f"{len(chosen.kept)} node(s) kept in float" + ("" if ours else "; no weight SQNR for NNCF's file"))
     speed = None
     if target == "cpu":  # measured and stated; it changes nothing written
