@@ -197,6 +197,7 @@ def test_second_bench_on_the_same_out_exits_2_while_the_first_runs(handmade_expo
 
 
 def test_only_one_runtime_session_is_alive_while_timing(handmade_export, tmp_path, monkeypatch):
+    import edgexfer.evaluate.bench.measure as measure
     from edgexfer.evaluate import bench as bench_module
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
@@ -212,7 +213,7 @@ def test_only_one_runtime_session_is_alive_while_timing(handmade_export, tmp_pat
             alive[0] -= 1
         real_close(self)
 
-    real_time = bench_module.time_runtime
+    real_time = measure.time_runtime
 
     def timing(*args, **kwargs):
         seen.append(alive[0])
@@ -220,7 +221,7 @@ def test_only_one_runtime_session_is_alive_while_timing(handmade_export, tmp_pat
 
     monkeypatch.setattr(OrtRuntime, "__init__", counting_init)
     monkeypatch.setattr(OrtRuntime, "close", counting_close)
-    monkeypatch.setattr(bench_module, "time_runtime", timing)
+    monkeypatch.setattr(measure, "time_runtime", timing)
     from edgexfer.evaluate.gate import Thresholds
 
     outcome = bench_module.run_bench(bench_module.BenchConfig(

@@ -1,4 +1,4 @@
-"""evaluate/stats.py against published values (not against its own formulas): Wilson intervals from
+"""edgexfer.evaluate.stats against published values (not against its own formulas): Wilson intervals from
 Newcombe (1998), "Two-sided confidence intervals for the single proportion", Statistics in Medicine 17,
 table I (method 3, continuity-uncorrected score interval); McNemar's exact p from the binomial tail."""
 

@@ -136,7 +136,9 @@ def test_bench_rows_record_the_bytes_device_and_versions(handmade_export, tmp_pa
 
 
 def test_bench_and_predictor_refuse_a_file_that_changes_while_loaded(handmade_export, tmp_path, monkeypatch):
-    from edgexfer.evaluate.bench import BenchConfig, _bench_one, _Job
+    from edgexfer.evaluate.bench import BenchConfig
+    from edgexfer.evaluate.bench.measure import bench_one
+    from edgexfer.evaluate.bench.plan import BenchJob
     from edgexfer.evaluate.bench_data import load_bench_data
     from edgexfer.evaluate.exported import load_export
     from edgexfer.predict import Predictor
@@ -155,9 +157,9 @@ def test_bench_and_predictor_refuse_a_file_that_changes_while_loaded(handmade_ex
                          progress=False)
     fp16 = export.artifact("fp16").path
     original = fp16.read_bytes()
-    job = _Job(export.artifact("fp16"), dataclasses.replace(cpu, open_fn=open_then_replace))
+    job = BenchJob(export.artifact("fp16"), dataclasses.replace(cpu, open_fn=open_then_replace))
     with pytest.raises(EdgexferError, match="changed while bench ran it"):
-        _bench_one(job, export, data, config)
+        bench_one(job, export, data, config)
     fp16.write_bytes(original)
 
     monkeypatch.setitem(RUNTIMES, "ort-cpu", job.kind)

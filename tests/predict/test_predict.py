@@ -19,7 +19,9 @@ from edgexfer.errors import EdgexferError
 
 def _bench_probabilities(export_dir: Path, artifact: str, runtime: str = "ort-cpu") -> tuple[list[str], np.ndarray]:
     """The probabilities bench computes for ``artifact`` on ``runtime`` (its own code), with the image paths."""
-    from edgexfer.evaluate.bench import BenchConfig, _bench_one, _Job
+    from edgexfer.evaluate.bench import BenchConfig
+    from edgexfer.evaluate.bench.measure import bench_one
+    from edgexfer.evaluate.bench.plan import BenchJob
     from edgexfer.evaluate.bench_data import load_bench_data
     from edgexfer.evaluate.exported import load_export
     from edgexfer.runtime import RUNTIMES
@@ -28,7 +30,7 @@ def _bench_probabilities(export_dir: Path, artifact: str, runtime: str = "ort-cp
     data = load_bench_data(export, progress=False)
     config = BenchConfig(export_dir=export_dir, batch_sizes=(1,), warmup=0, iterations=1, end_to_end_images=1,
                          progress=False)
-    _, probs, _ = _bench_one(_Job(export.artifact(artifact), RUNTIMES[runtime]), export, data, config)
+    probs = bench_one(BenchJob(export.artifact(artifact), RUNTIMES[runtime]), export, data, config).probabilities
     from edgexfer.data.splits import Split
 
     source = Split.load(export.split_path).source
