@@ -40,8 +40,11 @@ BOUND_ROW_KEYS = ("sha256", "device", "versions")
 LATENCY_KEYS = ("p50", "p90", "p99", "mean")
 THRESHOLD_KEYS = ("max_accuracy_drop", "max_f1_drop", "max_recall_drop")
 #: what ``recommended`` names, in words (the bench verdict's "fastest that passes" follows it too)
-RECOMMENDATION_RULE = ("the fastest row whose gate passed (the FP32 reference included), by p50 at the smallest batch "
-                       "size timed; ties: fp32, fp16, bf16, int8, then the bench's order")
+RECOMMENDATION_RULE = ("the fastest row whose gate passed (the FP32 reference included; not the Keras model, which is "
+                       "the training-side reference), by p50 at the smallest batch size timed; ties: fp32, fp16, bf16, "
+                       "int8, then the bench's order")
+#: runtimes whose rows are the training-side reference: benched and shown, never recommended or deployed
+REFERENCE_RUNTIMES = frozenset({"keras"})
 _PRECISION_ORDER = {"fp32": 0, "fp16": 1, "bf16": 2, "int8": 3}
 
 
@@ -139,6 +142,21 @@ class Recommendation:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recommendation:
+        """From results.json's ``recommended`` (as ``validate_results`` checked it)."""
+        margin, speedup = d.get("margin"), d.get("speedup_vs_reference")
+        return cls(artifact=str(d["artifact"]), precision=str(d.get("precision")), runtime=str(d["runtime"]),
+                   sha256=d.get("sha256") if is_sha256(d.get("sha256")) else None, batch=int(d.get("batch") or 1),
+                   p50_ms=float(d["p50_ms"]), speedup_vs_reference=float(speedup) if speedup is not None else None,
+                   margin=float(margin) if margin is not None else None,
+                   rule=str(d.get("rule") or RECOMMENDATION_RULE))
+
+    def describe(self) -> str:
+        """``<artifact> on <runtime>, <p50> ms`` (at batch ``batch`` when it is not 1)."""
+        at = "" if self.batch == 1 else f" at batch {self.batch}"
+        return f"{self.artifact} on {self.runtime}, {self.p50_ms:.3g} ms{at}"
+
 
 def recommend(rows: Sequence[BenchRow]) -> Recommendation | None:
     """The fastest row that passed its gate (``RECOMMENDATION_RULE``); None when none passed or none was timed."""
@@ -152,7 +170,7 @@ def recommend(rows: Sequence[BenchRow]) -> Recommendation | None:
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     passed = [(p50(r), _PRECISION_ORDER.get(r.precision, 9), i, r) for i, r in enumerate(rows)
-              if (r.gate or {}).get("passed") is True and p50(r) is not None]
+              if (r.gate or {}).get("passed") is True and p50(r) is not None and r.runtime not in REFERENCE_RUNTIMES]
     if not passed:
         return None
     ranked = sorted(passed, key=lambda item: item[:3])
@@ -220,6 +238,11 @@ def validate_results(results: Any) -> None:
         if not named or named[0]["gate"]["passed"] is not True:
             raise ValueError(f"recommended ({chosen.get('artifact')} on {chosen.get('runtime')}) is not a row "
                              "whose gate passed")
+        if chosen.get("runtime") in REFERENCE_RUNTIMES:
+            raise ValueError(f"recommended names {chosen.get('runtime')}, the training-side reference, not a runtime "
+                             "to deploy on")
+        if not isinstance(chosen.get("p50_ms"), (int, float)):
+            raise ValueError("recommended.p50_ms is missing or not a number")
 
 
 def is_sha256(value: Any) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
+from edgexfer.contracts.bench import REFERENCE_RUNTIMES as REFERENCE_RUNTIMES
 from edgexfer.contracts.bench import BenchRow, bench_rows
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, write_json
@@ -22,8 +23,6 @@ RESULTS_FILE = "results.json"
 #: what a reader needs; the writer records every key of docs/contracts.md section 7
 TOP_KEYS = ("backbones", "results")
 _FIX = "point to a folder written by edgexfer compare (re-run it to regenerate results.json)"
-#: runtimes whose rows are the training-side reference (shown, never deployed)
-REFERENCE_RUNTIMES = frozenset({"keras"})
 
 
 def row_key(row: Any) -> tuple[str, str, str]:

@@ -1,7 +1,10 @@
 """Which (artifact, runtime) pair answers: :func:`choose_artifact` over an export and its bench evidence.
 
-``precision="auto"`` takes the fastest artifact whose accuracy gate passed in the bench results; an artifact
-whose gate failed, or whose bytes the results did not judge, is refused unless ``allow_failed=True``.
+``precision="auto"`` takes what the bench recommends (results.json's ``recommended``: the fastest artifact whose
+gate passed, across runtimes and precisions) when its bytes are the ones on disk and its runtime can serve here, so
+bench, predict and package name the same pair; otherwise the fastest artifact whose gate passed on the runtimes at
+hand, and the reason says why the bench's pick was not taken. An artifact whose gate failed, or whose bytes the
+results did not judge, is refused unless ``allow_failed=True``.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
     """Pick the (artifact, runtime) pair to serve.
 
     Verdicts are matched to the artifacts' bytes (``BenchEvidence.verdict``: the manifest's sha256, which
-    ``load_export`` checked against the files). ``precision`` "auto": the fastest pair whose gate passed in
-    ``evidence``; without evidence, the FP32 reference. A named precision: that artifact, refused when its
+    ``load_export`` checked against the files). ``precision`` "auto": the bench's ``recommended`` pair when its
+    sha256 is the file's and its runtime is among the runtimes at hand (usable here when ``check_available``),
+    else the fastest pair whose gate passed in ``evidence``, the reason saying why the bench's pick was not
+    taken; without evidence, the FP32 reference. A named precision: that artifact, refused when its
     gate failed or when the results judged other bytes of it (``allow_failed`` lets both through). Whenever
     results name an artifact whose bytes they did not judge, the reason says so in one line. ``runtime``
     "auto": every runtime usable here (``check_available``), fastest benched first, else in the order of
@@ -88,10 +93,15 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
     not_used = f"; not used: {'; '.join(unbound)}; {bench_again(export)}" if unbound else ""
     if precision == "auto":
         passed = [item for item in judged if item[2].passed]
-        if passed:
+        if passed and evidence is not None:
+            taken, why_not = _recommended(evidence, judged, runtime, check_available, not_derived)
+            if taken is not None:
+                a, k, v = taken
+                return Choice(a, k, v, "the bench's recommendation, the fastest artifact that passed the gate across "
+                                       f"runtimes and precisions ({v.describe()}; results {evidence.path})" + not_used)
             a, k, v = min(passed, key=speed)
-            return Choice(a, k, v, (f"fastest artifact that passed the gate ({v.describe()}; results {evidence.path})"
-                                    if evidence else v.describe()) + not_used)
+            return Choice(a, k, v, f"fastest artifact that passed the gate here ({v.describe()}; results "
+                                   f"{evidence.path}); not the bench's recommendation: {why_not}" + not_used)
         fp32 = [item for item in judged if item[0].precision == "fp32"]
         safe = [item for item in fp32 if item[2].passed is not False or allow_failed]
         if fp32 and not safe:  # the model itself fails the gate (absolute floors, sanity): nothing is safe
@@ -117,6 +127,38 @@ def choose_artifact(export: ExportDir, precision: str = "auto", runtime: str = "
     note = (" (allowed although it failed)" if v.passed is False
             else " (allowed although unverified)" if v.unbound else "")
     return Choice(a, k, v, v.describe() + note)
+
+
+def _recommended(evidence: BenchEvidence, judged: Sequence[tuple[Artifact, RuntimeKind, GateVerdict]], runtime: str,
+                 check_available: bool, not_derived: Sequence[str]
+                 ) -> tuple[tuple[Artifact, RuntimeKind, GateVerdict] | None, str]:
+    """The (artifact, runtime, verdict) the bench recommends, when it can be served from these bytes with these
+    runtimes; else None and why not (one clause)."""
+    rec = evidence.recommended
+    if rec is None:
+        return None, f"{evidence.path} names none (written before bench recorded one; bench again to record it)"
+    named = f"{rec.artifact} on {rec.runtime}"
+    for a, k, v in judged:
+        if (a.name, k.name) != (rec.artifact, rec.runtime):
+            continue
+        if rec.sha256 is None or rec.sha256 != a.sha256:
+            return None, (f"{named} judged other bytes of {a.path.name} (sha256 {str(rec.sha256)[:8]}…, this one "
+                          f"{str(a.sha256)[:8]}…)")
+        if v.passed is not True:
+            return None, f"{named} has no passing verdict for these bytes ({v.describe()})"
+        return (a, k, v), ""
+    if rec.runtime not in PREDICT_RUNTIMES:
+        return None, f"{named}: edgexfer serves with {', '.join(PREDICT_RUNTIMES)}, not {rec.runtime}"
+    if runtime != "auto" and runtime != rec.runtime:
+        return None, f"{named}, but --runtime {runtime} was asked for"
+    if check_available:
+        ok, reason = RUNTIMES[rec.runtime].available()
+        if not ok:
+            return None, f"{named}, and {rec.runtime} is not usable here: {reason}"
+    derived = next((line for line in not_derived if line.startswith(f"{named}: ")), None)
+    if derived is not None:
+        return None, derived
+    return None, f"{named}, and this export has no {rec.artifact} artifact that {rec.runtime} runs"
 
 
 def _runtime_kinds(runtime: str, check_available: bool) -> list[RuntimeKind]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgexfer.contracts.bench import (
     RESULTS_FILE,
+    Recommendation,
     bench_locations,
     bench_rows,
     is_sha256,
@@ -66,6 +67,8 @@ class BenchEvidence:
     schema: str = BENCH_SCHEMA
     #: the clinical operating point bench chose (binary task or --positive-class), applied when predicting
     decision: DecisionRule | None = None
+    #: results.json's ``recommended``: what bench says to deploy (None: nothing passed, or results written before it)
+    recommended: Recommendation | None = None
 
     @classmethod
     def load(cls, location: str | os.PathLike[str]) -> BenchEvidence:
@@ -85,8 +88,10 @@ class BenchEvidence:
                 latency_ms=_per_image_latency(row.latency_ms or {}),
                 sha256=row.sha256 if is_sha256(row.sha256) else None, file=row.file,
                 outcome=str(gate["verdict"]) if gate.get("verdict") else None))
+        chosen = results.get("recommended")
         return cls(path, tuple(verdicts), str(results["schema"]),
-                   DecisionRule.from_record(results.get("operating_point"), str(path)))
+                   DecisionRule.from_record(results.get("operating_point"), str(path)),
+                   Recommendation.from_dict(chosen) if isinstance(chosen, dict) else None)
 
     @classmethod
     def find(cls, export: ExportDir) -> BenchEvidence | None:

@@ -241,3 +241,12 @@ def test_keras_runtime_loads_a_model_without_the_backbones_package(tiny_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     shape, imported = proc.stdout.strip().rsplit(" ", 1)
     assert shape.startswith("(2, ") and imported == "False", proc.stdout
+
+
+def test_the_keras_reference_is_never_recommended(tmp_path):
+    keras = _timed_row("keras", "fp32", "keras", 1.0, "pass")  # fastest and passed, but the training-side model
+    rows = [_timed_row("fp32", "fp32", "ort-cpu", 20.0, "pass", reference=True), keras]
+    chosen = bench.recommend(rows)
+    assert chosen is not None and (chosen.artifact, chosen.runtime) == ("fp32", "ort-cpu")
+    assert bench.Recommendation.from_dict(chosen.to_dict()) == chosen
+    assert bench.recommend([keras]) is None
