@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import edgexfer.contracts.bench as bench_contract
 from edgexfer.errors import EdgexferError, GateFailed
 from edgexfer.io import read_json, sha256_file, write_json
 from edgexfer.studies.compare import CompareConfig, Stages
@@ -13,10 +14,14 @@ from edgexfer.studies.compare import CompareConfig, Stages
 class FakeStages:
     """Stage stand-ins that write contract-shaped outputs and count their calls."""
 
-    def __init__(self, fail_export_for: str | None = None, break_gate_for: str | None = None):
+    def __init__(self, fail_export_for: str | None = None, break_gate_for: str | None = None,
+                 recommend: bool | str = False):
         self.calls: dict[str, list[str]] = {"finetune": [], "export": [], "bench": []}
         self.fail_export_for = fail_export_for
         self.break_gate_for = break_gate_for
+        # the bench's "recommended": False leaves it out (a bench written before it), True the bench's own rule,
+        # an artifact name that artifact's row (as a bench whose rule picked it would)
+        self.recommend = recommend
 
     def finetune(self, cfg):
         out = Path(cfg.out)
@@ -66,9 +71,16 @@ class FakeStages:
                          "throughput_ips": {"1": 100.0}, "end_to_end_ms": None, "size_bytes": 1000,
                          "peak_rss_mb": None, "threads": None, "confusion_matrix": [[5, 0, 0], [0, 5, 0], [0, 0, 5]],
                          "gate": {"passed": not broken, "reasons": ["accuracy dropped"] if broken else []}})
-        write_json(Path(cfg.out) / "results.json", {
+        results = {
             "schema": "edgexfer.bench/1", "reference": "fp32", "machine": {}, "data": {}, "skipped": [],
-            "thresholds": {"max_accuracy_drop": 0.01, "max_f1_drop": 0.01, "max_recall_drop": 0.02}, "results": rows})
+            "thresholds": {"max_accuracy_drop": 0.01, "max_f1_drop": 0.01, "max_recall_drop": 0.02}, "results": rows}
+        if self.recommend is not False:
+            typed = bench_contract.bench_rows(results)
+            if isinstance(self.recommend, str):
+                typed = [r for r in typed if r.artifact == self.recommend]
+            chosen = bench_contract.recommend(typed)
+            results["recommended"] = chosen.to_dict() if chosen is not None else None
+        write_json(Path(cfg.out) / "results.json", results)
         if name == self.break_gate_for:
             raise GateFailed("accuracy gate failed for int8", "see the table")
 

@@ -155,9 +155,16 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
         click.echo(f"KerasTuner worker {outcome.results['worker']}: trials done; the chief writes the study")
         return
     rec = outcome.results["recommendation"]
+    from edgexfer.studies.recommend import deploy_of
+
+    for name, deploy in deploy_of(outcome.results).items():  # what each backbone's bench says to deploy
+        note = (rec.get("deploy_notes") or {}).get(name)
+        click.echo(f"{name}: {deploy.line()}" + (f" (not a candidate: {note})" if note else ""))
     if rec["status"] == "ok":
         click.echo(f"recommended: {rec['backbone']} {rec['artifact']} on {rec['runtime']} — accuracy "
                    f"{rec['accuracy']:.3f}, batch-1 p50 {rec['latency_p50_ms']:.3g} ms")
+        if rec.get("bench_recommended") is False:  # the study's pick is not what that backbone's bench recommends
+            click.echo(f"why: {rec['reason']}")
     else:
         click.echo(f"no model qualifies: {rec['reason']}")
     click.echo(f"report: {outcome.report['markdown']}")

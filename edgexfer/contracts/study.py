@@ -14,7 +14,7 @@ from typing import Any
 
 from edgexfer.contracts._base import read_record, require_keys
 from edgexfer.contracts.bench import REFERENCE_RUNTIMES as REFERENCE_RUNTIMES
-from edgexfer.contracts.bench import BenchRow, bench_rows
+from edgexfer.contracts.bench import BenchRow, Recommendation, bench_rows
 from edgexfer.errors import EdgexferError
 from edgexfer.io import read_json, write_json
 
@@ -81,6 +81,72 @@ class StudyRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BackboneDeploy:
+    """What a backbone's bench says to deploy (its results.json ``recommended``), as the study records it in
+    ``backbones[].deploy``. ``status``: "ok" (``artifact`` on ``runtime``, ``p50_ms`` at ``batch``), "none"
+    (nothing passed the gate: ``reason`` says why) or "unrecorded" (a bench written before it recorded one)."""
+
+    status: str
+    artifact: str | None = None
+    precision: str | None = None
+    runtime: str | None = None
+    p50_ms: float | None = None
+    batch: int | None = None
+    sha256: str | None = None
+    speedup_vs_reference: float | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_bench(cls, bench: dict[str, Any]) -> BackboneDeploy:
+        """From a bench results.json read by ``load_results``."""
+        if "recommended" not in bench:
+            return cls("unrecorded", reason="the bench recorded no recommendation (written before it did)")
+        chosen = bench["recommended"]
+        if isinstance(chosen, dict):
+            rec = Recommendation.from_dict(chosen)
+            return cls("ok", rec.artifact, rec.precision, rec.runtime, rec.p50_ms, rec.batch, rec.sha256,
+                       rec.speedup_vs_reference)
+        return cls("none", reason=nothing_passed(bench))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackboneDeploy:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def key(self) -> tuple[str | None, str | None]:
+        return (self.artifact, self.runtime)
+
+    def line(self) -> str:
+        """``deploy: <artifact> on <runtime>, <p50> ms`` or ``nothing passed: <why>`` (one line)."""
+        if self.status == "ok" and self.p50_ms is not None:
+            at = "" if self.batch in (None, 1) else f" at batch {self.batch}"
+            return f"deploy: {self.artifact} on {self.runtime}, {self.p50_ms:.3g} ms{at}"
+        if self.status == "none":
+            return f"nothing passed: {self.reason}"
+        return f"not recorded: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def nothing_passed(bench: dict[str, Any]) -> str:
+    """Why no row of a bench passed its gate, in one line: the model check, else each row's verdict."""
+    check = bench.get("model_check") or {}
+    if check.get("usable") is False or check.get("verdict") == "not_usable":
+        return f"the FP32 model is not usable ({check.get('reason') or 'no reason recorded'})"
+    parts = []
+    for row in bench_rows(bench):
+        gate = row.gate or {}
+        if row.runtime in REFERENCE_RUNTIMES or gate.get("passed") is True:
+            continue
+        verdict = "inconclusive" if gate.get("verdict") == "inconclusive" else "failed"
+        first = next(iter(gate.get("reasons") or ()), "")
+        parts.append(f"{row.artifact} on {row.runtime} {verdict}" + (f" ({str(first).split(' (')[0]})" if first else ""))
+    return "; ".join(parts) or "no device artifact was benched"
 
 
 def study_rows(backbone: str, bench: dict[str, Any]) -> list[dict[str, Any]]:

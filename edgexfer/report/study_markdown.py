@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgexfer.contracts.study import REFERENCE_RUNTIMES, row_key
+from edgexfer.contracts.study import REFERENCE_RUNTIMES, BackboneDeploy, row_key
 from edgexfer.contracts.study import row_label as _label
 from edgexfer.report.formats import (
     DASH,
@@ -52,13 +52,17 @@ def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                        str(r.get("artifact")), str(r.get("runtime"))))
 
 
-def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any]) -> str:
+def _results_table(rows: list[dict[str, Any]], recommendation: dict[str, Any],
+                   deploys: dict[str, BackboneDeploy] | None = None) -> str:
     rec_key = row_key(recommendation) if recommendation.get("status") == "ok" else None
+    deploy_keys = {name: d.key for name, d in (deploys or {}).items() if d.status == "ok"}
     body = []
     for r in _sorted_rows(rows):
         notes = []
         if rec_key and row_key(r) == rec_key:
             notes.append("**recommended**")
+        if (r.get("artifact"), r.get("runtime")) == deploy_keys.get(r["backbone"]):
+            notes.append("bench's pick")
         if r.get("pareto"):
             notes.append("Pareto")
         gate = (DASH if r.get("gate_passed") is None else "pass" if r["gate_passed"]
@@ -79,6 +83,39 @@ def _model_name(row: dict[str, Any]) -> str:
     """The artifact name, with its precision when the name alone does not say it (engines, variants)."""
     artifact, precision = row.get("artifact"), row.get("precision")
     return str(artifact) if artifact == precision or precision is None else f"{artifact} ({precision})"
+
+
+def _deploys(backbones: Sequence[dict[str, Any]]) -> dict[str, BackboneDeploy]:
+    return {str(b["name"]): BackboneDeploy.from_dict(b["deploy"]) for b in backbones if isinstance(b.get("deploy"), dict)}
+
+
+def _deploy_section(backbones: Sequence[dict[str, Any]], rec: dict[str, Any]) -> list[str]:
+    """One line per backbone: what its bench recommends (``backbones[].deploy``) and what the study made of it."""
+    deploys = _deploys(backbones)
+    if not deploys:
+        return []
+    notes = rec.get("deploy_notes") or {}
+    body = []
+    for b in backbones:
+        name = str(b["name"])
+        d = deploys.get(name)
+        if d is None:
+            body.append([md(name), md(f"failed: {b.get('error')}" if b.get("status") == "failed" else "not recorded"),
+                         DASH, DASH])
+            continue
+        if rec.get("status") == "ok" and rec.get("backbone") == name and rec.get("bench_recommended"):
+            study = "**the study's recommendation**"
+        elif d.status == "ok":
+            study = md(notes.get(name) or "a candidate")
+        else:
+            study = DASH
+        speedup = f"{d.speedup_vs_reference:.2f}×" if d.status == "ok" and d.speedup_vs_reference else DASH
+        body.append([md(name), md(d.line()), speedup, study])
+    return ["## What to deploy, per backbone\n",
+            "Each backbone's bench recommends the fastest artifact that passed its accuracy gate, across every "
+            "runtime and precision it benched (p50 per batch at the smallest batch size timed); `edgexfer predict` "
+            "and `edgexfer package` serve the same artifact from that export.\n",
+            md_table(["backbone", "its bench recommends", "speed-up vs FP32", "in this study"], body, "llrl")]
 
 
 def _recommendation_text(rec: dict[str, Any]) -> str:
@@ -184,15 +221,17 @@ def study_markdown(results: dict[str, Any], study_dir: Path, plots: StudyPlots) 
     out.append(
         "\nCandidates are ONNX or TensorRT artifacts that pass the accuracy gate against their FP32 export"
         + (f" and run within {budget:g} ms at batch 1 (p50)" if budget is not None else "")
-        + "; Keras rows are the training-side reference and are not candidates.\n"
+        + "; Keras rows are the training-side reference and are not candidates. Each backbone's candidate is "
+        "what its bench recommends, where the bench recorded it.\n"
     )
+    out += _deploy_section(backbones, rec)
     failed = [b for b in backbones if b.get("status") != "done"]
     if failed:
         out.append("\n**Incomplete:** " + "; ".join(f"{md(b['name'])}: {md(b.get('error') or b.get('status'))}" for b in failed)
                    + ". Run the same command again to resume.\n")
     out.append("## Results by backbone and precision\n")
     if rows:
-        out.append(_results_table(rows, rec))
+        out.append(_results_table(rows, rec, _deploys(backbones)))
         threads = sorted({r.get("threads") for r in rows if r.get("threads") is not None})
         machine = results.get("machine") or {}
         out.append(

@@ -21,7 +21,7 @@ from edgexfer.config import FinetuneConfig
 from edgexfer.contracts.bench import load_results
 from edgexfer.contracts.manifest import read_manifest_record
 from edgexfer.contracts.run import load_run, read_metrics
-from edgexfer.contracts.study import study_rows
+from edgexfer.contracts.study import BackboneDeploy, study_rows
 from edgexfer.errors import EdgexferError, GateFailed, GateInconclusive
 from edgexfer.evaluate.bench import BenchConfig
 from edgexfer.export.config import ExportConfig
@@ -255,6 +255,7 @@ def backbone_entry(job: BackboneJob, tuning: dict[str, Any] | None) -> dict[str,
         "skipped_runtimes": bench.get("skipped", []),
         "durations_s": state.data.get("durations_s") or {},
         "machine": bench.get("machine"),
+        "deploy": BackboneDeploy.from_bench(bench).to_dict(),  # what its bench says to deploy (``recommended``)
     }
     return {"entry": entry, "rows": study_rows(name, bench), "tuning": tuning}
 

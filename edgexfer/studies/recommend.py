@@ -1,6 +1,12 @@
 """What a study decides from its figures: which artifacts are deployable, the Pareto front of accuracy against
 batch-1 latency, and the recommendation under a latency budget.
 
+Each backbone's candidate is what its bench recommends (``backbones[].deploy``: the fastest artifact that passed
+the gate across runtimes and precisions, ``edgexfer.contracts.bench.recommend``), so the study, bench, predict and
+package name the same artifact; the study then picks the most accurate backbone within the budget. Where a
+backbone's bench pick cannot be its candidate (not recorded, over the budget, no better than always answering the
+most frequent class), its other deployable rows are, and the recommendation says why.
+
 Plain functions over the rows of a study's results.json (``edgexfer.contracts.study.StudyRow`` as written),
 so ``edgexfer report --latency-budget-ms`` can decide again from results.json alone; the report only renders
 what is decided here.
@@ -8,11 +14,11 @@ what is decided here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from edgexfer.contracts.bench import majority_baseline
-from edgexfer.contracts.study import REFERENCE_RUNTIMES, row_key
+from edgexfer.contracts.study import REFERENCE_RUNTIMES, BackboneDeploy, row_key
 from edgexfer.contracts.study import row_label as _label
 from edgexfer.report.formats import finite as _finite
 from edgexfer.report.formats import fmt
@@ -85,9 +91,53 @@ def gate_evidence(rows: Sequence[dict[str, Any]]) -> str | None:
     return "fail"
 
 
-def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[str, Any]:
+def deploy_why_not(deploy: BackboneDeploy | None, rows: Sequence[dict[str, Any]], budget_ms: float | None) -> str:
+    """Why a backbone's bench pick is not its candidate in the study ("" when it is): ``rows`` are the study's rows
+    of that backbone."""
+    if deploy is None or deploy.status == "unrecorded":
+        return "its bench recorded no recommendation (bench it again to record one)"
+    if deploy.status != "ok":
+        return f"its bench recommends nothing ({deploy.reason})"
+    named = f"its bench's pick, {deploy.artifact} on {deploy.runtime}"
+    row = next((r for r in rows if (r.get("artifact"), r.get("runtime")) == deploy.key), None)
+    if row is None:
+        return f"{named}, is not among the study's rows"
+    if not is_deployable(row):
+        if not beats_baseline(row):
+            return f"{named}, does not beat the majority-class baseline"
+        return f"{named}, has no batch-1 latency or accuracy"
+    if budget_ms is not None and float(row["latency_p50_ms"]) > budget_ms:
+        return f"{named}, runs {float(row['latency_p50_ms']):.3g} ms at batch 1, over the {budget_ms:g} ms budget"
+    return ""
+
+
+def deploy_of(results: Mapping[str, Any]) -> dict[str, BackboneDeploy]:
+    """Each finished backbone's bench pick (``backbones[].deploy``) by backbone name; absent in older studies."""
+    return {str(b["name"]): BackboneDeploy.from_dict(b["deploy"]) for b in results.get("backbones") or []
+            if isinstance(b, dict) and isinstance(b.get("deploy"), dict)}
+
+
+def _candidates(within: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                deploys: Mapping[str, BackboneDeploy], budget_ms: float | None) -> list[dict[str, Any]]:
+    """Per backbone: its bench pick when that is deployable within the budget, else its deployable rows within it."""
+    out: list[dict[str, Any]] = []
+    for backbone in dict.fromkeys(r["backbone"] for r in within):
+        mine = [r for r in within if r["backbone"] == backbone]
+        deploy = deploys.get(backbone)
+        if deploy_why_not(deploy, [r for r in rows if r["backbone"] == backbone], budget_ms):
+            out += mine
+        else:
+            assert deploy is not None
+            out += [r for r in mine if (r.get("artifact"), r.get("runtime")) == deploy.key]
+    return out
+
+
+def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None,
+              deploys: Mapping[str, BackboneDeploy] | None = None) -> dict[str, Any]:
     """The most accurate deployable model within the latency budget; among equally accurate ones, the fastest
-    (and the reason then says the pick came down to speed).
+    (and the reason then says the pick came down to speed). With ``deploys`` (each backbone's bench pick), a
+    backbone's candidate is its bench pick, and the chosen row is that pick or the reason says why not
+    (``bench_recommended``: true, false, or null for a study without them).
 
     Never a model that fails the gate or does not beat the majority-class baseline. Returns
     ``{"status": "ok", ...the row's figures..., "reason"}`` or ``{"status": "none", "reason"}`` saying why
@@ -121,13 +171,25 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
                 f"is {_label(fastest)} at {float(fastest['latency_p50_ms']):.3g} ms"
             )
         return {"status": "none", "budget_ms": budget_ms, "reason": reason, "gate": gate_evidence(rows)}
-    top = max(float(r["accuracy"]) for r in within)
-    tied = [r for r in within if abs(float(r["accuracy"]) - top) <= 1e-12]
+    candidates = _candidates(within, rows, deploys, budget_ms) if deploys is not None else within
+    top = max(float(r["accuracy"]) for r in candidates)
+    tied = [r for r in candidates if abs(float(r["accuracy"]) - top) <= 1e-12]
     best = min(tied, key=lambda r: float(r["latency_p50_ms"]))
-    reason = f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}"
+    if deploys is None:
+        reason = f"the most accurate of {len(within)} artifact(s) that pass the gate {budget_text}"
+    else:
+        reason = (f"the most accurate of {len(candidates)} candidate(s) {budget_text}, each backbone's candidate "
+                  "being what its bench recommends")
     if len(tied) > 1:
         reason += (f"; {len(tied)} artifacts tie at accuracy {fmt(top)}, so the pick came down to speed: "
                    f"the fastest of them at {float(best['latency_p50_ms']):.3g} ms at batch 1")
+    bench_recommended: bool | None = None
+    if deploys is not None:
+        why_not = deploy_why_not(deploys.get(best["backbone"]), [r for r in rows if r["backbone"] == best["backbone"]],
+                                 budget_ms)
+        bench_recommended = not why_not
+        reason += (f"; it is what {best['backbone']}'s bench recommends" if bench_recommended
+                   else f"; not {best['backbone']}'s bench recommendation: {why_not}")
     return {
         "status": "ok",
         "budget_ms": budget_ms,
@@ -141,6 +203,7 @@ def recommend(rows: Iterable[dict[str, Any]], budget_ms: float | None) -> dict[s
         "latency_p50_ms": best["latency_p50_ms"],
         "size_bytes": best.get("size_bytes"),
         "tied": len(tied),
+        "bench_recommended": bench_recommended,
         "reason": reason,
         "gate": "pass",
     }
@@ -151,5 +214,11 @@ def refresh_decisions(results: dict[str, Any], latency_budget_ms: float | None =
     if latency_budget_ms is not None:
         results["latency_budget_ms"] = float(latency_budget_ms)
     rows = mark_pareto(results.get("results", []))
-    results["recommendation"] = recommend(rows, results.get("latency_budget_ms"))
+    deploys = deploy_of(results)
+    budget = results.get("latency_budget_ms")
+    results["recommendation"] = recommend(rows, budget, deploys or None)
+    # why each backbone's bench pick is not its candidate here ("" when it is), for the report's deploy table
+    results["recommendation"]["deploy_notes"] = {
+        name: deploy_why_not(deploy, [r for r in rows if r.get("backbone") == name], budget)
+        for name, deploy in deploys.items() if deploy.status == "ok"}
     return results

@@ -119,3 +119,47 @@ def test_compare_exit_code_follows_the_gate_the_recommendation_rests_on(tmp_path
     assert result.exit_code == code, result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("edgexfer: error:")]
     assert len(errors) == (0 if code == 0 else 1)
+
+
+def _deploy(artifact, runtime="ort-cpu", p50=1.0):
+    from edgexfer.contracts.study import BackboneDeploy
+
+    return BackboneDeploy("ok", artifact, artifact, runtime, p50, 1, None, 2.0)
+
+
+def test_recommendation_takes_each_backbones_bench_pick_or_says_why_not():
+    rows = [bench_row("a", "fp32", 0.90, 2.0), bench_row("a", "int8", 0.89, 1.0), bench_row("b", "fp32", 0.88, 1.5)]
+    # a's bench recommends its INT8 (the fastest that passed): a's candidate is that, not its more accurate FP32
+    rec = recommend(rows, None, {"a": _deploy("int8"), "b": _deploy("fp32", p50=1.5)})
+    assert (rec["backbone"], rec["artifact"], rec["bench_recommended"]) == ("a", "int8", True), rec
+    assert recommend(rows, None)["artifact"] == "fp32"  # without the bench picks: the old rule over every row
+    # a pick no better than always answering one class is not a candidate: the study says so
+    chance = [dict(rows[0]), _one_class_row("a", "int8", 0, 1.0)]
+    rec = recommend(chance, None, {"a": _deploy("int8")})
+    assert (rec["artifact"], rec["bench_recommended"]) == ("fp32", False), rec
+    assert "not a's bench recommendation: its bench's pick, int8 on ort-cpu, does not beat the majority" in rec["reason"]
+    unrecorded = recommend(rows, None, {"b": _deploy("fp32", p50=1.5)})  # a's bench is older than its pick
+    assert unrecorded["backbone"] == "a" and "its bench recorded no recommendation" in unrecorded["reason"]
+
+
+def test_compare_prints_what_each_backbone_deploys(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from edgexfer.cli import cli
+    from edgexfer.contracts.study import BackboneDeploy
+    from edgexfer.studies import compare as compare_module
+
+    backbones = [{"name": "a", "deploy": _deploy("int8", "ov-cpu", 3.21).to_dict()},
+                 {"name": "b", "deploy": BackboneDeploy("none", reason="int8 on ort-cpu failed").to_dict()},
+                 {"name": "c", "status": "failed"}]
+    rec = {"status": "ok", "backbone": "a", "artifact": "int8", "runtime": "ov-cpu", "accuracy": 0.9,
+           "latency_p50_ms": 3.21, "bench_recommended": True, "reason": "…", "gate": "pass"}
+    fake = SimpleNamespace(results={"recommendation": rec, "backbones": backbones},
+                           report={"markdown": tmp_path / "report.md", "html": tmp_path / "report.html"})
+    monkeypatch.setattr(compare_module, "run_compare", lambda config: fake)
+    result = CliRunner().invoke(cli, ["compare", "--data", "demo", "--backbones", "a,b", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["a: deploy: int8 on ov-cpu, 3.21 ms", "b: nothing passed: int8 on ort-cpu failed"], lines

@@ -218,3 +218,30 @@ def test_a_finetune_recorded_by_the_first_state_format_is_kept_or_refused(tmp_pa
     with pytest.raises(EdgexferError, match="trained with other options"):
         run_compare(config(study), FakeStages().stages())
     assert (study / "runs" / "alpha" / "model.keras").is_file()
+
+
+def test_each_backbone_bench_pick_reaches_the_study_and_its_recommendation(tmp_path):
+    # the bench picked FP16 (as a bench whose rule did would): the study follows it, though its own rule over the
+    # rows alone would take alpha's INT8 (as accurate, faster)
+    outcome = run_compare(config(tmp_path / "study"), FakeStages(recommend="fp16").stages())
+    deploy = {b["name"]: b["deploy"] for b in outcome.results["backbones"]}
+    assert deploy["alpha"]["status"] == "ok" and (deploy["alpha"]["artifact"], deploy["alpha"]["runtime"]) == ("fp16", "ort-cpu")
+    assert deploy["alpha"]["p50_ms"] == pytest.approx(0.9)
+    rec = outcome.results["recommendation"]
+    assert (rec["backbone"], rec["artifact"], rec["bench_recommended"]) == ("alpha", "fp16", True), rec
+    assert "what alpha's bench recommends" in rec["reason"]
+    written = read_json(tmp_path / "study" / "results.json")
+    assert written["recommendation"] == rec and written["backbones"][1]["deploy"] == deploy["beta"]
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "deploy: fp16 on ort-cpu, 0.9 ms" in report and "over the 1.2 ms budget" in report
+
+
+def test_a_bench_that_passed_nothing_says_why_in_the_study(tmp_path):
+    fake = FakeStages(recommend=True, break_gate_for="beta")
+    fake.recommend = "int8"  # beta's INT8 broke its gate: no row left to recommend
+    run_compare(config(tmp_path / "study", latency_budget_ms=None), fake.stages())
+    study = read_json(tmp_path / "study" / "results.json")
+    deploy = {b["name"]: b["deploy"] for b in study["backbones"]}
+    assert deploy["alpha"]["artifact"] == "int8"
+    assert deploy["beta"]["status"] == "none" and "int8 on ort-cpu failed (accuracy dropped)" in deploy["beta"]["reason"]
+    assert "nothing passed: int8 on ort-cpu failed" in (tmp_path / "study" / "report.md").read_text()
