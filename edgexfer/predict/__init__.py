@@ -4,9 +4,10 @@ The pixels a deployed model sees are the ones bench measured: images are read by
 ``edgexfer.data.images.load_image`` (the one decode + resize of training, calibration and bench),
 the artifact is opened through the runtime table (``edgexfer.runtime.RUNTIMES``) and checked against
 the export manifest's sha256 first (``edgexfer.evaluate.exported.load_export``) and again once loaded.
-Which artifact runs is decided by :func:`choose_artifact`: ``precision="auto"`` takes the fastest
-artifact whose accuracy gate passed in the bench results, and an artifact whose gate failed is refused
-unless ``allow_failed=True``. A verdict counts only for the bytes it judged: bench rows carry the
+Which artifact runs is decided by :func:`choose_artifact`: ``precision="auto"`` takes what the bench
+recommends (results.json ``recommended``: the fastest artifact whose accuracy gate passed, across runtimes
+and precisions) where its bytes and runtime can serve here, else the fastest that passed here and says why;
+an artifact whose gate failed is refused unless ``allow_failed=True``. A verdict counts only for the bytes it judged: bench rows carry the
 sha256 of the file they ran, matched to the manifest's, never to an artifact's name. Bench results are
 found from the export (``edgexfer.contracts.bench.bench_locations``) or named (``bench=``), never in
 the current directory.

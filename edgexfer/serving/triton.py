@@ -95,8 +95,8 @@ def write_triton_repository(export_dir: str | os.PathLike[str], out: str | os.Pa
                             allow_failed: bool = False, overwrite: bool = False) -> TritonModel:
     """Write ``<out>/<name>/`` (config.pbtxt, labels.txt, 1/model.onnx|model.plan) for the chosen artifact.
 
-    The artifact is chosen as ``edgexfer predict`` chooses (``precision``/``runtime``; "auto": the fastest
-    that passed the bench gate, else FP32), without asking whether that runtime is usable on this machine:
+    The artifact is chosen as ``edgexfer predict`` chooses (``precision``/``runtime``; "auto": the bench's
+    recommendation, else the fastest that passed the bench gate, else FP32), without asking whether that runtime is usable on this machine:
     the repository is for the server. An artifact whose gate failed is refused unless ``allow_failed``.
     """
     if not 1 <= max_batch_size <= MAX_BATCH_SIZE:

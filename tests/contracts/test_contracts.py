@@ -24,7 +24,7 @@ CONTRACT_MODULES = (run, calibration, manifest, bench, study, layers)
 #: the dataclasses of each format and the JSON keys they stand for (``extra`` holds keys beyond them)
 CONTRACT_CLASSES = (run.RunRecord, run.RunMetrics, calibration.CalibrationRecord, manifest.SourceRun,
                     manifest.ExportManifest, manifest.Int8Quantizer, manifest.QuantizerCandidate, bench.BenchRow,
-                    bench.Recommendation, study.StudyRow, layers.LayerReport, layers.LayerRow,
+                    bench.Recommendation, study.StudyRow, study.BackboneDeploy, layers.LayerReport, layers.LayerRow,
                     layers.KeptNode)
 
 
