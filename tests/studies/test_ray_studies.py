@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_study import SECOND_BACKBONE, register_studycnn
+from fixtures_study import register_studycnn, study_config
 from study_fakes import FakeStages
-from test_studies_compare import FAST_BENCH, FAST_EXPORT, FAST_TRAINING
 
 from edgexfer.errors import EdgexferError
-from edgexfer.studies.compare import CompareConfig, default_stages, run_compare
+from edgexfer.studies.compare import CompareConfig, run_compare
 from edgexfer.studies.executors import ExecutorConfig
 
 ray = pytest.importorskip("ray")
@@ -82,24 +81,20 @@ def stage_files(study: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_ray_study_matches_the_local_one_and_resumes(tmp_path, ray_instance, studycnn):
-    def study(out: Path, executor: ExecutorConfig) -> CompareConfig:
-        return CompareConfig(data="demo", backbones=["tinycnn", SECOND_BACKBONE], out=out, demo_per_class=12,
-                             demo_size=32, finetune=dict(FAST_TRAINING), export=dict(FAST_EXPORT),
-                             bench=dict(FAST_BENCH), latency_budget_ms=1000.0, executor=executor,
-                             log=lambda line: None)
-
-    local = run_compare(study(tmp_path / "local", ExecutorConfig()), default_stages(lambda line: None))
-    on_ray = run_compare(study(tmp_path / "ray", RAY))
+def test_ray_study_matches_the_local_one_and_resumes(tmp_path, ray_instance, studycnn, local_compare_study):
+    # the same study in-process (run once for the session: fixtures_study.local_compare_study) and on Ray
+    local = local_compare_study.outcome
+    on_ray = run_compare(study_config(tmp_path / "ray", executor=RAY))
     assert on_ray.ran["finetune"] and sorted(on_ray.ran["bench"]) == ["studycnn", "tinycnn"]
-    written = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in ("local", "ray")}
+    written = {"local": json.loads(local_compare_study.results_text),
+               "ray": json.loads((tmp_path / "ray" / "results.json").read_text())}
     assert [b["status"] for b in written["ray"]["backbones"]] == ["done", "done"]
     assert comparable(written["ray"]) == comparable(written["local"])
     assert on_ray.results["recommendation"]["status"] == local.results["recommendation"]["status"]
 
     # the driver again: every job is found finished, nothing is redone or rewritten
     before = stage_files(tmp_path / "ray")
-    again = run_compare(study(tmp_path / "ray", RAY))
+    again = run_compare(study_config(tmp_path / "ray", executor=RAY))
     assert not any(again.ran.values())
     assert stage_files(tmp_path / "ray") == before
 
