@@ -2,7 +2,7 @@
 reported per job while the others finish, and resume.
 
 One local Ray instance (2 CPUs, a 200 MB object store) serves the module and is shut down at its
-end; its workers find the test helpers through PYTHONPATH and register the second test backbone
+end; its workers find the test helpers (and this module) through PYTHONPATH and register the second test backbone
 at start-up (``fixtures_study.register_studycnn``). Each job runs in a fresh worker process, so a
 real job pays TensorFlow's import (a few seconds) on top of its work.
 """
@@ -31,7 +31,8 @@ RAY = ExecutorConfig(kind="ray")
 @pytest.fixture(scope="module")
 def ray_instance():
     """A local Ray instance for the module (started once: a few seconds)."""
-    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # the tests' root (fixtures_study, study_fakes) and this folder (SlowBeta below: jobs unpickle it there)
+    path = os.pathsep.join([str(TESTS), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
              logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""},
