@@ -1,6 +1,7 @@
 """Shared test set-up. Fixtures live in plugin modules, one per area, so they can grow independently:
 fixtures_data (synthetic data sets), fixtures_run (a tiny finished run), fixtures_export (its export),
-fixtures_handmade (a hand-made ONNX export with known weights, for the bench, runtime and predict tests).
+fixtures_handmade (a hand-made ONNX export with known weights, for the bench, runtime and predict tests),
+fixtures_study (a second test backbone and a real two-backbone study, run once).
 
 GPUs: tests marked ``gpu`` or ``tensorrt`` see the machine's GPUs and are skipped, with the reason,
 where none is usable (asked once per session of a fresh process through ``edgexfer.runtime.cuda``).
@@ -25,7 +26,7 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-pytest_plugins = ["fixtures_data", "fixtures_run", "fixtures_export", "fixtures_handmade"]
+pytest_plugins = ["fixtures_data", "fixtures_run", "fixtures_export", "fixtures_handmade", "fixtures_study"]
 
 GPU_MARKERS = ("gpu", "tensorrt")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 
-def _export_cmd(run_dir: Path, out: Path, cal: Path) -> list[str]:
+def _export_cmd(run_dir: Path, out: Path, cal: Path, *options: str) -> list[str]:
     return [sys.executable, "-m", "edgexfer", "export", str(run_dir), "--out", str(out), "--int8", "--fp16",
-            "--calibration", str(cal), "--calibration-size", "64", "--quiet"]
+            "--calibration", str(cal), "--calibration-size", "64", "--quiet", *options]
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -106,12 +106,12 @@ def test_sigterm_or_sigint_during_export_removes_staging_at_once(export_run_dir,
 def test_second_export_of_the_same_folder_exits_2_while_the_first_runs(export_run_dir, tmp_path):
     out = tmp_path / "exported" / "tiny"
     env = _env(tmp_path / "systemtmp")
-    first = subprocess.Popen(_export_cmd(export_run_dir, out, tmp_path / "calibration"), env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # our INT8 quantizer only: the lock is the point, not who quantizes (auto would add NNCF's candidate)
+    cmd = _export_cmd(export_run_dir, out, tmp_path / "calibration", "--quantizer", "edgexfer")
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert _wait_for(lambda: _staging(out), first)
-        second = subprocess.run(_export_cmd(export_run_dir, out, tmp_path / "calibration"), env=env,
-                                capture_output=True, text=True, timeout=300)
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"is in use by process {first.pid} (edgexfer export" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1

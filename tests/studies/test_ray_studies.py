@@ -2,7 +2,7 @@
 reported per job while the others finish, and resume.
 
 One local Ray instance (2 CPUs, a 200 MB object store) serves the module and is shut down at its
-end; its workers find the test helpers through PYTHONPATH and register the second test backbone
+end; its workers find the test helpers (and this module) through PYTHONPATH and register the second test backbone
 at start-up (``fixtures_study.register_studycnn``). Each job runs in a fresh worker process, so a
 real job pays TensorFlow's import (a few seconds) on top of its work.
 """
@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_study import SECOND_BACKBONE, register_studycnn
+from fixtures_study import register_studycnn, study_config
 from study_fakes import FakeStages
-from test_studies_compare import FAST_BENCH, FAST_EXPORT, FAST_TRAINING
 
 from edgexfer.errors import EdgexferError
-from edgexfer.studies.compare import CompareConfig, default_stages, run_compare
+from edgexfer.studies.compare import CompareConfig, run_compare
 from edgexfer.studies.executors import ExecutorConfig
 
 ray = pytest.importorskip("ray")
@@ -32,7 +31,8 @@ RAY = ExecutorConfig(kind="ray")
 @pytest.fixture(scope="module")
 def ray_instance():
     """A local Ray instance for the module (started once: a few seconds)."""
-    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # the tests' root (fixtures_study, study_fakes) and this folder (SlowBeta below: jobs unpickle it there)
+    path = os.pathsep.join([str(TESTS), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False,
              logging_level="WARNING",
              runtime_env={"env_vars": {"PYTHONPATH": path, "CUDA_VISIBLE_DEVICES": ""},
@@ -82,24 +82,20 @@ def stage_files(study: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_ray_study_matches_the_local_one_and_resumes(tmp_path, ray_instance, studycnn):
-    def study(out: Path, executor: ExecutorConfig) -> CompareConfig:
-        return CompareConfig(data="demo", backbones=["tinycnn", SECOND_BACKBONE], out=out, demo_per_class=12,
-                             demo_size=32, finetune=dict(FAST_TRAINING), export=dict(FAST_EXPORT),
-                             bench=dict(FAST_BENCH), latency_budget_ms=1000.0, executor=executor,
-                             log=lambda line: None)
-
-    local = run_compare(study(tmp_path / "local", ExecutorConfig()), default_stages(lambda line: None))
-    on_ray = run_compare(study(tmp_path / "ray", RAY))
+def test_ray_study_matches_the_local_one_and_resumes(tmp_path, ray_instance, studycnn, local_compare_study):
+    # the same study in-process (run once for the session: fixtures_study.local_compare_study) and on Ray
+    local = local_compare_study.outcome
+    on_ray = run_compare(study_config(tmp_path / "ray", executor=RAY))
     assert on_ray.ran["finetune"] and sorted(on_ray.ran["bench"]) == ["studycnn", "tinycnn"]
-    written = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in ("local", "ray")}
+    written = {"local": json.loads(local_compare_study.results_text),
+               "ray": json.loads((tmp_path / "ray" / "results.json").read_text())}
     assert [b["status"] for b in written["ray"]["backbones"]] == ["done", "done"]
     assert comparable(written["ray"]) == comparable(written["local"])
     assert on_ray.results["recommendation"]["status"] == local.results["recommendation"]["status"]
 
     # the driver again: every job is found finished, nothing is redone or rewritten
     before = stage_files(tmp_path / "ray")
-    again = run_compare(study(tmp_path / "ray", RAY))
+    again = run_compare(study_config(tmp_path / "ray", executor=RAY))
     assert not any(again.ran.values())
     assert stage_files(tmp_path / "ray") == before
 

@@ -9,19 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_study import SECOND_BACKBONE, register_studycnn
+from fixtures_study import FAST_TRAINING, SECOND_BACKBONE, counting, register_studycnn, study_config
 from study_fakes import FakeStages
 from study_pages import parse_page
 
-from edgexfer.studies.compare import CompareConfig, Stages, TuneOptions, default_stages, run_compare
+from edgexfer.studies.compare import TuneOptions, default_stages, run_compare
 
 pytestmark = pytest.mark.slow
 
-FAST_TRAINING = {"image_size": 32, "epochs": 1, "fine_tune_epochs": 0, "batch_size": 16, "weights": "none",
-                 "verbose": 0, "early_stopping_patience": 0}
-FAST_EXPORT = {"calibration_size": 12, "parity_samples": 8, "progress": False}
-FAST_BENCH = {"runtimes": ["ort-cpu"], "batch_sizes": (1,), "warmup": 1, "iterations": 5, "end_to_end_images": 2,
-              "progress": False}
 @pytest.fixture
 def second_backbone(monkeypatch):
     """Register SECOND_BACKBONE (fixtures_study) for one test; the registry is restored afterwards."""
@@ -32,34 +27,13 @@ def second_backbone(monkeypatch):
     return register_studycnn()
 
 
-def counting(stages: Stages, calls: dict[str, int]) -> Stages:
-    """``stages`` whose finetune/export/bench/tune count their calls."""
-    def wrap(name, fn):
-        def counted(*args, **kwargs):
-            calls[name] = calls.get(name, 0) + 1
-            return fn(*args, **kwargs)
-        return counted
-
-    for name in ("finetune", "export", "bench", "tune"):
-        setattr(stages, name, wrap(name, getattr(stages, name)))
-    return stages
-
-
-def study_config(out: Path, **overrides) -> CompareConfig:
-    options = dict(data="demo", backbones=["tinycnn", SECOND_BACKBONE], out=out, demo_per_class=12, demo_size=32,
-                   finetune=dict(FAST_TRAINING), export=dict(FAST_EXPORT), bench=dict(FAST_BENCH),
-                   latency_budget_ms=1000.0, log=lambda line: None)
-    options.update(overrides)
-    return CompareConfig(**options)
-
-
-def test_two_backbone_compare_report_and_resume(tmp_path, second_backbone):
-    study = tmp_path / "study"
-    calls: dict[str, int] = {}
-    outcome = run_compare(study_config(study), counting(default_stages(lambda line: None), calls))
+def test_two_backbone_compare_report_and_resume(local_compare_study, second_backbone):
+    # the study itself ran once for the session (fixtures_study.local_compare_study); the Ray test reads it too
+    study, outcome, calls = local_compare_study.out_dir, local_compare_study.outcome, local_compare_study.calls
     assert calls == {"finetune": 2, "export": 2, "bench": 2}
 
-    results = json.loads((study / "results.json").read_text())
+    results = json.loads(local_compare_study.results_text)
+    assert json.loads((study / "results.json").read_text()) == results
     assert results["schema"] == "edgexfer.study/1"
     assert [b["status"] for b in results["backbones"]] == ["done", "done"]
     by_backbone = {(r["backbone"], r["precision"]) for r in results["results"] if r["runtime"] == "ort-cpu"}

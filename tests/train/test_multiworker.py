@@ -145,8 +145,16 @@ def test_two_workers_train_one_model_the_chief_writes_the_run(tmp_path):
 
     data = generate_demo(tmp_path / "demo", per_class=18, size=32, seed=0)
     out = tmp_path / "run"
-    (chief_rc, chief_log), (worker_rc, worker_log) = _finish(
-        _start_workers(_finetune_args(data, out, "multiworker"), tmp_path), timeout=240)
+    # the one-process reference (compared below) trains beside the cluster: its own folder, nothing shared
+    single = tmp_path / "single"
+    reference = subprocess.Popen(_finetune_args(data, single, "none"), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        (chief_rc, chief_log), (worker_rc, worker_log) = _finish(
+            _start_workers(_finetune_args(data, out, "multiworker"), tmp_path), timeout=240)
+    finally:
+        ((single_rc, single_log),) = _finish([reference], timeout=240)
     assert chief_rc == 0, chief_log[-3000:]
     assert worker_rc == 0, worker_log[-3000:]
     assert "distribution: multiworker, 2 replica(s) over 2 process(es); this is worker 0" in chief_log
@@ -163,10 +171,7 @@ def test_two_workers_train_one_model_the_chief_writes_the_run(tmp_path):
     # the same global batch on one process: the first epoch's loss agrees (the same start, the same batches);
     # later epochs drift apart because tinycnn's BatchNorm normalizes over each replica's 6 images instead of
     # 12 (test_gradients_equal_a_single_process shows the exact agreement of a model without BatchNorm)
-    single = tmp_path / "single"
-    proc = subprocess.run(_finetune_args(data, single, "none"), capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert single_rc == 0, single_log[-3000:]
     two, one = load_run(out), load_run(single)
     assert [r["epoch_global"] for r in two.history] == [r["epoch_global"] for r in one.history] == [1, 2]
     assert two.history[0]["loss"] == pytest.approx(one.history[0]["loss"], abs=0.05), (two.history, one.history)
@@ -205,10 +210,14 @@ def test_gradients_equal_a_single_process(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", _EQUAL_SCRIPT, "multiworker"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True,
                               env={**env, "TF_CONFIG": tf_config(i, addresses)}) for i in (0, 1)]
-    outputs = [out for _rc, out in _finish(procs, timeout=180)]
-    single = subprocess.run([sys.executable, "-c", _EQUAL_SCRIPT, "none"], capture_output=True, text=True,
-                            timeout=180, env=env)
-    results = [json.loads(o.strip().splitlines()[-1]) for o in [*outputs, single.stdout]]
+    # the one-process reference runs beside the two workers (nothing shared)
+    single = subprocess.Popen([sys.executable, "-c", _EQUAL_SCRIPT, "none"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True, env=env)
+    try:
+        outputs = [out for _rc, out in _finish(procs, timeout=180)]
+    finally:
+        ((_rc, single_out),) = _finish([single], timeout=180)
+    results = [json.loads(o.strip().splitlines()[-1]) for o in [*outputs, single_out]]
     (chief, worker, one) = results
     assert chief["loss"] == pytest.approx(one["loss"], abs=1e-5)
     for a, b, c in zip(chief["weights"], worker["weights"], one["weights"], strict=True):
