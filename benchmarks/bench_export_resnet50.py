@@ -152,7 +152,7 @@ def calibration_profile(export_dir: Path, calibration_dir: Path) -> dict:
 
     from edgexfer.data.calibration import load_calibration_set
     from edgexfer.export.int8.calibrate import CALIBRATION_CHUNK, _ValueHistograms, calibration_graph
-    from edgexfer.export.onnx_int8 import preprocess
+    from edgexfer.export.int8.quantize import preprocess
     from edgexfer.runtime.ort_runtime import OrtRuntime, kernel_profile
 
     with tempfile.TemporaryDirectory(prefix="edgexfer-calprofile-") as tmp:

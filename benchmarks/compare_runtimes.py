@@ -368,7 +368,7 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     from edgexfer.evaluate.metrics import classification_metrics
     from edgexfer.export.int8.calibrate import calibrate
     from edgexfer.export.int8.kernels import choose_cpu_kernels
-    from edgexfer.export.onnx_int8 import QuantOptions, preprocess, quantize
+    from edgexfer.export.int8.quantize import QuantOptions, preprocess, quantize
     from edgexfer.runtime.ort_runtime import OrtRuntime
 
     export_dir = work / "exported" / backbone

@@ -9,6 +9,7 @@ from importlib import metadata
 DEFAULT_LIBRARIES = (
     "edgexfer", "numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "onnxruntime-gpu",
     "onnxconverter-common", "scikit-learn", "tensorrt", "cuda-python", "keras-tuner", "pydicom", "openvino",
+    "nncf",
 )
 
 

@@ -1,6 +1,7 @@
 """Export fixtures (session scope, built once):
 
-- ``tiny_export``: the export of ``tiny_run`` (fixtures_run) with FP32 + FP16 + INT8 (target cpu), a
+- ``tiny_export``: the export of ``tiny_run`` (fixtures_run) with FP32 + FP16 + INT8 (target cpu, our quantizer
+  only: ``--quantizer auto`` would add NNCF's candidate, about 5 s, which tests/test_export_nncf.py covers), a
   64-image calibration set; returns the export folder (a Path holding manifest.json). Treat as read-only.
 - ``export_run_dir``: the run that ``tiny_export`` exported (``tiny_run``).
 - ``make_run_dir(run_dir, split, model)``: write a finished run directory around any Keras model (tests that
@@ -52,7 +53,7 @@ def tiny_export(tmp_path_factory, export_run_dir) -> Path:
 
     root = tmp_path_factory.mktemp("export")
     out = root / "tiny"
-    export_run(ExportConfig(run_dir=export_run_dir, out=out, fp16=True, int8=True, target="cpu",
+    export_run(ExportConfig(run_dir=export_run_dir, out=out, fp16=True, int8=True, target="cpu", quantizer="edgexfer",
                             calibration=root / "calibration", calibration_size=64, progress=False))
     assert json.loads((out / "manifest.json").read_text())["schema"] == "edgexfer.export/1"
     return out

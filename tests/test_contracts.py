@@ -23,7 +23,8 @@ DOC_SCHEMA = re.compile(r"edgexfer\.[a-z_-]+/[0-9]+")
 CONTRACT_MODULES = (run, calibration, manifest, bench, study, layers)
 #: the dataclasses of each format and the JSON keys they stand for (``extra`` holds keys beyond them)
 CONTRACT_CLASSES = (run.RunRecord, run.RunMetrics, calibration.CalibrationRecord, manifest.SourceRun,
-                    manifest.ExportManifest, bench.BenchRow, bench.Recommendation, study.StudyRow, layers.LayerReport, layers.LayerRow,
+                    manifest.ExportManifest, manifest.Int8Quantizer, manifest.QuantizerCandidate, bench.BenchRow,
+                    bench.Recommendation, study.StudyRow, layers.LayerReport, layers.LayerRow,
                     layers.KeptNode)
 
 

@@ -43,8 +43,8 @@ def test_backbone_exports_with_one_input_and_keras_parity(name, tmp_path):
 
 def _tensorrt_targets_conform(fp32_path, images, tmp_path):
     """The tensorrt-target FP16 and INT8 graphs of ``fp32_path`` break none of TensorRT's rules."""
+    from edgexfer.export.int8.quantize import preprocess, quantize
     from edgexfer.export.onnx_fp16 import convert_to_fp16
-    from edgexfer.export.onnx_int8 import preprocess, quantize
     from edgexfer.export.tensorrt_rules import check_graph
 
     fp16 = tmp_path / "model_fp16.onnx"

@@ -20,9 +20,9 @@ from edgexfer.export.int8.calibrate import (
     calibration_batches,
     entropy_threshold,
 )
+from edgexfer.export.int8.quantize import QuantOptions, preprocess, quantize
 from edgexfer.export.int8.sensitivity import SQNR_CAP_DB, node_sensitivity
 from edgexfer.export.int8.speed import SLOWER_ADVICE, SpeedCheck, speed_verdict
-from edgexfer.export.onnx_int8 import QuantOptions, preprocess, quantize
 
 
 @pytest.fixture(scope="module")

@@ -257,9 +257,10 @@ def test_engine_with_the_cpu_int8_profile_is_refused(export_run_dir, tmp_path):
 def test_export_refuses_a_tensorrt_graph_that_breaks_a_rule(monkeypatch, export_run_dir, tiny_export, tmp_path):
     """The cpu profile's graph (uint8 activations, zero points not 0) is what TensorRT refuses: planted as the
     tensorrt profile, export stops with one line naming the node and the rule, and writes nothing."""
-    from edgexfer.export import ExportConfig, export_run, onnx_int8
+    import edgexfer.export.int8.quantize as int8_quantize
+    from edgexfer.export import ExportConfig, export_run
 
-    monkeypatch.setitem(onnx_int8.PROFILES, "tensorrt", onnx_int8.PROFILES["cpu"])
+    monkeypatch.setitem(int8_quantize.PROFILES, "tensorrt", int8_quantize.PROFILES["cpu"])
     out = tmp_path / "refused"
     with pytest.raises(EdgexferError) as info:
         export_run(ExportConfig(run_dir=export_run_dir, out=out, int8=True, target="tensorrt", int8_max_rounds=0,

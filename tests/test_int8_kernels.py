@@ -15,7 +15,7 @@ from edgexfer.export import ExportConfig, export_run
 from edgexfer.export.int8 import kernels
 from edgexfer.export.int8.calibrate import calibration_batches
 from edgexfer.export.int8.kernels import SHIFTED_WEIGHT_ZERO_POINT, choose_cpu_kernels
-from edgexfer.export.onnx_int8 import preprocess, quantize
+from edgexfer.export.int8.quantize import preprocess, quantize
 from edgexfer.runtime.ort_runtime import kernel_profile, predict_onnx
 
 

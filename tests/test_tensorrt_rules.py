@@ -142,7 +142,7 @@ def test_onnx_runtime_stock_quantize_static_is_refused_for_its_int32_bias(tmp_pa
 
 
 def test_our_tensorrt_profile_conforms_and_places_qdq_where_tensorrt_fuses(tmp_path):
-    from edgexfer.export.onnx_int8 import quantize
+    from edgexfer.export.int8.quantize import quantize
 
     batches = _float_conv_model(tmp_path / "float.onnx")
     quantize(tmp_path / "float.onnx", tmp_path / "trt.onnx", reader=batches, target="tensorrt", method="minmax")

@@ -7,7 +7,7 @@ import click
 from edgexfer.cli._choices import RUNTIMES_HELP, runtimes_list
 from edgexfer.cli._options import batch_sizes
 from edgexfer.cli.bench import _fraction as fraction_option
-from edgexfer.export.config import CALIBRATION_METHODS, TARGETS  # no TensorFlow behind it
+from edgexfer.export.config import CALIBRATION_METHODS, QUANTIZERS, TARGETS  # no TensorFlow behind it
 
 
 def _budget(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -59,6 +59,8 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--calibration-size", type=click.IntRange(min=1), default=None, help="INT8 calibration images.")
 @click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default=None,
               help="INT8 calibration method (default: auto, see `edgexfer export --help`).")
+@click.option("--quantizer", type=click.Choice(QUANTIZERS), default=None,
+              help="INT8 quantizer: edgexfer, nncf or auto (default: auto, see `edgexfer export --help`).")
 # bench
 @click.option("--runtimes", default=None, callback=runtimes_list, help=RUNTIMES_HELP)
 @click.option("--batch-sizes", default=None, callback=batch_sizes, help="Bench batch sizes (1 is always timed).")
@@ -95,7 +97,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
               help="With --executor ray: GPUs each job asks Ray for (e.g. 1; fractions share a GPU).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tune_epochs, batch_size, weights, seed,
-            config_file, demo_per_class, demo_size, target, engine, calibration_size, calibration_method, runtimes, batch_sizes,
+            config_file, demo_per_class, demo_size, target, engine, calibration_size, calibration_method, quantizer, runtimes, batch_sizes,
             warmup, iterations, threads, max_accuracy_drop, max_f1_drop, max_recall_drop, tune, tuner, max_trials,
             tune_epochs, data_fractions, executor, ray_address, cpus_per_job, gpus_per_job, quiet) -> None:
     """Fine-tune, export (FP32, FP16, INT8) and bench each backbone on the same split, then write
@@ -128,7 +130,8 @@ def compare(data, backbones, out, latency_budget_ms, image_size, epochs, fine_tu
                           batch_size=batch_size, weights=weights))
     if quiet:
         finetune["verbose"] = 0
-    export = given(target=target, calibration_size=calibration_size, calibration_method=calibration_method)
+    export = given(target=target, calibration_size=calibration_size, calibration_method=calibration_method,
+                   quantizer=quantizer)
     if engine:
         export["engine"] = True
     export["progress"] = not quiet

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 # the known values live in edgexfer.export.config (importing it loads no TensorFlow)
-from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
+from edgexfer.export.config import CALIBRATION_METHODS, QUANTIZERS, TARGETS
 
 
 @click.command()
@@ -29,6 +29,10 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
 @click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="auto", show_default=True,
               help="How INT8 activation ranges are calibrated. auto: entropy, and when that INT8 agrees with FP32 "
                    "below --int8-min-agreement, percentile and minmax too; the best is kept.")
+@click.option("--quantizer", type=click.Choice(QUANTIZERS), default="auto", show_default=True,
+              help="Who writes the INT8 file: edgexfer (ours), nncf (NNCF, pip install 'edgexfer[openvino]'; target "
+                   "cpu only) or auto: both where NNCF is installed and the target is cpu, judged on the same images; "
+                   "the one agreeing with FP32 on more images is kept (ours on ties).")
 @click.option("--int8-min-agreement", type=float, default=0.98, show_default=True,
               help="INT8 top-1 agreement with FP32 that must be met with evidence (the whole 95% interval, on "
                    "validation images and train images not in the calibration set); until then the other calibration "
@@ -51,7 +55,7 @@ from edgexfer.export.config import CALIBRATION_METHODS, TARGETS
 @click.option("--quiet", is_flag=True, help="No progress bars or step messages.")
 def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool, target: str | None,
            calibration: Path | None, calibration_size: int, calibration_seed: int, calibration_method: str,
-           int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None,
+           quantizer: str, int8_min_agreement: float, kernel_choice: bool, max_batch: int, opset: int, data_root: Path | None,
            positive_class: str | None, target_sensitivity: float | None, quiet: bool) -> None:
     """Export the fine-tuned run RUN_DIR to ONNX FP32 (and FP16, INT8, TensorRT engines), checked against Keras."""
     from edgexfer.export import ExportConfig, export_run
@@ -61,7 +65,8 @@ def export(run_dir: Path, out: Path | None, fp16: bool, int8: bool, engine: bool
 
     config = ExportConfig(run_dir=run_dir, out=out, fp16=fp16, int8=int8, engine=engine, target=target,
                           calibration=calibration, calibration_size=calibration_size, calibration_seed=calibration_seed,
-                          calibration_method=calibration_method, int8_min_agreement=int8_min_agreement,
+                          calibration_method=calibration_method, quantizer=quantizer,
+                          int8_min_agreement=int8_min_agreement,
                           int8_kernel_choice=kernel_choice,
                           max_batch=max_batch, opset=opset, data_root=data_root, progress=not quiet,
                           positive_class=positive_class, target_sensitivity=target_sensitivity)

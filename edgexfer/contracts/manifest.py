@@ -57,6 +57,56 @@ class SourceRun:
                    split_file=str(d.get("split_file") or "split.json"), split_sha256=d.get("split_sha256"))
 
 
+@dataclass(frozen=True)
+class QuantizerCandidate:
+    """One INT8 quantizer's best file (after its fallback rounds), judged on the export's judging images."""
+
+    quantizer: str
+    version: str | None
+    agreement: float
+    agreed: int
+    n: int
+    interval: tuple[float, float]
+    outcome: str
+    kept: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quantizer": self.quantizer, "version": self.version, "agreement": self.agreement,
+                "agreed": self.agreed, "n": self.n, "interval": [round(v, 4) for v in self.interval],
+                "outcome": self.outcome, "kept": self.kept}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantizerCandidate:
+        low, high = d.get("interval") or (0.0, 1.0)
+        return cls(str(d["quantizer"]), d.get("version"), float(d["agreement"]), int(d["agreed"]), int(d["n"]),
+                   (float(low), float(high)), str(d.get("outcome") or ""), bool(d.get("kept")))
+
+
+@dataclass(frozen=True)
+class Int8Quantizer:
+    """``int8.quantizer``: who wrote the INT8 file (``edgexfer`` or ``nncf``), its version and settings, every
+    candidate judged (``auto``), and ``reason``: the line the export printed about the choice."""
+
+    name: str
+    version: str | None
+    settings: dict[str, Any]
+    candidates: tuple[QuantizerCandidate, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "settings": dict(self.settings),
+                "candidates": [c.to_dict() for c in self.candidates], "reason": self.reason}
+
+    @classmethod
+    def from_artifact(cls, artifact: dict[str, Any]) -> Int8Quantizer:
+        """The INT8 entry's quantizer; an export written before ``quantizer`` was recorded was ours."""
+        d = artifact.get("quantizer")
+        if not d:
+            return cls("edgexfer", None, dict(artifact.get("quantization") or {}), (), "recorded before quantizers")
+        return cls(str(d["name"]), d.get("version"), dict(d.get("settings") or {}),
+                   tuple(QuantizerCandidate.from_dict(c) for c in d.get("candidates") or ()), str(d.get("reason") or ""))
+
+
 @dataclass
 class ExportManifest:
     """manifest.json. ``extra`` holds the other top-level records (``timings``)."""

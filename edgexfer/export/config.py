@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import edgexfer.export.int8.nncf_quantize as nncf_quantize
 from edgexfer._folders import refuse_overlap
 from edgexfer.errors import EdgexferError
 from edgexfer.evaluate.gate import parse_fraction
@@ -15,6 +16,8 @@ TARGETS = ("cpu", "tensorrt")
 CALIBRATION_METHODS = ("auto", "entropy", "minmax", "percentile")
 #: what "auto" tries, in order: entropy, then (only when its INT8 agrees with FP32 below the bar) the others
 CALIBRATION_METHODS_TRIED = ("entropy", "percentile", "minmax")
+#: who quantizes INT8: ``auto`` (ours and NNCF's, judged alike, the more accurate kept), ``edgexfer`` or ``nncf``
+QUANTIZERS = nncf_quantize.QUANTIZERS
 
 #: FP32 ONNX vs Keras on validation images: the largest probability difference we accept
 DEFAULT_PARITY_TOLERANCE = 1e-4
@@ -38,6 +41,11 @@ class ExportConfig:
     ``int8_kernel_choice`` (target ``cpu``, opt-in): time each INT8 convolution under ONNX Runtime's two CPU int8
     kernels on this machine and keep the faster (`edgexfer.export.int8.kernels.choose_cpu_kernels`; same values).
     Off by default: it rests on timing, so with it two exports of the same run may differ in bytes.
+
+    ``quantizer``: ``edgexfer`` (ours: ONNX Runtime's ``quantize_static`` on our calibration), ``nncf`` (NNCF's
+    ``nncf.quantize``, the ``openvino`` extra; target ``cpu`` only: `edgexfer.export.int8.nncf_quantize`) or ``auto``
+    (the default: both where NNCF is installed and the target is ``cpu``, each through the same fallback rounds and
+    judged on the same images; the one that agrees with FP32 on more images is written, ours on ties).
 
     ``agreement_images``: how many images judge INT8's agreement with FP32 (the bar, the fallback rounds): the
     validation images first, then train images not in the calibration set (`edgexfer.export.int8.agreement`).
@@ -63,6 +71,7 @@ class ExportConfig:
     calibration_size: int = 500
     calibration_seed: int = 0
     calibration_method: str = "auto"
+    quantizer: str = "auto"
     max_batch: int = 32
     opt_batch: int | None = None
     opset: int = 17
@@ -117,6 +126,14 @@ class ExportConfig:
             raise EdgexferError(
                 f"unknown calibration method '{self.calibration_method}'", f"use one of: {', '.join(CALIBRATION_METHODS)}"
             )
+        if self.quantizer not in QUANTIZERS:
+            raise EdgexferError(f"unknown INT8 quantizer '{self.quantizer}'", f"use one of: {', '.join(QUANTIZERS)}")
+        if self.int8 and self.quantizer == "nncf":
+            if self.resolved_target == "tensorrt":
+                raise EdgexferError(f"--quantizer nncf cannot write a tensorrt-target INT8 file: "
+                                    f"{nncf_quantize.TENSORRT_BLOCKER}",
+                                    "use --quantizer edgexfer (or auto) with --target tensorrt or --engine")
+            nncf_quantize.require()
         if self.engine and self.int8 and self.resolved_target != "tensorrt":
             raise EdgexferError(
                 "an INT8 TensorRT engine needs the tensorrt INT8 profile, not --target cpu",

@@ -3,7 +3,7 @@
 The same statistics as ONNX Runtime's calibrators (`onnxruntime.quantization.calibrate`), gathered without
 their memory: one augmented session outputs each tensor and its min/max; every chunk of images is folded into
 running statistics and dropped. The result is ONNX Runtime's ``TensorsData``, which ``quantize_static`` reads
-back through its ``calibration_cache_path`` (`edgexfer.export.onnx_int8.quantize`).
+back through its ``calibration_cache_path`` (`edgexfer.export.int8.quantize.quantize`).
 """
 
 from __future__ import annotations

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+import edgexfer.export.int8.nncf_quantize as nncf_quantize
 from edgexfer.contracts.layers import KeptNode
 from edgexfer.export.int8.agreement import Agreement, JudgingImages, judge
 from edgexfer.export.int8.calibrate import calibration_batches
+from edgexfer.export.int8.quantize import quantize
 from edgexfer.export.int8.sensitivity import NodeLoss, node_sensitivity
-from edgexfer.export.onnx_int8 import quantize
 from edgexfer.runtime.ort_runtime import predict_onnx
 
 
@@ -86,8 +87,9 @@ class FallbackResult:
 
 @dataclass(frozen=True)
 class Quantizer:
-    """Quantizes the pre-processed FP32 graph with some nodes kept in float and judges the result. Ranges are
-    calibrated once per method and cached in ``work``."""
+    """Quantizes the pre-processed FP32 graph with some nodes kept in float and judges the result. ``kind``: who
+    quantizes, ``edgexfer`` (ONNX Runtime's ``quantize_static`` on our ranges, calibrated once per method and cached
+    in ``work``) or ``nncf`` (`edgexfer.export.int8.nncf_quantize`, the nodes kept in float as its ignored scope)."""
 
     float_path: Path
     work: Path
@@ -97,14 +99,25 @@ class Quantizer:
     batch_size: int
     timeline: Stages
     progress: bool = False
+    kind: str = "edgexfer"
 
     def attempt(self, method: str, kept: Sequence[KeptNode], label: str) -> Candidate:
+        label = label if self.kind == "edgexfer" else f"{self.kind}_{label}"
         path, ranges = self.work / f"int8_{label}.onnx", self.work / f"ranges_{method}.json"
-        batches = calibration_batches(self.calset, self.batch_size, progress=self.progress and not ranges.is_file(),
-                                      desc=f"INT8 calibration ({method})")
+        excluded = [k.name for k in kept]
         with self.timeline.stage(f"int8_quantize_{label}"):
-            settings = quantize(self.float_path, path, reader=batches, target=self.target, method=method,
-                                nodes_to_exclude=[k.name for k in kept], cache_path=ranges)
+            if self.kind == nncf_quantize.NAME:
+                batches = calibration_batches(self.calset, self.batch_size, progress=self.progress,
+                                              desc="INT8 calibration (NNCF)")
+                settings = nncf_quantize.quantize_nncf(self.float_path, path, images=batches,
+                                                       subset_size=self.calset.size, target=self.target,
+                                                       nodes_to_exclude=excluded)
+            else:
+                batches = calibration_batches(self.calset, self.batch_size,
+                                              progress=self.progress and not ranges.is_file(),
+                                              desc=f"INT8 calibration ({method})")
+                settings = quantize(self.float_path, path, reader=batches, target=self.target, method=method,
+                                    nodes_to_exclude=excluded, cache_path=ranges)
         with self.timeline.stage(f"int8_check_{label}"):
             agreement = judge(self.judging, predict_onnx(path, self.judging.images, self.batch_size))
         return Candidate(path, method, tuple(kept), settings, agreement)

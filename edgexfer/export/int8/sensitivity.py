@@ -146,12 +146,16 @@ def _array_sqnr(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def layer_report(float_path: str | os.PathLike[str], qdq_path: str | os.PathLike[str], artifact: str,
-                 images: np.ndarray, kept: Sequence[KeptNode]) -> LayerReport:
-    """The layer report of the shipped INT8 model ``qdq_path`` (`node_sensitivity` and `weight_sqnr`)."""
+                 images: np.ndarray, kept: Sequence[KeptNode], *, weights_matched: bool = True) -> LayerReport:
+    """The layer report of the shipped INT8 model ``qdq_path`` (`node_sensitivity` and `weight_sqnr`).
+
+    ``weights_matched=False`` for a file ONNX Runtime's ``create_weight_matching`` cannot read (NNCF names its
+    quantized weights ``q_output_<weight>_1``, not ORT's ``<weight>_quantized``, and the matcher logs an error per
+    weight): the rows then have no weight SQNR; the activation SQNR needs only the tensor names, which NNCF keeps."""
     import onnx
 
     losses = node_sensitivity(float_path, qdq_path, images)
-    weights = weight_sqnr(float_path, qdq_path)
+    weights = weight_sqnr(float_path, qdq_path) if weights_matched else {}
     weight_of = {node.name: node.input[1] for node in onnx.load(os.fspath(float_path), load_external_data=False).graph.node
                  if node.op_type in _WEIGHTED_OPS and len(node.input) > 1}
     in_float = {k.name for k in kept}

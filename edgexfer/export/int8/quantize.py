@@ -1,4 +1,4 @@
-"""Step 2 of the INT8 stage (`edgexfer.export.int8`): Q/DQ ONNX with ONNX Runtime's static quantization, from
+"""The quantize step of the INT8 stage (`edgexfer.export.int8`): Q/DQ ONNX with ONNX Runtime's static quantization, from
 the ranges `edgexfer.export.int8.calibrate` gathers in one pass over the calibration set.
 
 Two target profiles (docs/architecture.md, "Precision pipeline"):
