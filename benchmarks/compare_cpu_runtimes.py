@@ -286,6 +286,22 @@ def quantize(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ bench (no TensorFlow)
 
 
+def unlabeled_textures(work: Path, args: argparse.Namespace) -> Path:
+    """``--unlabeled-per-class`` more texture images, without labels, seeded apart from the split's: images a site
+    would have, which the bench adds to each precision's agreement with FP32."""
+    from PIL import Image
+
+    cr = _compare_runtimes()
+    root = work / "unlabeled_textures"
+    root.mkdir(parents=True, exist_ok=True)
+    for c, kind in enumerate(cr.TEXTURE_CLASSES):
+        for i in range(args.unlabeled_per_class):
+            path = root / f"u{c}_{i:04d}.png"
+            if not path.is_file():
+                Image.fromarray(cr.texture_image(kind, np.random.default_rng([args.seed + 1000, c, i]))).save(path)
+    return root
+
+
 def bench(args: argparse.Namespace) -> int:
     """``edgexfer.bench`` on one export with ort-cpu and ov-cpu, as a user runs it; a short record of its gate and
     recommendation (the full results stay in the work folder)."""
@@ -296,7 +312,9 @@ def bench(args: argparse.Namespace) -> int:
 
     work = Path(args.work)
     out = work / "bench" / args.backbone
+    unlabeled = unlabeled_textures(work, args) if args.backbone != TRAINED and args.unlabeled_per_class else None
     config = BenchConfig(export_dir=work / "exported" / args.backbone, out=out, runtimes=["ort-cpu", "ov-cpu"],
+                         unlabeled=unlabeled,
                          batch_sizes=tuple(args.batch_sizes), warmup=args.warmup, iterations=args.bench_iterations,
                          threads=args.threads, progress=False, log=lambda _: None,
                          thresholds=Thresholds(max_accuracy_drop=args.max_accuracy_drop, max_f1_drop=args.max_f1_drop,
@@ -423,6 +441,7 @@ def measure_backbone(backbone: str, args: argparse.Namespace, work: Path) -> dic
     bench_summary = None
     if not args.no_bench:
         child(args, "bench", "--backbone", backbone, "--bench-iterations", str(args.bench_iterations),
+              "--unlabeled-per-class", str(args.unlabeled_per_class), "--seed", str(args.seed),
               "--max-accuracy-drop", str(args.max_accuracy_drop), "--max-f1-drop", str(args.max_f1_drop),
               "--max-recall-drop", str(args.max_recall_drop))
         bench_summary = read_json(work / f"bench-{backbone}.json", "bench summary")
@@ -562,8 +581,9 @@ def markdown(results: dict[str, Any]) -> str:
              "top-1 with ONNX Runtime FP32 on the validation + test images (no train or calibration image). "
              "\"bench recommends\": `results.json`'s `recommended` of `edgexfer bench` on the export with runtimes "
              f"ort-cpu and ov-cpu (thresholds: accuracy {s['max_accuracy_drop']}, F1 {s['max_f1_drop']}, recall "
-             f"{s['max_recall_drop']}; the bench's own timing, {s['bench_iterations']} calls), timed here as its "
-             "variant. Target (issue 21): the recommendation is at least as fast as the best column within noise "
+             f"{s['max_recall_drop']}; the bench's own timing, {s['bench_iterations']} calls; texture models: "
+             f"{s.get('unlabeled_per_class') or 0} unlabeled texture images per class added to its agreement pool), "
+             "timed here as its variant. Target (issue 21): the recommendation is at least as fast as the best column within noise "
              "(one-sided Mann-Whitney U on the per-round p50s, p < 0.05 = slower) and agrees with FP32 at least as well "
              "as our INT8 on ONNX Runtime.", ""]
     loads = [*(m.get("loadavg_start") or []), *(m.get("loadavg_end") or [])]
@@ -685,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-f1-drop", type=float, default=0.01, help="the bench's threshold (its default)")
     parser.add_argument("--max-recall-drop", type=float, default=0.02, help="the bench's threshold (its default)")
     parser.add_argument("--no-bench", action="store_true", help="skip edgexfer bench (no recommendation)")
+    parser.add_argument("--unlabeled-per-class", type=int, default=0,
+                        help="texture models: unlabeled texture images per class given to the bench (--unlabeled)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=str(ROOT / "runs" / "compare_cpu_runtimes"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare_cpu_runtimes"))
