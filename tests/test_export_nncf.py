@@ -22,6 +22,7 @@ from edgexfer.evaluate.exported import load_export
 from edgexfer.export import ExportConfig, export_run
 from edgexfer.export.int8.agreement import Agreement
 from edgexfer.export.int8.fallback import Candidate, FallbackResult
+from edgexfer.export.pipeline import summary_lines
 from edgexfer.export.tensorrt_rules import check_graph
 
 nncf = pytest.importorskip("nncf", reason="nncf (the openvino extra) is not installed")
@@ -48,6 +49,7 @@ def test_nncf_quantizer_writes_nncf_s_qdq_file_recorded_in_the_manifest_and_open
     assert [c.quantizer for c in quantizer.candidates] == ["nncf"] and quantizer.candidates[0].kept
     assert quantizer.candidates[0].agreed == int8["parity"]["agreed"]
     assert manifest["options"]["quantizer"] == "nncf"
+    assert any(line.startswith("int8") and "quantized by nncf" in line for line in summary_lines(manifest))
     # NNCF's own graph: its Q/DQ naming (ours are ORT's `<tensor>_QuantizeLinear`), int8 weights, no int32 bias
     model = onnx.load(tmp_path / "nncf" / int8["file"])
     quantize_nodes = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -180,3 +182,23 @@ def test_compare_passes_the_quantizer_to_every_export(monkeypatch, tmp_path, dem
     result = CliRunner().invoke(cli, ["compare", "--data", str(demo_data_dir), "--backbones", "tinycnn", "--out",
                                       str(tmp_path / "study"), "--quantizer", "edgexfer"])
     assert result.exit_code == 2 and seen == ["edgexfer"], result.output
+
+
+def test_nodes_kept_in_float_by_the_fallback_stay_float_in_nncf_s_file(tmp_path, tiny_export):
+    """The fallback rounds pass their nodes to NNCF as its ignored scope: that convolution's weight stays float."""
+    from edgexfer.export.int8.nncf_quantize import quantize_nncf
+    from edgexfer.export.int8.quantize import preprocess
+
+    prep = tmp_path / "prep.onnx"
+    preprocess(tiny_export / "model_fp32.onnx", prep)
+    convs = [n for n in onnx.load(prep).graph.node if n.op_type == "Conv"]
+    assert len(convs) >= 2
+    images = [np.random.default_rng(0).integers(0, 256, size=(4, 48, 48, 3)).astype(np.float32)]
+    settings = quantize_nncf(prep, tmp_path / "q.onnx", images=images, subset_size=4, target="cpu",
+                             nodes_to_exclude=[convs[0].name])
+    assert settings["ignored_scope"] == [convs[0].name]
+    model = onnx.load(tmp_path / "q.onnx")
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    weight_of = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    assert weight_of[convs[0].name] not in dequantized  # kept float
+    assert weight_of[convs[1].name] in dequantized  # the next one quantized

@@ -115,7 +115,8 @@ def test_int8_tensorrt_profile_is_signed_and_symmetric(tmp_path, export_run_dir,
 
 def _forced_agreement(monkeypatch, counts):
     """INT8 candidates agree with FP32 on ``counts[i]`` of the judging images at the i-th check (then the real
-    count): the fallback's decisions are driven from here, the quantization and the files are real."""
+    count): the fallback's decisions are driven from here, the quantization and the files are real. The exports
+    that use it pin our quantizer (``auto`` would judge NNCF's file after the forced counts, on its real count)."""
     real, forced = fallback_module.judge, iter(counts)
 
     def judge(judging, candidate):
@@ -138,7 +139,7 @@ def test_fallback_drops_a_round_that_does_worse_and_tries_the_next_nodes(tmp_pat
     """Round 0 agrees on 22 images, round 1 (node A in float) on 20: dropped, round 2 tries node B instead and
     agrees on 30: kept; round 3 (B and C) on 25: dropped. The file is round 2's, with B alone in float."""
     _forced_agreement(monkeypatch, [22, 20, 30, 25])
-    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "fb", int8=True,
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "fb", int8=True, quantizer="edgexfer",
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
                                        calibration_method="entropy", int8_nodes_per_round=1, int8_max_rounds=3,
                                        progress=False))
@@ -162,7 +163,7 @@ def test_fallback_stops_once_the_bar_is_met_with_evidence(tmp_path, export_run_d
     """A bar of 50%: round 0 forced to 40 of the judging images, whose whole Wilson interval lies above 0.5, so
     no round follows and the outcome is met."""
     _forced_agreement(monkeypatch, [40])
-    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "met", int8=True,
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "met", int8=True, quantizer="edgexfer",
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
                                        calibration_method="minmax", int8_min_agreement=0.5, progress=False))
     fallback = _artifact(manifest, "int8")["quantization"]["fallback"]
@@ -243,7 +244,7 @@ def test_auto_calibration_tries_the_other_methods_when_entropy_settles_nothing(t
     """Entropy's round 0 is forced to 22 images, percentile to 31, minmax to 40: auto keeps minmax, records every
     method tried, and the fallback rounds (none allowed here) would go on with minmax."""
     _forced_agreement(monkeypatch, [22, 31, 40])
-    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "auto", int8=True,
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "auto", int8=True, quantizer="edgexfer",
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
                                        int8_max_rounds=0, progress=False))
     int8 = _artifact(manifest, "int8")
@@ -259,7 +260,7 @@ def test_auto_calibration_tries_the_other_methods_when_entropy_settles_nothing(t
 def test_auto_calibration_stops_at_entropy_when_every_image_agrees(tmp_path, export_run_dir, tiny_export, monkeypatch):
     n = _artifact(json.loads((tiny_export / "manifest.json").read_text()), "int8")["parity"]["n"]
     _forced_agreement(monkeypatch, [n])
-    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "entropy", int8=True,
+    manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "entropy", int8=True, quantizer="edgexfer",
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
                                        progress=False))
     fallback = _artifact(manifest, "int8")["quantization"]["fallback"]
@@ -282,7 +283,7 @@ def test_fallback_on_a_depthwise_swish_network(tmp_path, demo_split, monkeypatch
     model = build_model("mobilenetv3small", num_classes=len(demo_split.classes), image_size=32, weights="none")
     run = make_run_dir(tmp_path / "mnv3", demo_split, model, backbone="mobilenetv3small")
     _forced_agreement(monkeypatch, [0])
-    manifest = export_run(ExportConfig(run_dir=run, out=tmp_path / "out", int8=True, target="tensorrt",
+    manifest = export_run(ExportConfig(run_dir=run, out=tmp_path / "out", int8=True, quantizer="edgexfer", target="tensorrt",
                                        calibration=tmp_path / "cal", calibration_size=32, calibration_method="minmax",
                                        int8_min_agreement=1.0, int8_max_rounds=1, int8_nodes_per_round=3,
                                        progress=False))

@@ -157,7 +157,7 @@ def test_the_export_records_the_kernel_choice_it_was_asked_for(tmp_path, export_
     monkeypatch.setattr(kernels, "_kernel_ms_by_node", _fake_times({convs[0]}))
     manifest = export_run(ExportConfig(run_dir=export_run_dir, out=tmp_path / "k", int8=True, target="cpu",
                                        calibration=tiny_export.parent / "calibration", calibration_size=64,
-                                       int8_kernel_choice=True, progress=False))
+                                       int8_kernel_choice=True, quantizer="edgexfer", progress=False))
     int8 = next(a for a in manifest["artifacts"] if a["name"] == "int8")
     choice = int8["quantization"]["cpu_kernels"]
     assert choice["moved"] == [convs[0]] and choice["moved_to_gemm"] == 1 and choice["convolutions"] == len(convs)

@@ -251,6 +251,8 @@ def summary_lines(manifest: dict[str, Any], export_dir: str | os.PathLike[str] |
             text += f", max |Δp| {parity['max_abs_diff']:.2e} (n={parity['n']})"
         if a.get("excluded_nodes"):
             text += f", {len(a['excluded_nodes'])} node(s) kept in float"
+        if a.get("quantizer"):
+            text += f", quantized by {a['quantizer']['name']}"
         lines.append(text)
         layers = a.get("layers")
         if layers:
