@@ -138,7 +138,7 @@ def recalibrate_batchnorm(model: Any, images: np.ndarray, batch_size: int = 16, 
         layer.momentum = m
 
 
-def fit_head(model: Any, split: Any, epochs: int, batch_size: int) -> None:
+def fit_head(model: Any, split: Any, epochs: int, batch_size: int, size: int = SIZE) -> None:
     """Fit the classifier head (head BatchNorm + dense, as edgexfer.backbones builds it) on pooled features
     computed once, then copy its weights back into the model. (Training the backbone's last blocks too on
     cached features overfits 180 images here: train accuracy 0.99, validation 0.36 on MobileNetV2.)"""
@@ -147,7 +147,7 @@ def fit_head(model: Any, split: Any, epochs: int, batch_size: int) -> None:
     features = keras.Model(model.input, model.get_layer("head_pool").output)
     xs = {}
     for part in ("train", "val"):
-        x, y = split.load_arrays(part, (SIZE, SIZE))
+        x, y = split.load_arrays(part, (size, size))
         xs[part] = (features.predict(x.astype(np.float32), batch_size=batch_size, verbose=0), y)
     inputs = keras.Input((xs["train"][0].shape[1],))
     h = keras.layers.BatchNormalization(momentum=0.9, name="head_bn")(inputs)
