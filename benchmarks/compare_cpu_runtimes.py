@@ -135,9 +135,7 @@ def texture_run(backbone: str, run_dir: Path, args: argparse.Namespace) -> None:
     import keras
 
     from edgexfer.backbones import build_model
-    from edgexfer.contracts.run import RunMetrics, RunRecord, write_metrics
     from edgexfer.evaluate.metrics import classification_metrics
-    from edgexfer.io import sha256_file, write_json
 
     cr = _compare_runtimes()
     size = args.image_size
@@ -149,15 +147,7 @@ def texture_run(backbone: str, run_dir: Path, args: argparse.Namespace) -> None:
     cr.fit_head(model, split, epochs=args.head_epochs, batch_size=16, size=size)
     x, y = split.load_arrays("test", (size, size))
     metrics = classification_metrics(y, model.predict(x.astype(np.float32), batch_size=16, verbose=0), split.classes)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.keras")
-    split.save(run_dir / "split.json")
-    write_json(run_dir / "labels.json", split.classes)
-    write_metrics(run_dir, RunMetrics.from_dict(metrics))
-    RunRecord(path=run_dir, backbone=backbone, image_size=(size, size), classes=list(split.classes), head="gap",
-              weights="none", model_file="model.keras", model_sha256=sha256_file(run_dir / "model.keras"),
-              split_sha256=sha256_file(run_dir / "split.json"), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-              extra={"versions": {}}).write()
+    cr.save_run(run_dir, model, split, backbone, size, metrics)
 
 
 def prepare(args: argparse.Namespace) -> int:

@@ -167,9 +167,8 @@ def train_run(backbone: str, split: Any, run_dir: Path, args: argparse.Namespace
     import keras
 
     from edgexfer.backbones import build_model
-    from edgexfer.contracts.run import RunMetrics, RunRecord, read_metrics, write_metrics
+    from edgexfer.contracts.run import read_metrics
     from edgexfer.evaluate.metrics import classification_metrics
-    from edgexfer.io import sha256_file, write_json
 
     if (run_dir / "run.json").is_file():
         return read_metrics(run_dir).to_dict()
@@ -197,16 +196,24 @@ def train_run(backbone: str, split: Any, run_dir: Path, args: argparse.Namespace
     x, y = split.load_arrays("test", (SIZE, SIZE))
     probs = model.predict(x.astype(np.float32), batch_size=args.train_batch, verbose=0)
     metrics = classification_metrics(y, probs, split.classes)
+    save_run(run_dir, model, split, backbone, SIZE, metrics)
+    return metrics
+
+
+def save_run(run_dir: Path, model, split, backbone: str, size: int, metrics: dict) -> None:
+    """Write a fitted model as a finished run folder (docs/contracts.md section 2), as ``finetune`` leaves one."""
+    from edgexfer.contracts.run import RunMetrics, RunRecord, write_metrics
+    from edgexfer.io import sha256_file, write_json
+
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.keras")
     split.save(run_dir / "split.json")
     write_json(run_dir / "labels.json", split.classes)
     write_metrics(run_dir, RunMetrics.from_dict(metrics))
-    RunRecord(path=run_dir, backbone=backbone, image_size=(SIZE, SIZE), classes=list(split.classes), head="gap",
+    RunRecord(path=run_dir, backbone=backbone, image_size=(size, size), classes=list(split.classes), head="gap",
               weights="none", model_file="model.keras", model_sha256=sha256_file(run_dir / "model.keras"),
               split_sha256=sha256_file(run_dir / "split.json"), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
               extra={"versions": {}}).write()
-    return metrics
 
 
 def trained_how(run_dir: Path) -> str:
