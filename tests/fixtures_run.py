@@ -5,6 +5,7 @@
   ``demo_data_dir`` with the ``tinycnn`` backbone at 48 px, 2 + 1 epochs. Its accuracy is whatever
   three epochs give (it is a fixture for export/bench plumbing, not a good model). Treat it as
   read-only: copy it before changing anything.
+- ``pretrained_backbone``: a stand-in for a pretrained backbone (no download here), saved as a weights file.
 """
 
 from pathlib import Path
@@ -31,3 +32,24 @@ def tiny_run(demo_data_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return finetune(tiny_run_config(demo_data_dir, out), log=None).run_dir
+
+
+def pretrained_backbone(weights_file: Path, backbone: str, *, seed: int, images: int, passes: int, size: int = 32):
+    """A backbone that behaves as a pretrained one where training depends on it: random weights whose BatchNorm
+    statistics were re-estimated (precise BN over ``passes`` passes of ``images`` uniform images), so activations
+    are well scaled and every layer above an unfreeze boundary gets gradients. Saved to ``weights_file`` (a
+    ``--weights`` file); returns the model, whose weights are those of the file."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from edgexfer.backbones import get_backbone
+    from edgexfer.train.batchnorm import _batchnorm_layers, precise_batchnorm
+
+    keras.utils.set_random_seed(seed)
+    model = get_backbone(backbone).builder((size, size, 3), None)
+    x = np.random.default_rng(0).uniform(-1, 1, (images, size, size, 3)).astype("float32")
+    precise_batchnorm(model, tf.data.Dataset.from_tensor_slices((x, np.zeros(images))).batch(16),
+                      [layer.name for layer in _batchnorm_layers(model)], passes)
+    model.save_weights(weights_file)
+    return model

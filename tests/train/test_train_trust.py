@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fixtures_run import tiny_run_config
+from fixtures_run import pretrained_backbone, tiny_run_config
 
 from edgexfer.cli import cli
 from edgexfer.errors import EdgexferError
@@ -39,19 +39,8 @@ def test_gradual_unfreezing_really_unfreezes_a_pretrained_mobilenetv2(tmp_path):
     from edgexfer.train.stages import set_trainable
 
     spec = get_backbone("mobilenetv2")
-    keras.utils.set_random_seed(7)
-    pretrained = spec.builder((32, 32, 3), None)
-    # "pretrained": BatchNorm statistics that fit the weights, so activations are well scaled and every layer
-    # above a boundary gets gradients
-    import tensorflow as tf
-
-    from edgexfer.train.batchnorm import _batchnorm_layers, precise_batchnorm
-
-    images = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype("float32")
-    precise_batchnorm(pretrained, tf.data.Dataset.from_tensor_slices((images, np.zeros(64))).batch(16),
-                      [layer.name for layer in _batchnorm_layers(pretrained)], 4)
     weights_file = tmp_path / "mobilenetv2.weights.h5"
-    pretrained.save_weights(weights_file)
+    pretrained = pretrained_backbone(weights_file, "mobilenetv2", seed=7, images=64, passes=4)
     file_weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in pretrained.layers}
 
     snapshots = []

@@ -7,6 +7,7 @@ momentum, class weights, augmentation and training callbacks, not merely similar
 
 import numpy as np
 import pytest
+from fixtures_run import pretrained_backbone
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -17,10 +18,9 @@ RUN_ONLY = {"Resume", "RunProgress"}  # the run folder's bookkeeping (resume), n
 def test_a_tuning_trial_and_finetune_train_the_same_way(tmp_path, monkeypatch):
     pytest.importorskip("keras_tuner")
     import keras
-    import tensorflow as tf
 
     import edgexfer.data.pipeline as pipeline
-    from edgexfer.backbones import get_backbone, get_base
+    from edgexfer.backbones import get_base
     from edgexfer.config import FinetuneConfig
     from edgexfer.data.sources import discover
     from edgexfer.data.splits import make_split
@@ -28,16 +28,10 @@ def test_a_tuning_trial_and_finetune_train_the_same_way(tmp_path, monkeypatch):
     from edgexfer.studies.compare import TuneOptions
     from edgexfer.studies.tuning import tune_backbone
     from edgexfer.train import finetune
-    from edgexfer.train.batchnorm import _batchnorm_layers, precise_batchnorm
+    from edgexfer.train.batchnorm import _batchnorm_layers
 
-    spec = get_backbone("mobilenetv2")
-    keras.utils.set_random_seed(3)
-    pretrained = spec.builder((32, 32, 3), None)
-    images = np.random.default_rng(0).uniform(-1, 1, (32, 32, 32, 3)).astype("float32")
-    precise_batchnorm(pretrained, tf.data.Dataset.from_tensor_slices((images, np.zeros(32))).batch(16),
-                      [layer.name for layer in _batchnorm_layers(pretrained)], 2)
     weights_file = tmp_path / "pretrained.weights.h5"
-    pretrained.save_weights(weights_file)
+    pretrained_backbone(weights_file, "mobilenetv2", seed=3, images=32, passes=2)
     data = generate_demo(tmp_path / "data", per_class=8, size=32, seed=0)
     split_file = tmp_path / "split.json"
     make_split(discover(data), fractions=(0.6, 0.2, 0.2), seed=0).save(split_file)
